@@ -1,0 +1,63 @@
+"""Coalesce many concurrent single operations into one batch call, with no added delay.
+
+The first caller starts a flush on the next loop iteration; every call made before the flush
+runs joins the same batch. Under load, batches grow by themselves; when idle, a lone call is
+flushed at once. Used to turn many single RPCs into one Redis round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    """Calls ``handler(items)`` (returning one result per item) for batches of submitted items."""
+
+    def __init__(
+        self,
+        handler: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 512,
+    ) -> None:
+        self._handler = handler
+        self._max_batch = max_batch
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), self._max_batch):
+            chunk = pending[start : start + self._max_batch]
+            task = asyncio.ensure_future(self._run(chunk))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, chunk: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self._handler([item for item, _ in chunk])
+        except BaseException as exc:  # handed to every caller of the batch
+            for _, future in chunk:
+                if not future.done():
+                    future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for (_, future), result in zip(chunk, results, strict=True):
+            if not future.done():
+                future.set_result(result)

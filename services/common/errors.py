@@ -1,0 +1,74 @@
+"""The platform's own errors, and the one place they become gRPC statuses.
+
+Hierarchy::
+
+    FaaSError                 base; never raised itself
+    ├── InvalidArgument       INVALID_ARGUMENT  (REST 400)
+    ├── NotFound              NOT_FOUND         (REST 404)
+    ├── PayloadTooLarge       RESOURCE_EXHAUSTED (REST 413)
+    └── Unavailable           UNAVAILABLE       (REST 503)
+
+Every status carries a ``google.rpc.ErrorInfo`` whose ``reason`` (e.g. ``TASK_NOT_FOUND``) a
+client can branch on; the message is for people.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "faas.mpcsfaas.dev"
+
+
+class FaaSError(Exception):
+    """Base of the errors that map to a gRPC status."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, reason: str, **metadata: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.metadata = metadata
+
+
+class InvalidArgument(FaaSError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(FaaSError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class PayloadTooLarge(FaaSError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(FaaSError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+def to_status(error: FaaSError) -> grpc.Status:
+    """The rich gRPC status for ``error``, with an ErrorInfo detail."""
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(
+        code=getattr(code_pb2, error.code.name), message=error.message, details=[detail]
+    )
+    return rpc_status.to_status(status)
+
+
+def error_reason(error: grpc.aio.AioRpcError | grpc.RpcError) -> str:
+    """The ErrorInfo reason of a failed call, or "" when it has none."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    if status is None:
+        return ""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return str(info.reason)
+    return ""

@@ -1,0 +1,28 @@
+"""Run users' dill-serialized functions in a pool of long-lived child processes.
+
+``ProcessPool`` is driven from an asyncio event loop: ``submit`` a ``Job`` to an idle child and
+receive its ``Outcome`` through a callback. Children cache loaded functions, are replaced when
+they die or overrun a time limit, and never run on the loop.
+
+``ProcessPool`` is imported lazily: every child imports this package on its way to
+``_child``, and should not pay for asyncio and protobuf, which only the parent needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._types import Job, Outcome
+
+if TYPE_CHECKING:
+    from ._pool import ProcessPool
+
+__all__ = ["Job", "Outcome", "ProcessPool"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "ProcessPool":
+        from ._pool import ProcessPool
+
+        return ProcessPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,173 @@
+"""Entry point of a pool child: load functions, run jobs one at a time, report how each ended.
+
+A child imports only dill, pickle and traceback on top of the protocol module; the parent's
+asyncio and protobuf machinery stays out of it so children start fast and stay small.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import dill
+
+from . import _protocol as proto
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+__all__ = ["child_main"]
+
+_MAX_MESSAGE_CHARS = 2000
+
+# (kind, result, message, traceback): the body of a DONE frame.
+_Reply = tuple[str, bytes, str, str]
+
+
+class _Rejected(Exception):
+    """A job whose function or arguments cannot be used; carries the failure to report."""
+
+    def __init__(self, kind: str, error: BaseException, context: str) -> None:
+        super().__init__(context)
+        self.kind = kind
+        self.error = error
+        self.context = context
+
+
+def child_main(conn: Connection[Any, Any]) -> None:
+    """Serve jobs arriving on ``conn`` until the parent closes its end of the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
+    owner = os.getpid()
+    functions: dict[str, Callable[..., Any]] = {}
+    try:
+        _send(conn, (proto.READY,))
+        while True:
+            request: proto.Request = pickle.loads(conn.recv_bytes())
+            attempt_id, function_id, function_payload, args_payload, evicted = request
+            for evicted_id in evicted:
+                functions.pop(evicted_id, None)
+            reply = _run(functions, function_id, function_payload, args_payload, owner)
+            _send(conn, (proto.DONE, attempt_id, *reply))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return  # The parent has gone or closed the pipe: nothing left to do.
+
+
+def _send(conn: Connection[Any, Any], message: tuple[object, ...]) -> None:
+    data = proto.encode(message)
+    if len(data) > proto.LARGE_FRAME_BYTES:
+        conn.send_bytes(proto.encode((proto.LARGE, len(data))))
+    conn.send_bytes(data)
+
+
+def _run(
+    functions: dict[str, Callable[..., Any]],
+    function_id: str,
+    function_payload: bytes | None,
+    args_payload: bytes,
+    owner: int,
+) -> _Reply:
+    try:
+        fn = _load_function(functions, function_id, function_payload)
+        args, kwargs = _load_arguments(args_payload)
+    except _Rejected as rejected:
+        return _failure(rejected.kind, rejected.error, rejected.context)
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: user code must not end us.
+        return _failure(proto.RAISED, exc, "", skip_frames=1)
+    finally:
+        if os.getpid() != owner:
+            os._exit(0)  # A fork made by user code returned here; only the owner may reply.
+    try:
+        result: bytes = dill.dumps(value)
+    except BaseException as exc:
+        return _failure(proto.UNSERIALIZABLE, exc, "result could not be serialized")
+    return (proto.OK, result, "", "")
+
+
+def _load_function(
+    functions: dict[str, Callable[..., Any]], function_id: str, payload: bytes | None
+) -> Callable[..., Any]:
+    if payload is not None:
+        context = "function could not be deserialized"
+        try:
+            loaded = dill.loads(payload)
+        except BaseException as exc:
+            raise _Rejected(proto.BAD_FUNCTION, exc, context) from None
+        if not callable(loaded):
+            error = TypeError(f"the payload holds a {type(loaded).__name__}, not a callable")
+            raise _Rejected(proto.BAD_FUNCTION, error, context)
+        functions[function_id] = loaded
+    fn = functions.get(function_id)
+    if fn is None:
+        missing = LookupError(f"function {function_id} is not loaded in this worker process")
+        raise _Rejected(proto.BAD_FUNCTION, missing, "function unavailable")
+    return fn
+
+
+def _load_arguments(payload: bytes) -> tuple[tuple[Any, ...] | list[Any], dict[str, Any]]:
+    try:
+        loaded = dill.loads(payload)
+    except BaseException as exc:
+        raise _Rejected(proto.BAD_ARGUMENTS, exc, "arguments could not be deserialized") from None
+    context = "invalid arguments payload"
+    if not isinstance(loaded, tuple) or len(loaded) != 2:
+        shape = f"a tuple of {len(loaded)}" if isinstance(loaded, tuple) else type(loaded).__name__
+        error = TypeError(f"expected a 2-tuple (args, kwargs), got {shape}")
+        raise _Rejected(proto.BAD_ARGUMENTS, error, context)
+    args, kwargs = loaded
+    if not isinstance(args, tuple | list):
+        error = TypeError(
+            f"positional arguments must be a tuple or list, got {type(args).__name__}"
+        )
+        raise _Rejected(proto.BAD_ARGUMENTS, error, context)
+    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+        error = TypeError("keyword arguments must be a dict with str keys")
+        raise _Rejected(proto.BAD_ARGUMENTS, error, context)
+    return args, kwargs
+
+
+def _failure(kind: str, error: BaseException, context: str, *, skip_frames: int = 0) -> _Reply:
+    """Build a failure reply; ``skip_frames`` drops this module's frames from the traceback."""
+    summary = _describe(error)
+    message = f"{context}: {summary}" if context else summary
+    tb = error.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None:
+            tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(error), error, tb)) if tb is not None else ""
+    return (kind, _dump_exception(error), _one_line(message), text)
+
+
+def _describe(error: BaseException) -> str:
+    try:
+        detail = str(error)
+    except Exception:
+        detail = "<str() failed>"
+    name = type(error).__name__
+    return f"{name}: {detail}" if detail else name
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    if len(line) > _MAX_MESSAGE_CHARS:
+        line = line[: _MAX_MESSAGE_CHARS - 3] + "..."
+    return line
+
+
+def _dump_exception(error: BaseException) -> bytes:
+    """Serialize ``error``; one that cannot make a round trip is replaced by a RuntimeError."""
+    try:
+        data: bytes = dill.dumps(error)
+        dill.loads(data)
+    except BaseException:
+        try:
+            text = repr(error)
+        except Exception:
+            text = type(error).__name__
+        data = dill.dumps(RuntimeError(text))
+    return data

@@ -1,0 +1,70 @@
+"""Turn what happened to a job into an ``Outcome`` carrying the contract's status and cause."""
+
+from __future__ import annotations
+
+import pickle
+import signal
+
+from faas.v1 import common_pb2
+
+from . import _protocol as proto
+from ._types import Job, Outcome
+
+_CAUSES: dict[str, int] = {
+    proto.RAISED: common_pb2.FAILURE_CAUSE_RAISED,
+    proto.BAD_FUNCTION: common_pb2.FAILURE_CAUSE_BAD_PAYLOAD,
+    proto.BAD_ARGUMENTS: common_pb2.FAILURE_CAUSE_BAD_PAYLOAD,
+    proto.UNSERIALIZABLE: common_pb2.FAILURE_CAUSE_RESULT_NOT_SERIALIZABLE,
+}
+
+
+def from_reply(job: Job, done: proto.Done) -> Outcome:
+    """The outcome a child reported for ``job``."""
+    if done.kind == proto.OK:
+        return Outcome(
+            task_id=job.task_id,
+            attempt_id=job.attempt_id,
+            status=common_pb2.TASK_STATUS_COMPLETED,
+            result=done.result,
+            cause=common_pb2.FAILURE_CAUSE_UNSPECIFIED,
+            message="",
+            traceback="",
+        )
+    return _failed(job, _CAUSES[done.kind], done.result, done.message, done.traceback)
+
+
+def timed_out(job: Job) -> Outcome:
+    """The outcome of a job whose child was killed for exceeding ``job.timeout``."""
+    message = f"task exceeded its time limit of {job.timeout:g} s"
+    error = pickle.dumps(TimeoutError(message), protocol=proto.PICKLE_PROTOCOL)
+    return _failed(job, common_pb2.FAILURE_CAUSE_TIMEOUT, error, message, "")
+
+
+def process_died(job: Job, exitcode: int | None) -> Outcome:
+    """The outcome of a job whose child exited while running it."""
+    message = f"worker process died with {_describe_exit(exitcode)} while running the task"
+    error = pickle.dumps(ChildProcessError(message), protocol=proto.PICKLE_PROTOCOL)
+    return _failed(job, common_pb2.FAILURE_CAUSE_PROCESS_DIED, error, message, "")
+
+
+def _failed(job: Job, cause: int, result: bytes, message: str, traceback: str) -> Outcome:
+    return Outcome(
+        task_id=job.task_id,
+        attempt_id=job.attempt_id,
+        status=common_pb2.TASK_STATUS_FAILED,
+        result=result,
+        cause=cause,
+        message=message,
+        traceback=traceback,
+    )
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "an unknown exit code"
+    if exitcode < 0:
+        try:
+            return f"exit code {exitcode} ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            pass
+    return f"exit code {exitcode}"

@@ -1,0 +1,394 @@
+"""ProcessPool: run users' functions in long-lived child processes, driven by an asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import logging
+import multiprocessing
+import multiprocessing.util
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self
+
+from . import _outcomes as outcomes
+from . import _protocol as proto
+from ._handle import ChildHandle, Context
+from ._types import Job, Outcome
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+__all__ = ["ProcessPool"]
+
+logger = logging.getLogger(__name__)
+
+# Pause before starting another child when the last one failed to start, so a broken
+# environment does not become a hot loop of doomed processes.
+_RESTART_DELAY = 1.0
+
+
+class ProcessPool:
+    """Runs jobs in ``size`` long-lived child processes without blocking the event loop.
+
+    ``submit`` hands a job to an idle child at once, and ``on_outcome`` is called on the loop
+    thread exactly once per submitted job, unless ``close`` comes first. A child that dies or
+    overruns its job's time limit is killed and replaced, so the pool keeps its size; a
+    replacement is a free slot only once it is ready, and ``on_slot_ready`` (when given) is
+    called at that moment. Each child keeps up to ``max_cached_functions`` deserialized
+    functions, and a function's payload is sent to a child only when it does not hold it yet.
+    Every method must be called from the thread running the loop given to ``start``.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        on_outcome: Callable[[Outcome], None],
+        *,
+        start_method: str = "spawn",
+        max_cached_functions: int = 128,
+        on_slot_ready: Callable[[], None] | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        if max_cached_functions < 1:
+            raise ValueError(f"max_cached_functions must be at least 1, got {max_cached_functions}")
+        self._size = size
+        self._on_outcome = on_outcome
+        self._on_slot_ready = on_slot_ready
+        self._start_method = start_method
+        self._context = _context(start_method)
+        self._max_cached_functions = max_cached_functions
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._children: list[ChildHandle] = []
+        self._launched = 0
+        self._pending: dict[str, Job] = {}  # attempt_id -> job submitted and not yet reported
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._reaps: set[asyncio.Task[None]] = set()
+        self._restarts: set[asyncio.TimerHandle] = set()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def size(self) -> int:
+        """The number of child processes the pool keeps."""
+        return self._size
+
+    @property
+    def free_slots(self) -> int:
+        """The number of ready children without a job."""
+        return sum(1 for child in self._children if child.idle)
+
+    def running_attempts(self) -> list[str]:
+        """The attempt ids submitted and not yet reported."""
+        return list(self._pending)
+
+    async def start(self) -> None:
+        """Start ``size`` children and return once all of them are ready for work."""
+        if self._loop is not None or self._closed:
+            raise RuntimeError("a process pool can be started only once")
+        loop = self._loop = asyncio.get_running_loop()
+        # multiprocessing.util (imported above) registered an atexit hook that joins children;
+        # ours is registered later, so it runs first and kills them if close() never ran.
+        atexit.register(self._kill_all)
+        waiters: list[asyncio.Future[None]] = []
+        try:
+            for _ in range(self._size):
+                child = self._launch()
+                child.ready_waiter = loop.create_future()
+                waiters.append(child.ready_waiter)
+            await asyncio.gather(*waiters)
+        except BaseException:
+            await self.close()
+            raise
+        logger.info("process pool started %d children (%s)", self._size, self._start_method)
+
+    def submit(self, job: Job) -> None:
+        """Give ``job`` to an idle child now; raise RuntimeError when no child is idle."""
+        loop = self._require_loop()
+        if self._closed:
+            raise RuntimeError("the process pool is closed")
+        if job.attempt_id in self._pending:
+            raise ValueError(f"attempt {job.attempt_id} is already running")
+        idle = [child for child in self._children if child.idle]
+        if not idle:
+            raise RuntimeError("no idle worker process")
+        # Prefer a child that already holds the function.
+        child = next((c for c in idle if c.has_function(job.function_id)), idle[0])
+        send_function = not child.has_function(job.function_id)
+        evicted = child.remember_function(job.function_id, self._max_cached_functions)
+        payload = job.function_payload if send_function else None
+        request: proto.Request = (
+            job.attempt_id,
+            job.function_id,
+            payload,
+            job.args_payload,
+            evicted,
+        )
+        child.job = job
+        self._pending[job.attempt_id] = job
+        self._idle.clear()
+        if job.timeout is not None and job.timeout > 0:
+            child.timer = loop.call_later(job.timeout, self._on_timeout, child, job)
+        logger.debug("attempt %s of task %s goes to %s", job.attempt_id, job.task_id, child.name)
+        size = len(job.args_payload) + (len(payload) if payload is not None else 0)
+        if size > proto.LARGE_FRAME_BYTES:
+            self._send_off_loop(child, request)
+            return
+        try:
+            child.conn.send_bytes(proto.encode(request))
+        except OSError as exc:
+            logger.warning("could not send attempt %s to %s: %s", job.attempt_id, child.name, exc)
+            self._retire(child)
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job is running (True) or ``timeout`` seconds pass (False)."""
+        if not self._pending:
+            return True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """SIGKILL and reap every child; jobs still running produce no outcome."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pending.clear()
+        self._idle.set()
+        for handle in self._restarts:
+            handle.cancel()
+        self._restarts.clear()
+        for child in list(self._children):
+            self._retire(child, report=False)
+        if self._reaps:
+            await asyncio.gather(*self._reaps, return_exceptions=True)
+        atexit.unregister(self._kill_all)
+        logger.info("process pool closed")
+
+    # -- children -----------------------------------------------------------------------------
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("the process pool has not been started")
+        return self._loop
+
+    def _launch(self) -> ChildHandle:
+        loop = self._require_loop()
+        self._launched += 1
+        child = ChildHandle(self._context, f"faas-pool-{self._launched}")
+        try:
+            child.start()
+        except BaseException:
+            child.conn.close()
+            raise
+        loop.add_reader(child.fileno, self._on_readable, child)
+        loop.add_reader(child.process.sentinel, self._on_exited, child)
+        self._children.append(child)
+        logger.debug("started %s (pid %s)", child.name, child.process.pid)
+        return child
+
+    def _replace(self) -> None:
+        if self._closed:
+            return
+        try:
+            child = self._launch()
+        except Exception:
+            logger.exception("could not start a worker process; retrying in %g s", _RESTART_DELAY)
+            self._replace_later()
+            return
+        logger.info("started %s (pid %s) as a replacement", child.name, child.process.pid)
+
+    def _replace_later(self) -> None:
+        def fire() -> None:
+            self._restarts.discard(handle)
+            self._replace()
+
+        handle = self._require_loop().call_later(_RESTART_DELAY, fire)
+        self._restarts.add(handle)
+
+    def _retire(self, child: ChildHandle, *, report: bool = True) -> None:
+        """Kill ``child`` and replace it; its job, if ``report``, fails once it is reaped."""
+        if child.retired:
+            return
+        child.retired = True
+        loop = self._require_loop()
+        self._children.remove(child)
+        loop.remove_reader(child.fileno)
+        loop.remove_reader(child.process.sentinel)
+        child.cancel_timer()
+        job, child.job = child.job, None
+        child.kill()
+        reap = loop.create_task(self._reap(child, job if report else None))
+        self._reaps.add(reap)
+        reap.add_done_callback(self._reaps.discard)
+        if self._closed or (child.ready_waiter is not None and not child.ready):
+            return  # Closing, or start() is failing and will close the pool.
+        if child.ready:
+            self._replace()
+        else:
+            logger.error("%s exited during start-up", child.name)
+            self._replace_later()
+
+    async def _reap(self, child: ChildHandle, job: Job | None) -> None:
+        try:
+            exitcode = await child.reap()
+        except Exception:
+            logger.exception("could not reap %s", child.name)
+            exitcode = None
+        waiter = child.ready_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(
+                RuntimeError(f"{child.name} exited with code {exitcode} before it was ready")
+            )
+        if job is not None and not self._closed:
+            logger.warning(
+                "%s died with exit code %s while running attempt %s",
+                child.name,
+                exitcode,
+                job.attempt_id,
+            )
+            self._deliver(outcomes.process_died(job, exitcode))
+
+    def _kill_all(self) -> None:
+        """At interpreter exit, if close() was never awaited: do not leave children behind."""
+        for child in self._children:
+            child.kill()
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _on_readable(self, child: ChildHandle) -> None:
+        try:
+            data = child.conn.recv_bytes()
+        except (EOFError, OSError):
+            self._retire(child)  # The child is gone; reaping tells how.
+            return
+        self._on_data(child, data)
+
+    def _on_exited(self, child: ChildHandle) -> None:
+        # Take in whatever the child wrote before it exited, then retire it.
+        while not child.retired and not child.reading_off_loop and child.conn.poll():
+            self._on_readable(child)
+        self._retire(child)
+
+    def _on_data(self, child: ChildHandle, data: bytes) -> None:
+        try:
+            frame = proto.decode_child_frame(data)
+        except proto.ProtocolError as exc:
+            self._broke_protocol(child, str(exc))
+            return
+        if isinstance(frame, proto.Ready):
+            self._on_ready(child)
+        elif isinstance(frame, proto.Large):
+            self._read_off_loop(child)
+        else:
+            self._on_done(child, frame)
+
+    def _on_ready(self, child: ChildHandle) -> None:
+        if child.ready:
+            self._broke_protocol(child, "second READY frame")
+            return
+        child.ready = True
+        logger.debug("%s is ready", child.name)
+        if child.ready_waiter is not None:
+            if not child.ready_waiter.done():
+                child.ready_waiter.set_result(None)
+        elif self._on_slot_ready is not None:
+            try:
+                self._on_slot_ready()
+            except Exception:
+                logger.exception("on_slot_ready callback failed")
+
+    def _on_done(self, child: ChildHandle, done: proto.Done) -> None:
+        job = child.job
+        if job is None or done.attempt_id != job.attempt_id:
+            self._broke_protocol(child, f"result for unexpected attempt {done.attempt_id}")
+            return
+        child.job = None
+        child.cancel_timer()
+        if done.kind == proto.BAD_FUNCTION:
+            child.forget_function(job.function_id)
+        self._deliver(outcomes.from_reply(job, done))
+
+    def _on_timeout(self, child: ChildHandle, job: Job) -> None:
+        child.timer = None
+        if child.retired or child.job is not job:
+            return
+        logger.warning(
+            "attempt %s exceeded its time limit of %g s; killing %s",
+            job.attempt_id,
+            job.timeout,
+            child.name,
+        )
+        self._retire(child, report=False)
+        self._deliver(outcomes.timed_out(job))
+
+    def _broke_protocol(self, child: ChildHandle, reason: str) -> None:
+        logger.error("%s broke the pool protocol (%s); killing it", child.name, reason)
+        self._retire(child)
+
+    def _deliver(self, outcome: Outcome) -> None:
+        if self._pending.pop(outcome.attempt_id, None) is None:
+            return
+        if not self._pending:
+            self._idle.set()
+        try:
+            self._on_outcome(outcome)
+        except Exception:
+            logger.exception("on_outcome callback failed for attempt %s", outcome.attempt_id)
+
+    # -- large frames -------------------------------------------------------------------------
+
+    def _send_off_loop(self, child: ChildHandle, request: proto.Request) -> None:
+        loop = self._require_loop()
+        transfer = loop.run_in_executor(None, _send_frame, child.conn, request)
+        child.track(transfer)
+        transfer.add_done_callback(functools.partial(self._on_sent, child))
+
+    def _on_sent(self, child: ChildHandle, transfer: asyncio.Future[None]) -> None:
+        error = None if transfer.cancelled() else transfer.exception()
+        if error is not None and not child.retired:
+            logger.warning("could not send a job to %s: %s", child.name, error)
+            self._retire(child)
+
+    def _read_off_loop(self, child: ChildHandle) -> None:
+        loop = self._require_loop()
+        loop.remove_reader(child.fileno)
+        child.reading_off_loop = True
+        transfer = loop.run_in_executor(None, child.conn.recv_bytes)
+        child.track(transfer)
+        transfer.add_done_callback(functools.partial(self._on_large_frame, child))
+
+    def _on_large_frame(self, child: ChildHandle, transfer: asyncio.Future[bytes]) -> None:
+        child.reading_off_loop = False
+        error = None if transfer.cancelled() else transfer.exception()
+        if child.retired or transfer.cancelled():
+            return
+        if error is not None:
+            self._retire(child)  # The child died part-way through the frame.
+            return
+        self._require_loop().add_reader(child.fileno, self._on_readable, child)
+        self._on_data(child, transfer.result())
+
+
+def _send_frame(conn: Connection[Any, Any], request: proto.Request) -> None:
+    conn.send_bytes(proto.encode(request))
+
+
+def _context(start_method: str) -> Context:
+    if start_method == "spawn":
+        return multiprocessing.get_context("spawn")
+    if start_method == "forkserver":
+        return multiprocessing.get_context("forkserver")
+    if start_method == "fork":
+        return multiprocessing.get_context("fork")
+    raise ValueError(f"unknown start method {start_method!r}: use spawn, forkserver or fork")

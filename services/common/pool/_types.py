@@ -1,0 +1,44 @@
+"""Value objects exchanged with the process pool: a job in, an outcome out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Job", "Outcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One attempt at running a user's function.
+
+    ``function_payload`` is ``dill.dumps(fn)`` and ``args_payload`` is
+    ``dill.dumps((args, kwargs))``, both raw bytes. The pool caches loaded functions by
+    ``function_id`` in each child, so one id must always name the same payload.
+    ``timeout`` is in seconds; ``None`` or a value ``<= 0`` means no limit.
+    """
+
+    task_id: str
+    attempt_id: str
+    function_id: str
+    function_payload: bytes
+    args_payload: bytes
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one job ended.
+
+    ``status`` is ``TASK_STATUS_COMPLETED`` or ``TASK_STATUS_FAILED``. ``result`` holds the
+    serialized return value, or a serialized exception when the job failed. ``cause`` is a
+    ``FailureCause`` (``FAILURE_CAUSE_UNSPECIFIED`` on success), ``message`` a one-line summary
+    and ``traceback`` the formatted traceback when there is one.
+    """
+
+    task_id: str
+    attempt_id: str
+    status: int
+    result: bytes
+    cause: int
+    message: str
+    traceback: str

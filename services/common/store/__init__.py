@@ -1,0 +1,30 @@
+"""Redis state of MPCSFaaS: key layout, Lua scripts and the async store that uses them."""
+
+from ._records import (
+    STATUSES,
+    TERMINAL_STATUSES,
+    AttemptOutcome,
+    AttemptStart,
+    CreatedTask,
+    LostAttempt,
+    NewTask,
+    QueuedTask,
+    TaskRecord,
+)
+from ._store import TaskStore, connect
+from .keys import Keys
+
+__all__ = [
+    "STATUSES",
+    "TERMINAL_STATUSES",
+    "AttemptOutcome",
+    "AttemptStart",
+    "CreatedTask",
+    "Keys",
+    "LostAttempt",
+    "NewTask",
+    "QueuedTask",
+    "TaskRecord",
+    "TaskStore",
+    "connect",
+]

@@ -1,0 +1,84 @@
+"""Plain value objects that the store reads and writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED"})
+STATUSES = ("QUEUED", "RUNNING", "COMPLETED", "FAILED")
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task to store as QUEUED."""
+
+    task_id: str
+    function_id: str
+    payload: bytes
+    timeout: float | None = None
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedTask:
+    """What storing a :class:`NewTask` gave: its id (an earlier one for a repeated request_id)."""
+
+    task_id: str
+    timeout: float | None
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedTask:
+    """What the dispatcher needs to run a task."""
+
+    task_id: str
+    function_id: str
+    payload: bytes
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task as stored, without its argument payload."""
+
+    task_id: str
+    function_id: str
+    status: str
+    result: bytes
+    cause: str
+    message: str
+    traceback: str
+    attempts: int
+    worker_id: str
+    created_ms: int
+    started_ms: int
+    finished_ms: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStart:
+    task_id: str
+    attempt_id: str
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    task_id: str
+    attempt_id: str
+    status: str
+    result: bytes
+    cause: str = ""
+    message: str = ""
+    traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LostAttempt:
+    task_id: str
+    attempt_id: str = ""  # "" matches whatever attempt is RUNNING

@@ -1,0 +1,252 @@
+"""The one gateway to Redis: every read and write of functions and tasks goes through here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from . import scripts
+from ._records import (
+    AttemptOutcome,
+    AttemptStart,
+    CreatedTask,
+    LostAttempt,
+    NewTask,
+    QueuedTask,
+    TaskRecord,
+)
+from .keys import Keys
+
+_RECORD_FIELDS = (
+    "function_id",
+    "status",
+    "result",
+    "cause",
+    "message",
+    "traceback",
+    "attempts",
+    "worker_id",
+    "created",
+    "started",
+    "finished",
+)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _timeout_arg(timeout: float | None) -> str:
+    return "" if timeout is None or timeout <= 0 else repr(float(timeout))
+
+
+def _timeout_value(raw: bytes | str | None) -> float | None:
+    if raw in (None, b"", ""):
+        return None
+    value = float(raw)  # type: ignore[arg-type]
+    return value if value > 0 else None
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode() if raw else ""
+
+
+def _int(raw: bytes | None) -> int:
+    return int(raw) if raw else 0
+
+
+def connect(url: str, *, socket_timeout: float = 5.0) -> aioredis.Redis:
+    """A client for ``url`` whose calls fail within ``socket_timeout`` when Redis is away."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        health_check_interval=10,
+        decode_responses=False,
+    )
+
+
+class TaskStore:
+    """Functions and tasks in Redis, with atomic (Lua) batch state changes.
+
+    Errors: every method raises :class:`redis.exceptions.RedisError` subclasses when Redis cannot
+    be reached (``ConnectionError``, ``TimeoutError``); callers map those to UNAVAILABLE.
+    """
+
+    def __init__(self, client: aioredis.Redis, keys: Keys | None = None) -> None:
+        self.client = client
+        self.keys = keys or Keys()
+        self._create = client.register_script(scripts.CREATE_TASKS)
+        self._start = client.register_script(scripts.START_ATTEMPTS)
+        self._finish = client.register_script(scripts.FINISH_ATTEMPTS)
+        self._requeue = client.register_script(scripts.REQUEUE_ATTEMPTS)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    # Functions
+
+    async def register_function(
+        self, function_id: str, name: str, payload: bytes, timeout: float | None
+    ) -> None:
+        await self.client.hset(
+            self.keys.function(function_id),
+            mapping={
+                "name": name,
+                "payload": payload,
+                "timeout": _timeout_arg(timeout),
+                "created": _now_ms(),
+            },
+        )
+
+    async def get_function_payload(self, function_id: str) -> bytes | None:
+        raw = await self.client.hget(self.keys.function(function_id), "payload")
+        return cast("bytes | None", raw)
+
+    async def function_exists(self, function_id: str) -> bool:
+        return bool(await self.client.exists(self.keys.function(function_id)))
+
+    # Tasks: the gateway's side
+
+    async def create_tasks(self, tasks: Sequence[NewTask]) -> list[CreatedTask | None]:
+        """Stores tasks as QUEUED; ``None`` in place of a task whose function does not exist."""
+        if not tasks:
+            return []
+        keys: list[str] = [self.keys.queued]
+        args: list[Any] = [_now_ms()]
+        for task in tasks:
+            task_key = self.keys.task(task.task_id)
+            request_key = self.keys.request(task.request_id) if task.request_id else task_key
+            keys += [self.keys.function(task.function_id), task_key, request_key]
+            args += [
+                task.task_id,
+                task.function_id,
+                task.payload,
+                _timeout_arg(task.timeout),
+                "1" if task.request_id else "0",
+            ]
+        rows = await self._create(keys=keys, args=args)
+        out: list[CreatedTask | None] = []
+        for task_id, timeout, created in rows:
+            if not task_id:
+                out.append(None)
+            else:
+                out.append(CreatedTask(task_id.decode(), _timeout_value(timeout), created == b"1"))
+        return out
+
+    async def get_status(self, task_id: str) -> str | None:
+        raw = await self.client.hget(self.keys.task(task_id), "status")
+        return _text(cast("bytes | None", raw)) or None
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        values = await self.client.hmget(self.keys.task(task_id), list(_RECORD_FIELDS))
+        return _record(task_id, values)
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hmget(self.keys.task(task_id), list(_RECORD_FIELDS))
+            rows = await pipe.execute()
+        return [_record(t, v) for t, v in zip(task_ids, rows, strict=True)]
+
+    # Tasks: the dispatcher's side
+
+    async def queued_ids(self) -> list[str]:
+        return [raw.decode() for raw in await self.client.zrange(self.keys.queued, 0, -1)]
+
+    async def running_ids(self) -> list[str]:
+        return [raw.decode() for raw in await self.client.zrange(self.keys.running, 0, -1)]
+
+    async def load_queued(
+        self, task_ids: Sequence[str], status: str = "QUEUED"
+    ) -> list[QueuedTask]:
+        """The tasks among ``task_ids`` still in ``status``, with what it takes to run them."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hmget(self.keys.task(task_id), ["status", "function_id", "payload", "timeout"])
+            rows = await pipe.execute()
+        out = []
+        wanted = status.encode()
+        for task_id, (state, function_id, payload, timeout) in zip(task_ids, rows, strict=True):
+            if state == wanted and function_id is not None:
+                out.append(
+                    QueuedTask(
+                        task_id, function_id.decode(), payload or b"", _timeout_value(timeout)
+                    )
+                )
+        return out
+
+    async def running_attempts(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """task_id -> current attempt_id for those of ``task_ids`` that are RUNNING."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hmget(self.keys.task(task_id), ["status", "attempt_id"])
+            rows = await pipe.execute()
+        return {
+            task_id: attempt.decode()
+            for task_id, (status, attempt) in zip(task_ids, rows, strict=True)
+            if status == b"RUNNING" and attempt
+        }
+
+    async def start_attempts(self, starts: Sequence[AttemptStart]) -> list[bool]:
+        """Marks tasks RUNNING under a new attempt; False for a task that was not QUEUED."""
+        if not starts:
+            return []
+        keys = [self.keys.queued, self.keys.running] + [self.keys.task(s.task_id) for s in starts]
+        args: list[Any] = [_now_ms()]
+        for s in starts:
+            args += [s.task_id, s.attempt_id, s.worker_id]
+        return [bool(x) for x in await self._start(keys=keys, args=args)]
+
+    async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        """Stores outcomes; False where the task was terminal or the attempt was not current."""
+        if not outcomes:
+            return []
+        keys = [self.keys.queued, self.keys.running] + [self.keys.task(o.task_id) for o in outcomes]
+        args: list[Any] = [_now_ms()]
+        for o in outcomes:
+            args += [o.task_id, o.attempt_id, o.status, o.result, o.cause, o.message, o.traceback]
+        return [bool(x) for x in await self._finish(keys=keys, args=args)]
+
+    async def requeue_attempts(
+        self,
+        lost: Sequence[LostAttempt],
+        *,
+        max_attempts: int,
+        final_result: bytes,
+        final_message: str,
+    ) -> list[int]:
+        """Puts lost attempts back to QUEUED: 1 requeued, 2 FAILED (no attempts left), 0 no-op."""
+        if not lost:
+            return []
+        keys = [self.keys.queued, self.keys.running] + [self.keys.task(x.task_id) for x in lost]
+        args: list[Any] = [_now_ms(), max_attempts, final_result, final_message]
+        for x in lost:
+            args += [x.task_id, x.attempt_id]
+        return [int(x) for x in await self._requeue(keys=keys, args=args)]
+
+
+def _record(task_id: str, values: Sequence[bytes | None]) -> TaskRecord | None:
+    fields = dict(zip(_RECORD_FIELDS, values, strict=True))
+    if fields["status"] is None:
+        return None
+    return TaskRecord(
+        task_id=task_id,
+        function_id=_text(fields["function_id"]),
+        status=_text(fields["status"]),
+        result=fields["result"] or b"",
+        cause=_text(fields["cause"]),
+        message=_text(fields["message"]),
+        traceback=_text(fields["traceback"]),
+        attempts=_int(fields["attempts"]),
+        worker_id=_text(fields["worker_id"]),
+        created_ms=_int(fields["created"]),
+        started_ms=_int(fields["started"]),
+        finished_ms=_int(fields["finished"]),
+    )

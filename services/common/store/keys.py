@@ -1,0 +1,48 @@
+"""Every Redis key MPCSFaaS uses, in one place.
+
+Layout (prefix ``faas:`` by default):
+
+=============================  ======  ==========================================================
+key                            type    holds
+=============================  ======  ==========================================================
+``faas:function:{id}``         hash    ``name``, ``payload`` (dill bytes), ``timeout``, ``created``
+``faas:task:{id}``             hash    ``function_id``, ``status``, ``payload`` (args, removed once
+                                       terminal), ``timeout``, ``attempts``, ``attempt_id``,
+                                       ``worker_id``, ``result``, ``cause``, ``message``,
+                                       ``traceback``, ``created``/``started``/``finished`` (ms)
+``faas:queued``                zset    ids of QUEUED tasks, scored by creation time (ms)
+``faas:running``               zset    ids of RUNNING tasks, scored by start time (ms)
+``faas:request:{request_id}``  string  task id created for an idempotency key (expires in 24 h)
+=============================  ======  ==========================================================
+
+A task is in exactly one of ``queued`` and ``running`` while it is not terminal, and in neither
+once it is; the Lua scripts in :mod:`scripts` keep that true atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Builds key names under one prefix, so that tests and tenants can share a server."""
+
+    prefix: str = "faas:"
+
+    def function(self, function_id: str) -> str:
+        return f"{self.prefix}function:{function_id}"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}"
+
+    def request(self, request_id: str) -> str:
+        return f"{self.prefix}request:{request_id}"
+
+    @property
+    def queued(self) -> str:
+        return f"{self.prefix}queued"
+
+    @property
+    def running(self) -> str:
+        return f"{self.prefix}running"

@@ -1,0 +1,129 @@
+"""Lua scripts for every task state change, so that each one is atomic on the Redis server.
+
+Each script works on a batch: one round trip stores or moves many tasks. Keys are passed in KEYS
+(built by :class:`~services.common.store.keys.Keys`); values in ARGV. Status only moves forward
+(QUEUED -> RUNNING -> COMPLETED | FAILED), except that a lost attempt goes back to QUEUED, and
+an outcome is stored only for the task's current attempt while it is not terminal.
+"""
+
+from __future__ import annotations
+
+# KEYS: queued, then per task (function key, task key, request key or task key again).
+# ARGV: now, then per task (task_id, function_id, payload, timeout or "", has_request "1"/"0").
+# Returns per task {task_id, timeout, created "1"|"0"}; {"", "", "0"} when the function is missing.
+CREATE_TASKS = """
+local queued = KEYS[1]
+local now = ARGV[1]
+local out = {}
+local n = (#KEYS - 1) / 3
+for i = 0, n - 1 do
+  local fkey, tkey, rkey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local base = 1 + 5 * i
+  local tid, fid, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local timeout, hasreq = ARGV[base + 4], ARGV[base + 5]
+  if redis.call('EXISTS', fkey) == 0 then
+    out[i + 1] = {'', '', '0'}
+  else
+    local prev = false
+    if hasreq == '1' then
+      prev = redis.call('GET', rkey)
+    end
+    if prev then
+      out[i + 1] = {prev, '', '0'}
+    else
+      if hasreq == '1' then
+        redis.call('SET', rkey, tid, 'EX', 86400)
+      end
+      if timeout == '' then
+        timeout = redis.call('HGET', fkey, 'timeout') or ''
+      end
+      redis.call('HSET', tkey, 'function_id', fid, 'status', 'QUEUED', 'payload', payload,
+        'timeout', timeout, 'attempts', 0, 'created', now)
+      redis.call('ZADD', queued, now, tid)
+      out[i + 1] = {tid, timeout, '1'}
+    end
+  end
+end
+return out
+"""
+
+# KEYS: queued, running, then one task key per task.
+# ARGV: now, then per task (task_id, attempt_id, worker_id).
+# Returns per task 1 when the attempt started, 0 when the task was not QUEUED.
+START_ATTEMPTS = """
+local queued, running = KEYS[1], KEYS[2]
+local now = ARGV[1]
+local out = {}
+for i = 3, #KEYS do
+  local base = 2 + 3 * (i - 3)
+  local tid, aid, wid = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  if redis.call('HGET', KEYS[i], 'status') == 'QUEUED' then
+    redis.call('HSET', KEYS[i], 'status', 'RUNNING', 'attempt_id', aid, 'worker_id', wid,
+      'started', now)
+    redis.call('HINCRBY', KEYS[i], 'attempts', 1)
+    redis.call('ZREM', queued, tid)
+    redis.call('ZADD', running, now, tid)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+
+# KEYS: queued, running, then one task key per task.
+# ARGV: now, then per task (task_id, attempt_id, status, result, cause, message, traceback).
+# Returns per task 1 when stored, 0 when the task was terminal or the attempt is not current.
+FINISH_ATTEMPTS = """
+local queued, running = KEYS[1], KEYS[2]
+local now = ARGV[1]
+local out = {}
+for i = 3, #KEYS do
+  local base = 2 + 7 * (i - 3)
+  local tid, aid = ARGV[base], ARGV[base + 1]
+  local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id')
+  if fields[1] == 'RUNNING' and fields[2] == aid then
+    redis.call('HSET', KEYS[i], 'status', ARGV[base + 2], 'result', ARGV[base + 3],
+      'cause', ARGV[base + 4], 'message', ARGV[base + 5], 'traceback', ARGV[base + 6],
+      'finished', now)
+    redis.call('HDEL', KEYS[i], 'payload')
+    redis.call('ZREM', running, tid)
+    redis.call('ZREM', queued, tid)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+
+# KEYS: queued, running, then one task key per task.
+# ARGV: now, max_attempts, result for a final failure, message for it,
+#       then per task (task_id, attempt_id or "" for any RUNNING attempt).
+# Returns per task 1 when requeued, 2 when FAILED for having used all attempts, 0 otherwise.
+REQUEUE_ATTEMPTS = """
+local queued, running = KEYS[1], KEYS[2]
+local now, max_attempts, result, message = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local out = {}
+for i = 3, #KEYS do
+  local base = 5 + 2 * (i - 3)
+  local tid, aid = ARGV[base], ARGV[base + 1]
+  local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'attempts')
+  if fields[1] == 'RUNNING' and (aid == '' or fields[2] == aid) then
+    redis.call('ZREM', running, tid)
+    if tonumber(fields[3] or '0') >= max_attempts then
+      redis.call('HSET', KEYS[i], 'status', 'FAILED', 'result', result, 'cause', 'WORKER_LOST',
+        'message', message, 'traceback', '', 'finished', now)
+      redis.call('HDEL', KEYS[i], 'payload')
+      out[#out + 1] = 2
+    else
+      redis.call('HSET', KEYS[i], 'status', 'QUEUED')
+      redis.call('ZADD', queued, now, tid)
+      out[#out + 1] = 1
+    end
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""

@@ -1,0 +1,389 @@
+"""The dispatcher's engine: takes tasks in, starts attempts on sessions, stores outcomes.
+
+Every state change is written to Redis (atomically, in batches) before it is acted on or
+announced, so a restarted dispatcher carries on from Redis alone. Redis outages are waited out
+with backoff; nothing is dropped meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
+
+import redis.exceptions
+from faas.v1 import common_pb2, dispatcher_pb2
+
+from services.common.batcher import Batcher
+from services.common.store import AttemptOutcome, AttemptStart, LostAttempt, QueuedTask, TaskStore
+
+from .scheduler import Scheduler, Session, Task
+from .settings import DispatcherSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_STATUS_NAMES = {
+    common_pb2.TASK_STATUS_COMPLETED: "COMPLETED",
+    common_pb2.TASK_STATUS_FAILED: "FAILED",
+}
+
+
+def _cause_name(cause: int) -> str:
+    if cause == common_pb2.FAILURE_CAUSE_UNSPECIFIED:
+        return ""
+    return common_pb2.FailureCause.Name(cause).removeprefix("FAILURE_CAUSE_")  # type: ignore[arg-type]
+
+
+def _task(spec: QueuedTask) -> Task:
+    return Task(spec.task_id, spec.function_id, spec.payload, spec.timeout)
+
+
+class Dispatcher:
+    """Holds the queue, the worker sessions and the gateway links of one dispatcher process."""
+
+    def __init__(self, settings: DispatcherSettings, store: TaskStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.scheduler = Scheduler(settings.mode)
+        self.stopping = False
+        self._functions: dict[str, bytes] = {}
+        self._wake = asyncio.Event()
+        self._gateways: set[asyncio.Queue[dispatcher_pb2.LinkResponse | None]] = set()
+        self._events: list[dispatcher_pb2.TaskEvent] = []
+        self._events_scheduled = False
+        self._finisher: Batcher[AttemptOutcome, bool] = Batcher(self._finish_batch)
+        self._orphans: dict[str, str] = {}  # task_id -> attempt_id, RUNNING before a restart
+        self._orphan_deadline = 0.0
+        self._background: set[asyncio.Task[None]] = set()
+        self._reconciling = asyncio.Lock()
+
+    # Running
+
+    async def run(self) -> None:
+        """Recovers from Redis, then dispatches until cancelled."""
+        await self._retry(self._recover)
+        loops = [self._dispatch_loop(), self._monitor_loop(), self._reconcile_loop()]
+        await asyncio.gather(*loops)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.1
+        while True:
+            try:
+                return await call()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)  # backoff while Redis is away
+                delay = min(delay * 2, 2.0)
+
+    async def drain_writes(self, grace: float) -> None:
+        """Waits up to ``grace`` s for outcome writes under way, so acknowledged work is stored."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=grace)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # Intake
+
+    def submit(self, specs: Iterable[dispatcher_pb2.TaskSpec]) -> None:
+        """Tasks from a gateway, already stored as QUEUED."""
+        for spec in specs:
+            timeout = spec.timeout.seconds + spec.timeout.nanos / 1e9
+            task = Task(spec.task_id, spec.function_id, spec.payload, timeout or None)
+            self.scheduler.add(task)
+        self.wake()
+
+    async def reconcile(self) -> None:
+        """Queues the QUEUED tasks in Redis that this dispatcher does not hold yet."""
+        async with self._reconciling:
+            ids = [i for i in await self.store.queued_ids() if i not in self.scheduler.tasks]
+            for start in range(0, len(ids), 500):
+                for spec in await self.store.load_queued(ids[start : start + 500]):
+                    self.scheduler.add(_task(spec))
+            if ids:
+                log.info("reconciled %d queued task(s) from redis", len(ids))
+                self.wake()
+            if self._orphans and time.monotonic() >= self._orphan_deadline:
+                await self._requeue_orphans()
+
+    async def _recover(self) -> None:
+        running = await self.store.running_ids()
+        self._orphans = await self.store.running_attempts(running) if running else {}
+        self._orphan_deadline = time.monotonic() + self.settings.recovery_grace_seconds
+        if self._orphans:
+            log.info("%d task(s) were running before this start", len(self._orphans))
+        await self.reconcile()
+
+    async def _requeue_orphans(self) -> None:
+        lost = [LostAttempt(t, a) for t, a in self._orphans.items()]
+        self._orphans.clear()
+        results = await self._requeue_in_redis(lost, "its worker did not come back")
+        log.info("requeued %d task(s) whose worker did not reconnect", results.count(1))
+        self._announce_requeue(lost, results)
+        ids = [x.task_id for x, r in zip(lost, results, strict=True) if r == 1]
+        for spec in await self.store.load_queued(ids):
+            self.scheduler.add(_task(spec))
+        self.wake()
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reconcile_seconds)  # periodic safety net
+            try:
+                await self.reconcile()
+            except redis.exceptions.RedisError as exc:
+                log.warning("reconcile skipped: %s", exc)
+
+    # Sessions
+
+    def attach(self, session: Session, running_attempt_ids: Sequence[str]) -> list[str]:
+        """Adds a session; adopts attempts it still runs from before a dispatcher restart."""
+        old = self.scheduler.sessions.get(session.worker_id)
+        if old is not None:  # the same worker reconnected before its old stream was reaped
+            for attempt_id in running_attempt_ids:
+                if attempt_id in old.in_flight:
+                    session.in_flight[attempt_id] = old.in_flight.pop(attempt_id)
+            self.spawn(self.lose(old, "it reconnected"))
+        by_attempt = {a: t for t, a in self._orphans.items()}
+        adopt = [by_attempt[a] for a in running_attempt_ids if a in by_attempt]
+        self.scheduler.attach(session)
+        if adopt:
+            for task_id in adopt:
+                self._orphans.pop(task_id, None)
+            self.spawn(self._adopt(session, adopt))
+        self.wake()
+        return adopt
+
+    async def _adopt(self, session: Session, task_ids: list[str]) -> None:
+        specs = await self._retry(lambda: self.store.load_queued(task_ids, status="RUNNING"))
+        attempts = await self._retry(lambda: self.store.running_attempts(task_ids))
+        for spec in specs:
+            attempt_id = attempts.get(spec.task_id)
+            if attempt_id is not None and not session.closed:
+                task = _task(spec)
+                self.scheduler.tasks[task.task_id] = task
+                session.in_flight[attempt_id] = task
+        log.info("worker %s kept %d running task(s)", session.worker_id, len(specs))
+
+    async def lose(self, session: Session, reason: str) -> None:
+        """A session ended: its in-flight tasks go back to the queue (or FAILED)."""
+        self.scheduler.detach(session)
+        lost_items = list(session.in_flight.items())
+        session.in_flight.clear()
+        if self.stopping or not lost_items:
+            return  # on shutdown they stay RUNNING for the next dispatcher to adopt
+        log.warning(
+            "worker %s lost (%s): %d task(s) in flight", session.worker_id, reason, len(lost_items)
+        )
+        lost = [LostAttempt(task.task_id, attempt) for attempt, task in lost_items]
+        results = await self._requeue_in_redis(lost, f"worker {session.worker_id} was lost")
+        for (_attempt, task), result in zip(lost_items, results, strict=True):
+            if result == 1:
+                self.scheduler.requeue(task)
+            else:
+                self.scheduler.forget(task.task_id)
+        self._announce_requeue(lost, results)
+        self.wake()
+
+    async def _requeue_in_redis(self, lost: Sequence[LostAttempt], why: str) -> list[int]:
+        message = f"task failed: {why} on each of its attempts"
+        final = pickle.dumps(RuntimeError(message))
+        return await self._retry(
+            lambda: self.store.requeue_attempts(
+                lost,
+                max_attempts=self.settings.max_attempts,
+                final_result=final,
+                final_message=message,
+            )
+        )
+
+    def _announce_requeue(self, lost: Sequence[LostAttempt], results: Sequence[int]) -> None:
+        for item, result in zip(lost, results, strict=True):
+            if result == 1:
+                self.emit(item.task_id, common_pb2.TASK_STATUS_QUEUED)
+            elif result == 2:
+                self.emit(item.task_id, common_pb2.TASK_STATUS_FAILED)
+
+    # Dispatching
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            plan = self.scheduler.plan()
+            if plan:
+                await self._start(plan)
+
+    async def _start(self, plan: list[tuple[Session, Task]]) -> None:
+        attempts = [(s, t, uuid.uuid4().hex) for s, t in plan]
+        starts = [AttemptStart(t.task_id, a, s.worker_id) for s, t, a in attempts]
+        started = await self._retry(lambda: self.store.start_attempts(starts))
+        by_session: defaultdict[Session, list[tuple[str, Task]]] = defaultdict(list)
+        orphaned: list[tuple[str, Task]] = []
+        for (session, task, attempt_id), ok in zip(attempts, started, strict=True):
+            session.reserved -= 1
+            if not ok:  # no longer QUEUED: done already, or started by an earlier attempt
+                self.scheduler.forget(task.task_id)
+                if session.mode == "pull":
+                    session.credits += 1
+                continue
+            self.emit(task.task_id, common_pb2.TASK_STATUS_RUNNING)
+            if session.closed:
+                orphaned.append((attempt_id, task))
+                continue
+            session.in_flight[attempt_id] = task
+            session.assigned += 1
+            by_session[session].append((attempt_id, task))
+        for session, items in by_session.items():
+            await self._deliver(session, items)
+        if orphaned:
+            gone = Session("", "", 0, 0, self.settings.mode, in_flight=dict(orphaned))
+            await self.lose(gone, "it disconnected while tasks were being assigned")
+        self.wake()
+
+    async def _deliver(self, session: Session, items: list[tuple[str, Task]]) -> None:
+        bodies: list[dispatcher_pb2.FunctionBody] = []
+        for function_id in {task.function_id for _, task in items}:
+            if function_id in session.functions_sent:
+                continue
+            payload = self._functions.get(function_id)
+            if payload is None:
+                fetched = await self._retry(
+                    lambda f=function_id: self.store.get_function_payload(f)
+                )  # type: ignore[misc]
+                payload = fetched or b""
+                self._functions[function_id] = payload
+            bodies.append(dispatcher_pb2.FunctionBody(function_id=function_id, payload=payload))
+            session.functions_sent.add(function_id)
+        assignments = [
+            dispatcher_pb2.Assignment(
+                task_id=task.task_id,
+                attempt_id=attempt_id,
+                function_id=task.function_id,
+                payload=task.payload,
+            )
+            for attempt_id, task in items
+        ]
+        for assignment, (_, task) in zip(assignments, items, strict=True):
+            if task.timeout:
+                assignment.timeout.FromNanoseconds(int(task.timeout * 1e9))
+        if session.deliver is not None:
+            session.deliver(
+                dispatcher_pb2.AssignmentBatch(functions=bodies, assignments=assignments)
+            )
+
+    # Outcomes
+
+    def report(self, session: Session, outcomes: Sequence[dispatcher_pb2.TaskOutcome]) -> None:
+        """Outcomes from a session: frees its slots now, stores them, then acknowledges them."""
+        for outcome in outcomes:
+            if session.in_flight.pop(outcome.attempt_id, None) is not None:
+                if outcome.status == common_pb2.TASK_STATUS_COMPLETED:
+                    session.completed += 1
+                else:
+                    session.failed += 1
+        self.wake()
+        self.spawn(self._store_outcomes(session, list(outcomes)))
+
+    async def _store_outcomes(
+        self, session: Session, outcomes: list[dispatcher_pb2.TaskOutcome]
+    ) -> None:
+        records = [
+            AttemptOutcome(
+                task_id=o.task_id,
+                attempt_id=o.attempt_id,
+                status=_STATUS_NAMES.get(o.status, "FAILED"),
+                result=o.result,
+                cause=_cause_name(o.error.cause),
+                message=o.error.message,
+                traceback=o.error.traceback,
+            )
+            for o in outcomes
+        ]
+        applied = await asyncio.gather(*(self._finisher.submit(r) for r in records))
+        for record, ok in zip(records, applied, strict=True):
+            if ok:
+                self.scheduler.forget(record.task_id)
+                self._orphans.pop(record.task_id, None)
+                self.emit(record.task_id, _status_value(record.status))
+        if session.acknowledge is not None and not session.closed:
+            session.acknowledge([o.attempt_id for o in outcomes])
+
+    async def _finish_batch(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        return await self._retry(lambda: self.store.finish_attempts(outcomes))
+
+    # Events to gateways
+
+    def add_gateway(self, outbox: asyncio.Queue[dispatcher_pb2.LinkResponse | None]) -> None:
+        self._gateways.add(outbox)
+        self.spawn(self._reconcile_quietly())
+
+    def remove_gateway(self, outbox: asyncio.Queue[dispatcher_pb2.LinkResponse | None]) -> None:
+        self._gateways.discard(outbox)
+
+    async def _reconcile_quietly(self) -> None:
+        try:
+            await self.reconcile()
+        except redis.exceptions.RedisError as exc:
+            log.warning("reconcile skipped: %s", exc)
+
+    def emit(self, task_id: str, status: common_pb2.TaskStatus.ValueType) -> None:
+        if not self._gateways:
+            return
+        self._events.append(dispatcher_pb2.TaskEvent(task_id=task_id, status=status))
+        if not self._events_scheduled:
+            self._events_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_events)
+
+    def _flush_events(self) -> None:
+        self._events_scheduled = False
+        events, self._events = self._events, []
+        message = dispatcher_pb2.LinkResponse(events=dispatcher_pb2.TaskEventBatch(events=events))
+        for outbox in self._gateways:
+            outbox.put_nowait(message)
+
+    # Liveness
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)  # the heartbeat period itself
+            limit = time.monotonic() - self.settings.dead_after_seconds
+            for session in list(self.scheduler.sessions.values()):
+                if session.remote and session.last_seen < limit:
+                    log.warning("worker %s missed its heartbeats", session.worker_id)
+                    if session.close is not None:
+                        session.close()
+
+    def worker_stats(self) -> list[common_pb2.WorkerStats]:
+        out = []
+        for s in self.scheduler.sessions.values():
+            stats = common_pb2.WorkerStats(
+                worker_id=s.worker_id,
+                host=s.host,
+                pid=s.pid,
+                capacity=s.capacity,
+                in_flight=len(s.in_flight),
+                assigned=s.assigned,
+                completed=s.completed,
+                failed=s.failed,
+                mode=s.mode,
+                draining=s.draining,
+            )
+            stats.connected_time.FromMilliseconds(int(s.connected_at * 1000))
+            out.append(stats)
+        return out
+
+
+def _status_value(name: str) -> common_pb2.TaskStatus.ValueType:
+    return common_pb2.TaskStatus.Value(f"TASK_STATUS_{name}")

@@ -1,0 +1,187 @@
+"""faas.v1.DispatcherService: the worker and gateway streams, and the workers listing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import grpc
+from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+from services.common.timeutil import to_duration
+
+from .core import Dispatcher
+from .scheduler import Session
+
+log = logging.getLogger(__name__)
+
+WorkerOutbox = asyncio.Queue[dispatcher_pb2.ConnectResponse | None]
+GatewayOutbox = asyncio.Queue[dispatcher_pb2.LinkResponse | None]
+M = TypeVar("M")
+
+
+class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
+    """Serves workers' Connect streams and gateways' Link streams for one Dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[dispatcher_pb2.ConnectRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[dispatcher_pb2.ConnectResponse]:
+        dispatcher = self._dispatcher
+        if dispatcher.stopping:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "dispatcher is shutting down")
+        if dispatcher.settings.mode == "local":
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "dispatcher runs in local mode and takes no workers; start it with -m push or pull",
+            )
+        first = await anext(request_iterator, None)
+        if first is None or not first.HasField("hello"):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello"
+            )
+            return
+        hello = first.hello
+        if not hello.worker_id or hello.capacity < 1:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "hello needs a worker_id and a capacity >= 1"
+            )
+        outbox: WorkerOutbox = asyncio.Queue()
+        session = Session(
+            worker_id=hello.worker_id,
+            host=hello.host,
+            pid=hello.pid,
+            capacity=hello.capacity,
+            mode=dispatcher.settings.mode,
+            prefetch=dispatcher.settings.prefetch,
+        )
+        session.deliver = lambda batch: outbox.put_nowait(
+            dispatcher_pb2.ConnectResponse(assignments=batch)
+        )
+        session.acknowledge = lambda ids: outbox.put_nowait(
+            dispatcher_pb2.ConnectResponse(ack=dispatcher_pb2.OutcomeAck(attempt_ids=ids))
+        )
+        session.close = lambda: outbox.put_nowait(None)
+        kept = dispatcher.attach(session, list(hello.running_attempt_ids))
+        log.info(
+            "worker %s connected from %s pid %d with %d process(es)%s",
+            hello.worker_id,
+            hello.host,
+            hello.pid,
+            hello.capacity,
+            f", still running {len(kept)}" if kept else "",
+        )
+        reader = asyncio.create_task(self._read_worker(session, request_iterator, outbox))
+        heartbeat = dispatcher_pb2.ConnectResponse(heartbeat=dispatcher_pb2.Heartbeat())
+        try:
+            yield dispatcher_pb2.ConnectResponse(
+                welcome=dispatcher_pb2.Welcome(
+                    heartbeat_interval=to_duration(dispatcher.settings.heartbeat_seconds),
+                    mode=dispatcher.settings.mode,
+                )
+            )
+            async for message in _drain(outbox, dispatcher.settings.heartbeat_seconds, heartbeat):
+                yield message
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            reason = "its stream ended" if not session.draining else "it drained"
+            await dispatcher.lose(session, reason)
+            log.info("worker %s disconnected", session.worker_id)
+
+    async def _read_worker(
+        self,
+        session: Session,
+        requests: AsyncIterator[dispatcher_pb2.ConnectRequest],
+        outbox: WorkerOutbox,
+    ) -> None:
+        dispatcher = self._dispatcher
+        try:
+            async for request in requests:
+                session.last_seen = time.monotonic()
+                kind = request.WhichOneof("kind")
+                if kind == "outcomes":
+                    dispatcher.report(session, request.outcomes.outcomes)
+                elif kind == "work_request":
+                    dispatcher.scheduler.grant(session, request.work_request.slots)
+                    dispatcher.wake()
+                elif kind == "drain":
+                    log.info("worker %s is draining", session.worker_id)
+                    session.draining = True
+        except grpc.aio.AioRpcError as exc:
+            log.info("worker %s stream broke: %s", session.worker_id, exc.code().name)
+        finally:
+            outbox.put_nowait(None)
+
+    async def Link(
+        self,
+        request_iterator: AsyncIterator[dispatcher_pb2.LinkRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[dispatcher_pb2.LinkResponse]:
+        dispatcher = self._dispatcher
+        if dispatcher.stopping:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "dispatcher is shutting down")
+        outbox: GatewayOutbox = asyncio.Queue()
+        heartbeat = dispatcher_pb2.LinkResponse(heartbeat=dispatcher_pb2.Heartbeat())
+        reader = asyncio.create_task(self._read_gateway(request_iterator, outbox))
+        dispatcher.add_gateway(outbox)
+        log.info("gateway linked")
+        try:
+            yield heartbeat
+            async for message in _drain(
+                outbox, dispatcher.settings.heartbeat_seconds * 5, heartbeat
+            ):
+                yield message
+        finally:
+            dispatcher.remove_gateway(outbox)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            log.info("gateway unlinked")
+
+    async def _read_gateway(
+        self, requests: AsyncIterator[dispatcher_pb2.LinkRequest], outbox: GatewayOutbox
+    ) -> None:
+        try:
+            async for request in requests:
+                if request.HasField("tasks"):
+                    self._dispatcher.submit(request.tasks.tasks)
+        except grpc.aio.AioRpcError as exc:
+            log.info("gateway stream broke: %s", exc.code().name)
+        finally:
+            outbox.put_nowait(None)
+
+    async def ListConnectedWorkers(
+        self,
+        request: dispatcher_pb2.ListConnectedWorkersRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> dispatcher_pb2.ListConnectedWorkersResponse:
+        return dispatcher_pb2.ListConnectedWorkersResponse(
+            workers=self._dispatcher.worker_stats(),
+            mode=self._dispatcher.settings.mode,
+            queued=self._dispatcher.scheduler.queued_count(),
+        )
+
+
+async def _drain(
+    outbox: asyncio.Queue[M | None], idle_seconds: float, heartbeat: M
+) -> AsyncIterator[M]:
+    """Messages from ``outbox`` until a None, with ``heartbeat`` after each idle period."""
+    while True:
+        try:
+            message = await asyncio.wait_for(outbox.get(), timeout=idle_seconds)
+        except TimeoutError:
+            yield heartbeat
+            continue
+        if message is None:
+            return
+        yield message

@@ -1,0 +1,92 @@
+"""Local mode: the dispatcher runs tasks on its own pool of long-lived worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import socket
+
+from faas.v1 import common_pb2, dispatcher_pb2
+
+from services.common.pool import Job, Outcome, ProcessPool
+
+from .core import Dispatcher
+from .scheduler import Session
+
+
+class LocalWorker:
+    """A session backed by a ProcessPool in this process: no stream, no heartbeats."""
+
+    def __init__(self, dispatcher: Dispatcher, processes: int) -> None:
+        self._dispatcher = dispatcher
+        self._bodies: dict[str, bytes] = {}
+        self._outcomes: list[dispatcher_pb2.TaskOutcome] = []
+        self._flush_scheduled = False
+        self._backlog: collections.deque[Job] = collections.deque()
+        self.pool = ProcessPool(processes, self._on_outcome, on_slot_ready=self._start_backlog)
+        self.session = Session(
+            worker_id=f"local-{socket.gethostname()}-{os.getpid()}",
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            capacity=processes,
+            mode="local",
+            remote=False,
+        )
+        self.session.deliver = self._deliver
+
+    async def start(self) -> None:
+        await self.pool.start()
+        self._dispatcher.attach(self.session, [])
+
+    async def stop(self, grace: float) -> None:
+        """Takes no new tasks, lets running ones finish for up to ``grace`` s, then stops."""
+        self.session.draining = True
+        await self.pool.wait_idle(grace)
+        await self.pool.close()
+
+    def _deliver(self, batch: dispatcher_pb2.AssignmentBatch) -> None:
+        for body in batch.functions:
+            self._bodies[body.function_id] = body.payload
+        for a in batch.assignments:
+            timeout = a.timeout.seconds + a.timeout.nanos / 1e9
+            self._backlog.append(
+                Job(
+                    task_id=a.task_id,
+                    attempt_id=a.attempt_id,
+                    function_id=a.function_id,
+                    function_payload=self._bodies.get(a.function_id, b""),
+                    args_payload=a.payload,
+                    timeout=timeout or None,
+                )
+            )
+        self._start_backlog()
+
+    def _start_backlog(self) -> None:
+        """Starts waiting jobs on idle processes (a replaced process is idle only once ready)."""
+        while self._backlog and self.pool.free_slots > 0:
+            self.pool.submit(self._backlog.popleft())
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        self._start_backlog()
+        self._outcomes.append(
+            dispatcher_pb2.TaskOutcome(
+                task_id=outcome.task_id,
+                attempt_id=outcome.attempt_id,
+                status=outcome.status,  # type: ignore[arg-type]
+                result=outcome.result,
+                error=common_pb2.TaskError(
+                    cause=outcome.cause,  # type: ignore[arg-type]
+                    message=outcome.message,
+                    traceback=outcome.traceback,
+                ),
+            )
+        )
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outcomes, self._outcomes = self._outcomes, []
+        self._dispatcher.report(self.session, outcomes)

@@ -1,0 +1,131 @@
+"""The shim's one gRPC channel to the gateway, with a timeout on every call."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import grpc
+from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.gateway.rest._convert import duration
+from services.gateway.rest.settings import RestSettings
+
+__all__ = ["GatewayClient"]
+
+logger = logging.getLogger(__name__)
+
+_GATEWAY_SERVICE: Final = "faas.v1.GatewayService"
+_HEALTH_SERVICE: Final = "grpc.health.v1.Health"
+_MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+
+# Retry UNAVAILABLE a few times, but only on calls that are safe to repeat: a retried
+# ExecuteFunction without a request_id could store a task twice.
+_SERVICE_CONFIG: Final = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": _GATEWAY_SERVICE, "method": method}
+                    for method in ("RegisterFunction", "GetStatus", "GetResult", "ListWorkers")
+                ]
+                + [{"service": _HEALTH_SERVICE}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+_CHANNEL_OPTIONS: Final[Sequence[tuple[str, Any]]] = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+)
+
+
+class GatewayClient:
+    """Typed calls to ``faas.v1.GatewayService``; gRPC errors propagate as ``AioRpcError``.
+
+    Create it inside the running event loop (the FastAPI lifespan) and ``close()`` it at shutdown.
+    """
+
+    def __init__(self, settings: RestSettings) -> None:
+        self._timeout = settings.call_timeout
+        self._channel = grpc.aio.insecure_channel(
+            settings.gateway_target, options=list(_CHANNEL_OPTIONS)
+        )
+        self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+        self._health: Any = health_pb2_grpc.HealthStub(self._channel)
+        logger.info("REST shim talks to the gateway at %s", settings.gateway_target)
+
+    async def close(self) -> None:
+        """Close the channel, cancelling calls still in flight."""
+        await self._channel.close()
+
+    async def register_function(
+        self, name: str, payload: bytes, timeout: float | None
+    ) -> gateway_pb2.RegisterFunctionResponse:
+        """RegisterFunction."""
+        request = gateway_pb2.RegisterFunctionRequest(name=name, payload=payload)
+        if timeout is not None:
+            request.timeout.CopyFrom(duration(timeout))
+        return await self._stub.RegisterFunction(request, timeout=self._timeout)
+
+    async def execute_function(
+        self, function_id: str, payload: bytes, timeout: float | None, request_id: str | None
+    ) -> gateway_pb2.ExecuteFunctionResponse:
+        """ExecuteFunction."""
+        request = gateway_pb2.ExecuteFunctionRequest(
+            function_id=function_id, payload=payload, request_id=request_id or ""
+        )
+        if timeout is not None:
+            request.timeout.CopyFrom(duration(timeout))
+        return await self._stub.ExecuteFunction(request, timeout=self._timeout)
+
+    async def execute_batch(
+        self, function_id: str, payloads: list[bytes], timeout: float | None
+    ) -> gateway_pb2.ExecuteBatchResponse:
+        """ExecuteBatch."""
+        request = gateway_pb2.ExecuteBatchRequest(function_id=function_id, payloads=payloads)
+        if timeout is not None:
+            request.timeout.CopyFrom(duration(timeout))
+        return await self._stub.ExecuteBatch(request, timeout=self._timeout)
+
+    async def get_status(self, task_id: str) -> gateway_pb2.GetStatusResponse:
+        """GetStatus."""
+        request = gateway_pb2.GetStatusRequest(task_id=task_id)
+        return await self._stub.GetStatus(request, timeout=self._timeout)
+
+    async def get_result(self, task_id: str, wait: float | None) -> common_pb2.TaskState:
+        """GetResult; with ``wait`` > 0 a long poll, given that much extra time."""
+        request = gateway_pb2.GetResultRequest(task_id=task_id)
+        deadline = self._timeout
+        if wait:
+            request.wait.CopyFrom(duration(wait))
+            deadline += wait
+        response = await self._stub.GetResult(request, timeout=deadline)
+        return response.task
+
+    async def list_workers(self) -> gateway_pb2.ListWorkersResponse:
+        """ListWorkers."""
+        request = gateway_pb2.ListWorkersRequest()
+        return await self._stub.ListWorkers(request, timeout=self._timeout)
+
+    async def health(self) -> str:
+        """The gateway's overall gRPC health status name, e.g. ``"SERVING"``."""
+        response = await self._health.Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=self._timeout
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))

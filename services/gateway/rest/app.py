@@ -1,0 +1,169 @@
+"""The FastAPI app of the REST shim: one endpoint per gateway call.
+
+No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at run time,
+and the ``wait`` bound refers to the settings in ``create_app``'s scope.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import grpc
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.gateway.rest._client import GatewayClient
+from services.gateway.rest._codec import INVALID_BASE64, InvalidPayloadError, decode_payload
+from services.gateway.rest._convert import result_body, status_body, workers_body
+from services.gateway.rest._errors import grpc_error_detail, install_error_handlers
+from services.gateway.rest._models import (
+    ExecuteBatchBody,
+    ExecuteBatchResponse,
+    ExecuteFunctionBody,
+    ExecuteFunctionResponse,
+    HealthResponse,
+    RegisterFunctionBody,
+    RegisterFunctionResponse,
+    ResultResponse,
+    StatusResponse,
+    WorkersResponse,
+)
+from services.gateway.rest.settings import RestSettings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+_ERROR_BODY: dict[str, Any] = {
+    "content": {"application/json": {"example": {"detail": "the gRPC status message"}}}
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid argument or payload not base64", **_ERROR_BODY},
+    404: {"description": "Unknown function or task", **_ERROR_BODY},
+    413: {"description": "Payload over the size limit", **_ERROR_BODY},
+    503: {"description": "Gateway, store or dispatcher unavailable", **_ERROR_BODY},
+    504: {"description": "The gateway did not answer in time", **_ERROR_BODY},
+}
+
+
+def _gateway(request: Request) -> GatewayClient:
+    client = request.app.state.gateway
+    assert isinstance(client, GatewayClient)
+    return client
+
+
+Gateway = Annotated[GatewayClient, Depends(_gateway)]
+
+
+def _decode_batch(payloads: list[str]) -> list[bytes]:
+    decoded = []
+    for index, text in enumerate(payloads):
+        try:
+            decoded.append(decode_payload(text))
+        except InvalidPayloadError:
+            raise InvalidPayloadError(f"{INVALID_BASE64} (payloads[{index}])") from None
+    return decoded
+
+
+def create_app(settings: RestSettings) -> FastAPI:
+    """Build the REST app; its lifespan opens the gRPC channel to the gateway and closes it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = GatewayClient(settings)
+        app.state.gateway = client
+        try:
+            yield
+        finally:
+            await client.close()
+            logger.info("REST shim closed its gateway channel")
+
+    app = FastAPI(
+        title="MPCSFaaS REST API",
+        summary="A thin REST front for the MPCSFaaS gateway (faas.v1.GatewayService).",
+        version="1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.post(
+        "/register_function",
+        summary="Register a dill-serialized function",
+        responses=_ERRORS,
+    )
+    async def register_function(
+        body: RegisterFunctionBody, gateway: Gateway
+    ) -> RegisterFunctionResponse:
+        payload = decode_payload(body.payload)
+        response = await gateway.register_function(body.name, payload, body.timeout)
+        return RegisterFunctionResponse(function_id=response.function_id)
+
+    @app.post(
+        "/execute_function",
+        summary="Queue one task of a registered function",
+        responses=_ERRORS,
+    )
+    async def execute_function(
+        body: ExecuteFunctionBody, gateway: Gateway
+    ) -> ExecuteFunctionResponse:
+        payload = decode_payload(body.payload)
+        response = await gateway.execute_function(
+            body.function_id, payload, body.timeout, body.request_id
+        )
+        return ExecuteFunctionResponse(task_id=response.task_id)
+
+    @app.post(
+        "/execute_batch",
+        summary="Queue many tasks of one function (all or none)",
+        responses=_ERRORS,
+    )
+    async def execute_batch(body: ExecuteBatchBody, gateway: Gateway) -> ExecuteBatchResponse:
+        payloads = _decode_batch(body.payloads)
+        response = await gateway.execute_batch(body.function_id, payloads, body.timeout)
+        return ExecuteBatchResponse(task_ids=list(response.task_ids))
+
+    @app.get("/status/{task_id}", summary="Get a task's status", responses=_ERRORS)
+    async def get_status(task_id: str, gateway: Gateway) -> StatusResponse:
+        return status_body(await gateway.get_status(task_id))
+
+    @app.get(
+        "/result/{task_id}",
+        summary="Get a task's status and, once it has ended, its result",
+        responses=_ERRORS,
+    )
+    async def get_result(
+        task_id: str,
+        gateway: Gateway,
+        wait: Annotated[
+            float | None,
+            Query(
+                ge=0,
+                le=settings.max_wait,
+                allow_inf_nan=False,
+                description="Long poll: wait up to this many seconds for the task to end.",
+            ),
+        ] = None,
+    ) -> ResultResponse:
+        return result_body(await gateway.get_result(task_id, wait))
+
+    @app.get("/workers", summary="List connected workers and their load", responses=_ERRORS)
+    async def list_workers(gateway: Gateway) -> WorkersResponse:
+        return workers_body(await gateway.list_workers())
+
+    @app.get(
+        "/healthz",
+        summary="Whether the gateway reports SERVING on its gRPC health check",
+        responses={503: {"description": "The gateway is not serving", **_ERROR_BODY}},
+        response_model=HealthResponse,
+    )
+    async def healthz(gateway: Gateway) -> HealthResponse | JSONResponse:
+        try:
+            serving = await gateway.health()
+        except grpc.aio.AioRpcError as error:
+            return JSONResponse(status_code=503, content={"detail": grpc_error_detail(error)})
+        if serving != "SERVING":
+            return JSONResponse(status_code=503, content={"detail": f"gateway is {serving}"})
+        return HealthResponse(status="ok")
+
+    return app

@@ -1,0 +1,50 @@
+"""Assembles and runs the gateway: store, dispatcher link and gRPC server."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from faas.v1 import gateway_pb2, gateway_pb2_grpc
+
+from services.common import grpc_server
+from services.common.store import Keys, TaskStore, connect
+
+from .dispatcher_link import DispatcherLink
+from .servicer import GatewayServicer
+from .settings import GatewaySettings
+from .waiters import TaskWaiters
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Runs the gateway until SIGTERM or SIGINT, then shuts down gracefully."""
+    stop = grpc_server.stop_event_on_signals()
+    store = TaskStore(
+        connect(settings.redis_url, socket_timeout=settings.redis_timeout_seconds),
+        Keys(settings.key_prefix),
+    )
+    channel = grpc.aio.insecure_channel(
+        settings.dispatcher_target, options=grpc_server.CHANNEL_OPTIONS
+    )
+    waiters = TaskWaiters()
+    link = DispatcherLink(channel, waiters)
+    servicer = GatewayServicer(settings, store, link, waiters, channel)
+    server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME])
+    gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
+    await server.start()
+    link.start()
+    await grpc_server.set_serving(health, [SERVICE_NAME])
+    host = settings.address.rsplit(":", 1)[0]
+    log.info("gateway listening on %s:%d (dispatcher %s)", host, port, settings.dispatcher_target)
+    try:
+        await stop.wait()
+        log.info("gateway shutting down")
+        await grpc_server.graceful_stop(server, health, settings.shutdown_grace_seconds)
+    finally:
+        await link.close()
+        await channel.close()
+        await store.close()

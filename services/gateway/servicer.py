@@ -1,0 +1,230 @@
+"""faas.v1.GatewayService: validates requests, stores them in Redis, then tells the dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+import redis.exceptions
+from faas.v1 import (
+    dispatcher_pb2,
+    dispatcher_pb2_grpc,
+    gateway_pb2,
+    gateway_pb2_grpc,
+)
+
+from services.common.batcher import Batcher
+from services.common.errors import FaaSError, InvalidArgument, NotFound, Unavailable, to_status
+from services.common.store import CreatedTask, NewTask, TaskRecord, TaskStore
+from services.common.timeutil import duration_seconds, to_duration
+
+from . import payload
+from .convert import status_value, task_state
+from .dispatcher_link import DispatcherLink
+from .settings import GatewaySettings
+from .waiters import TaskWaiters
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def _status_boundary(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """Maps our errors and Redis outages to gRPC statuses at one boundary."""
+    try:
+        yield
+    except FaaSError as exc:
+        await context.abort_with_status(to_status(exc))
+    except redis.exceptions.RedisError as exc:
+        log.warning("redis unavailable: %s", exc)
+        await context.abort_with_status(
+            to_status(Unavailable("the task store (Redis) is unavailable", "STORE_UNAVAILABLE"))
+        )
+
+
+def _task_not_found(task_id: str) -> NotFound:
+    return NotFound(f"task {task_id!r} not found", "TASK_NOT_FOUND", task_id=task_id)
+
+
+def _function_not_found(function_id: str) -> NotFound:
+    return NotFound(
+        f"function {function_id!r} not found", "FUNCTION_NOT_FOUND", function_id=function_id
+    )
+
+
+def _require_id(value: str, what: str) -> None:
+    if not value or len(value) > 128:
+        raise InvalidArgument(f"{what} is required (at most 128 characters)", "INVALID_ID")
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
+    """The public API; see protos/faas/v1/gateway.proto for each method's contract."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        store: TaskStore,
+        link: DispatcherLink,
+        waiters: TaskWaiters,
+        dispatcher_channel: grpc.aio.Channel,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._link = link
+        self._waiters = waiters
+        self._dispatcher = dispatcher_pb2_grpc.DispatcherServiceStub(dispatcher_channel)
+        self._creator: Batcher[NewTask, CreatedTask | None] = Batcher(store.create_tasks)
+
+    async def RegisterFunction(
+        self, request: gateway_pb2.RegisterFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.RegisterFunctionResponse:
+        async with _status_boundary(context):
+            payload.check_function_payload(request.payload, self._settings.max_payload_bytes)
+            if len(request.name) > 256:
+                raise InvalidArgument("name is longer than 256 characters", "INVALID_NAME")
+            timeout = duration_seconds(request.timeout, request.HasField("timeout"))
+            function_id = str(uuid.uuid4())
+            await self._store.register_function(function_id, request.name, request.payload, timeout)
+            return gateway_pb2.RegisterFunctionResponse(function_id=function_id)
+
+    async def ExecuteFunction(
+        self, request: gateway_pb2.ExecuteFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.ExecuteFunctionResponse:
+        async with _status_boundary(context):
+            _require_id(request.function_id, "function_id")
+            payload.check_args_payload(request.payload, self._settings.max_payload_bytes)
+            if len(request.request_id) > 128:
+                raise InvalidArgument("request_id is longer than 128 characters", "INVALID_ID")
+            task = NewTask(
+                task_id=str(uuid.uuid4()),
+                function_id=request.function_id,
+                payload=request.payload,
+                timeout=duration_seconds(request.timeout, request.HasField("timeout")),
+                request_id=request.request_id,
+            )
+            created = await self._creator.submit(task)
+            if created is None:
+                raise _function_not_found(request.function_id)
+            if created.created:
+                self._hand_over([task], [created])
+            return gateway_pb2.ExecuteFunctionResponse(task_id=created.task_id)
+
+    async def ExecuteBatch(
+        self, request: gateway_pb2.ExecuteBatchRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.ExecuteBatchResponse:
+        async with _status_boundary(context):
+            _require_id(request.function_id, "function_id")
+            if not request.payloads:
+                raise InvalidArgument("payloads is empty", "EMPTY_BATCH")
+            for item in request.payloads:
+                payload.check_args_payload(item, self._settings.max_payload_bytes)
+            if not await self._store.function_exists(request.function_id):
+                raise _function_not_found(request.function_id)
+            timeout = duration_seconds(request.timeout, request.HasField("timeout"))
+            tasks = [
+                NewTask(str(uuid.uuid4()), request.function_id, item, timeout)
+                for item in request.payloads
+            ]
+            created = await self._store.create_tasks(tasks)
+            if any(c is None for c in created):  # the function was deleted meanwhile
+                raise _function_not_found(request.function_id)
+            self._hand_over(tasks, created)
+            return gateway_pb2.ExecuteBatchResponse(task_ids=[t.task_id for t in tasks])
+
+    def _hand_over(self, tasks: Sequence[NewTask], created: Sequence[CreatedTask | None]) -> None:
+        for task, done in zip(tasks, created, strict=True):
+            if done is not None and done.created:
+                self._link.send(
+                    dispatcher_pb2.TaskSpec(
+                        task_id=task.task_id,
+                        function_id=task.function_id,
+                        payload=task.payload,
+                        timeout=to_duration(done.timeout),
+                    )
+                )
+
+    async def GetStatus(
+        self, request: gateway_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GetStatusResponse:
+        async with _status_boundary(context):
+            _require_id(request.task_id, "task_id")
+            status = await self._store.get_status(request.task_id)
+            if status is None:
+                raise _task_not_found(request.task_id)
+            return gateway_pb2.GetStatusResponse(
+                task_id=request.task_id, status=status_value(status)
+            )
+
+    async def GetResult(
+        self, request: gateway_pb2.GetResultRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GetResultResponse:
+        async with _status_boundary(context):
+            _require_id(request.task_id, "task_id")
+            wait = duration_seconds(request.wait, request.HasField("wait")) or 0.0
+            wait = min(wait, self._settings.max_wait_seconds)
+            deadline = time.monotonic() + wait
+            record = await self._read(request.task_id)
+            while not record.terminal and time.monotonic() < deadline:
+                record = await self._next_change(record, deadline)
+            return gateway_pb2.GetResultResponse(task=task_state(record))
+
+    async def WatchTask(
+        self, request: gateway_pb2.WatchTaskRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
+        async with _status_boundary(context):
+            _require_id(request.task_id, "task_id")
+            record = await self._read(request.task_id)
+            yield gateway_pb2.WatchTaskResponse(task=task_state(record))
+            while not record.terminal:
+                changed = await self._next_change(record, None)
+                if changed.status != record.status:
+                    yield gateway_pb2.WatchTaskResponse(task=task_state(changed))
+                record = changed
+
+    async def _read(self, task_id: str) -> TaskRecord:
+        record = await self._store.get_task(task_id)
+        if record is None:
+            raise _task_not_found(task_id)
+        return record
+
+    async def _next_change(self, record: TaskRecord, deadline: float | None) -> TaskRecord:
+        """The task's record once its status differs from ``record``'s, or at the deadline."""
+        task_id = record.task_id
+        while True:
+            future = self._waiters.register(task_id)
+            try:
+                current = await self._read(task_id)  # read after registering: no lost wake-up
+                if current.status != record.status:
+                    return current
+                interval = self._settings.recheck_seconds if self._link.connected else 0.5
+                if deadline is not None:
+                    interval = min(interval, deadline - time.monotonic())
+                    if interval <= 0:
+                        return current
+                await asyncio.wait({future}, timeout=interval)
+            finally:
+                self._waiters.discard(task_id, future)
+
+    async def ListWorkers(
+        self, request: gateway_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.ListWorkersResponse:
+        try:
+            reply = await self._dispatcher.ListConnectedWorkers(
+                dispatcher_pb2.ListConnectedWorkersRequest(), timeout=5.0
+            )
+        except grpc.aio.AioRpcError as exc:
+            await context.abort_with_status(
+                to_status(
+                    Unavailable(
+                        f"the dispatcher is unavailable: {exc.details()}", "DISPATCHER_UNAVAILABLE"
+                    )
+                )
+            )
+            raise
+        return gateway_pb2.ListWorkersResponse(
+            workers=reply.workers, mode=reply.mode, queued=reply.queued
+        )

@@ -1,0 +1,302 @@
+"""The platform as a set of real processes, each started with ``sys.executable -m services.X``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .redis_server import RedisServer, free_port
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformConfig:
+    """Where everything listens and how it runs. Port 0 picks a free port."""
+
+    mode: str = "push"
+    worker_processes: int = os.cpu_count() or 1
+    workers: int = 1  # worker agents to start (push and pull modes)
+    host: str = "127.0.0.1"
+    gateway_port: int = 50051
+    dispatcher_port: int = 50052
+    rest_port: int = 8000
+    redis_url: str | None = None  # None: start an embedded redis-server
+    redis_port: int = 0
+    data_dir: Path = Path(".faas-data")
+    appendfsync: str = "everysec"
+    log_dir: Path | None = None  # None: the processes write to this terminal
+    extra_env: dict[str, str] = field(default_factory=dict)
+    heartbeat_seconds: float = 1.0
+
+    def resolved(self) -> PlatformConfig:
+        """The same config with every port 0 replaced by a free port."""
+        ports = {
+            name: getattr(self, name) or free_port(self.host)
+            for name in ("gateway_port", "dispatcher_port", "rest_port")
+        }
+        return dataclasses.replace(self, **ports)
+
+
+class ServiceProcess:
+    """One service process that can be started, signalled, killed and restarted."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        ready: Callable[[], bool],
+        log_path: Path | None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.ready = ready
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, wait: bool = True, timeout: float = 30.0) -> None:
+        if self.log_path is not None:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
+        )
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}{self._tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} was not ready within {timeout}s{self._tail()}")
+            time.sleep(0.05)  # polling a health check while the process starts
+
+    def _tail(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n" + self.log_path.read_text(errors="replace")[-3000:]
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.process is not None
+            os.kill(self.process.pid, sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Signals the process and reaps it (killing it after ``timeout``); its exit code."""
+        code = None
+        if self.process is not None:
+            self.send_signal(sig)
+            try:
+                code = self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                code = self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+
+def grpc_serving(target: str) -> Callable[[], bool]:
+    def check() -> bool:
+        with grpc.insecure_channel(target) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1.0
+                )
+            except grpc.RpcError:
+                return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return check
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    return check
+
+
+def worker_connected(dispatcher_target: str, worker_id: str) -> Callable[[], bool]:
+    def check() -> bool:
+        with grpc.insecure_channel(dispatcher_target) as channel:
+            try:
+                reply = dispatcher_pb2_grpc.DispatcherServiceStub(channel).ListConnectedWorkers(
+                    dispatcher_pb2.ListConnectedWorkersRequest(), timeout=1.0
+                )
+            except grpc.RpcError:
+                return False
+        return any(w.worker_id == worker_id for w in reply.workers)
+
+    return check
+
+
+class Platform:
+    """Redis (embedded unless a URL is given), dispatcher, gateway, REST shim and workers."""
+
+    def __init__(self, config: PlatformConfig) -> None:
+        self.config = config.resolved()
+        c = self.config
+        self.redis: RedisServer | None = None
+        if c.redis_url is None:
+            self.redis = RedisServer(c.data_dir / "redis", c.redis_port, appendfsync=c.appendfsync)
+        self.redis_url = c.redis_url or self.redis.url  # type: ignore[union-attr]
+        self.gateway_target = f"{c.host}:{c.gateway_port}"
+        self.dispatcher_target = f"{c.host}:{c.dispatcher_port}"
+        self.rest_url = f"http://{c.host}:{c.rest_port}"
+        self.env = {
+            **os.environ,
+            **c.extra_env,
+            "REDIS_URL": self.redis_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        py = sys.executable
+        self.dispatcher = self._service(
+            "dispatcher",
+            [
+                py,
+                "-m",
+                "services.dispatcher",
+                "-m",
+                c.mode,
+                "--host",
+                c.host,
+                "-p",
+                str(c.dispatcher_port),
+                "-w",
+                str(c.worker_processes),
+                "--heartbeat",
+                str(c.heartbeat_seconds),
+            ],
+            grpc_serving(self.dispatcher_target),
+        )
+        self.gateway = self._service(
+            "gateway",
+            [
+                py,
+                "-m",
+                "services.gateway",
+                "--address",
+                self.gateway_target,
+                "--dispatcher",
+                self.dispatcher_target,
+            ],
+            grpc_serving(self.gateway_target),
+        )
+        self.rest = self._service(
+            "rest",
+            [
+                py,
+                "-m",
+                "services.gateway.rest",
+                "--host",
+                c.host,
+                "--port",
+                str(c.rest_port),
+                "--gateway",
+                self.gateway_target,
+            ],
+            http_ok(f"{self.rest_url}/healthz"),
+        )
+        self.workers: list[ServiceProcess] = []
+        self._worker_count = 0
+
+    def _service(self, name: str, argv: list[str], ready: Callable[[], bool]) -> ServiceProcess:
+        log_path = None
+        if self.config.log_dir is not None:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = self.config.log_dir / f"{name}.log"
+        return ServiceProcess(name, argv, self.env, ready, log_path)
+
+    def new_worker(
+        self, processes: int | None = None, *, mode: str | None = None
+    ) -> ServiceProcess:
+        """A worker process (not started yet) connecting to this platform's dispatcher."""
+        self._worker_count += 1
+        worker_id = f"worker-{self._worker_count}-{os.getpid()}"
+        argv = [
+            sys.executable,
+            "-m",
+            "services.worker",
+            str(processes or self.config.worker_processes),
+            self.dispatcher_target,
+            "--worker-id",
+            worker_id,
+        ]
+        if mode:
+            argv += ["--mode", mode]
+        worker = self._service(worker_id, argv, worker_connected(self.dispatcher_target, worker_id))
+        self.workers.append(worker)
+        return worker
+
+    def add_worker(self, processes: int | None = None) -> ServiceProcess:
+        worker = self.new_worker(processes)
+        worker.start()
+        return worker
+
+    def start(self) -> None:
+        """Starts everything and waits until each part answers its health check."""
+        try:
+            if self.redis is not None:
+                self.redis.start()
+            self.dispatcher.start()
+            self.gateway.start()
+            self.rest.start()
+            if self.config.mode != "local":
+                for _ in range(self.config.workers):
+                    self.add_worker()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Graceful stop of every part, last started first (killing what does not stop)."""
+        for worker in reversed(self.workers):
+            with contextlib.suppress(Exception):
+                worker.stop()
+        for service in (self.rest, self.gateway, self.dispatcher):
+            with contextlib.suppress(Exception):
+                service.stop()
+        if self.redis is not None:
+            self.redis.stop()

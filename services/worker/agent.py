@@ -1,0 +1,253 @@
+"""The worker: one stream to the dispatcher, a pool of processes running the tasks it assigns.
+
+It reconnects with backoff when the stream breaks, keeps the outcomes the dispatcher has not
+acknowledged and sends them again after reconnecting, and on SIGTERM drains: it asks for no more
+work, finishes what runs within a grace period, reports it, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
+
+from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.pool import Job, Outcome, ProcessPool
+
+from .settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+Outbox = asyncio.Queue[dispatcher_pb2.ConnectRequest | None]
+
+
+class ModeMismatch(Exception):
+    """The dispatcher runs another mode than the one the worker was told to insist on."""
+
+
+class Worker:
+    """A long-lived worker process; ``await run(stop)`` serves until ``stop`` is set."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.pool = ProcessPool(
+            settings.processes, self._on_outcome, on_slot_ready=self._on_slot_ready
+        )
+        self._bodies: dict[str, bytes] = {}
+        self._backlog: collections.deque[Job] = collections.deque()
+        self._unacked: dict[str, dispatcher_pb2.TaskOutcome] = {}
+        self._outgoing: list[dispatcher_pb2.TaskOutcome] = []
+        self._freed = 0
+        self._flush_scheduled = False
+        self._outbox: Outbox | None = None
+        self._mode = ""
+        self._draining = False
+        self._acked = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.pool.start()
+        channel = grpc.aio.insecure_channel(
+            self.settings.dispatcher_target, options=CHANNEL_OPTIONS
+        )
+        stub = dispatcher_pb2_grpc.DispatcherServiceStub(channel)
+        session = asyncio.create_task(self._sessions(stub))
+        try:
+            await asyncio.wait(
+                {session, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"
+            )
+            if session.done():
+                session.result()
+            await self._drain()
+        finally:
+            session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
+            await channel.close()
+            await self.pool.close()
+
+    async def _drain(self) -> None:
+        grace = self.settings.drain_grace_seconds
+        log.info(
+            "draining: %d task(s) running, grace %.0fs", len(self.pool.running_attempts()), grace
+        )
+        self._draining = True
+        self._send(dispatcher_pb2.ConnectRequest(drain=dispatcher_pb2.Drain()))
+        deadline = time.monotonic() + grace
+        self._backlog.clear()  # not started: the dispatcher requeues them when the stream ends
+        if not await self.pool.wait_idle(grace):
+            log.warning(
+                "grace period over; abandoning %d task(s)", len(self.pool.running_attempts())
+            )
+        while self._unacked and time.monotonic() < deadline:
+            self._acked.clear()
+            try:
+                await asyncio.wait_for(self._acked.wait(), timeout=deadline - time.monotonic())
+            except TimeoutError:
+                break
+        log.info("drained (%d outcome(s) unacknowledged)", len(self._unacked))
+
+    # The stream
+
+    async def _sessions(self, stub: dispatcher_pb2_grpc.DispatcherServiceStub) -> None:
+        backoff = 0.1
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session(stub)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                log.warning("dispatcher stream: %s %s", exc.code().name, exc.details())
+            except TimeoutError:
+                log.warning("dispatcher went silent; reconnecting")
+            finally:
+                self._outbox = None
+            if time.monotonic() - started > 5:
+                backoff = 0.1
+            await asyncio.sleep(backoff)  # reconnect backoff
+            backoff = min(backoff * 2, self.settings.max_backoff_seconds)
+
+    async def _session(self, stub: dispatcher_pb2_grpc.DispatcherServiceStub) -> None:
+        outbox: Outbox = asyncio.Queue()
+        hello = dispatcher_pb2.WorkerHello(
+            worker_id=self.settings.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            capacity=self.pool.size,
+            running_attempt_ids=self.pool.running_attempts(),
+        )
+        outbox.put_nowait(dispatcher_pb2.ConnectRequest(hello=hello))
+        call = stub.Connect(_requests(outbox))
+        try:
+            welcome = await asyncio.wait_for(call.read(), timeout=10)
+            if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):
+                raise TimeoutError
+            self._on_welcome(welcome.welcome, outbox)
+            interval = welcome.welcome.heartbeat_interval.ToTimedelta().total_seconds() or 1.0
+            heartbeat = asyncio.create_task(self._heartbeats(outbox, interval))
+            try:
+                while True:
+                    message = await asyncio.wait_for(call.read(), timeout=interval * 3)
+                    if message is grpc.aio.EOF:
+                        return
+                    self._on_message(message)
+            finally:
+                heartbeat.cancel()
+        finally:
+            outbox.put_nowait(None)
+            call.cancel()
+
+    def _on_welcome(self, welcome: dispatcher_pb2.Welcome, outbox: Outbox) -> None:
+        if self.settings.mode and welcome.mode != self.settings.mode:
+            raise ModeMismatch(
+                f"worker started for {self.settings.mode} mode, dispatcher runs {welcome.mode}"
+            )
+        self._mode = welcome.mode
+        self._outbox = outbox
+        log.info("connected to %s (%s mode)", self.settings.dispatcher_target, welcome.mode)
+        if self._unacked:
+            log.info("re-sending %d outcome(s)", len(self._unacked))
+            batch = dispatcher_pb2.TaskOutcomeBatch(outcomes=list(self._unacked.values()))
+            outbox.put_nowait(dispatcher_pb2.ConnectRequest(outcomes=batch))
+        if self._draining:
+            outbox.put_nowait(dispatcher_pb2.ConnectRequest(drain=dispatcher_pb2.Drain()))
+        elif self._mode == "pull":
+            free = self.pool.free_slots - len(self._backlog)
+            if free > 0:
+                self._request_work(free)
+
+    async def _heartbeats(self, outbox: Outbox, interval: float) -> None:
+        beat = dispatcher_pb2.ConnectRequest(heartbeat=dispatcher_pb2.Heartbeat())
+        while True:
+            await asyncio.sleep(interval)  # the heartbeat period itself
+            outbox.put_nowait(beat)
+
+    def _on_message(self, message: dispatcher_pb2.ConnectResponse) -> None:
+        kind = message.WhichOneof("kind")
+        if kind == "assignments":
+            for body in message.assignments.functions:
+                self._bodies[body.function_id] = body.payload
+            for a in message.assignments.assignments:
+                timeout = a.timeout.seconds + a.timeout.nanos / 1e9
+                job = Job(
+                    task_id=a.task_id,
+                    attempt_id=a.attempt_id,
+                    function_id=a.function_id,
+                    function_payload=self._bodies.get(a.function_id, b""),
+                    args_payload=a.payload,
+                    timeout=timeout or None,
+                )
+                self._backlog.append(job)
+            self._start_backlog()
+        elif kind == "ack":
+            for attempt_id in message.ack.attempt_ids:
+                self._unacked.pop(attempt_id, None)
+            self._acked.set()
+
+    def _on_slot_ready(self) -> None:
+        """A replaced process is ready: it takes waiting work, or (pull mode) asks for some."""
+        self._start_backlog()
+        if self._mode == "pull" and not self._draining and self.pool.free_slots > len(self._backlog):
+            self._request_work(1)
+
+    def _start_backlog(self) -> None:
+        while self._backlog and self.pool.free_slots > 0:
+            self.pool.submit(self._backlog.popleft())
+
+    # Outcomes
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        message = dispatcher_pb2.TaskOutcome(
+            task_id=outcome.task_id,
+            attempt_id=outcome.attempt_id,
+            status=outcome.status,  # type: ignore[arg-type]
+            result=outcome.result,
+            error=common_pb2.TaskError(
+                cause=outcome.cause,  # type: ignore[arg-type]
+                message=outcome.message,
+                traceback=outcome.traceback,
+            ),
+        )
+        self._unacked[outcome.attempt_id] = message
+        self._outgoing.append(message)
+        self._freed += 1
+        self._start_backlog()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Sends the outcomes of one loop turn as one message, then asks for as much work."""
+        self._flush_scheduled = False
+        outcomes, self._outgoing = self._outgoing, []
+        freed, self._freed = self._freed, 0
+        if outcomes:
+            batch = dispatcher_pb2.TaskOutcomeBatch(outcomes=outcomes)
+            self._send(dispatcher_pb2.ConnectRequest(outcomes=batch))
+        if self._mode == "pull" and not self._draining:
+            free = min(freed, self.pool.free_slots - len(self._backlog))
+            if free > 0:
+                self._request_work(free)
+
+    def _request_work(self, slots: int) -> None:
+        self._send(
+            dispatcher_pb2.ConnectRequest(work_request=dispatcher_pb2.WorkRequest(slots=slots))
+        )
+
+    def _send(self, request: dispatcher_pb2.ConnectRequest) -> None:
+        if self._outbox is not None:  # while disconnected, outcomes wait in _unacked
+            self._outbox.put_nowait(request)
+
+
+async def _requests(outbox: Outbox) -> AsyncIterator[dispatcher_pb2.ConnectRequest]:
+    while True:
+        request = await outbox.get()
+        if request is None:
+            return
+        yield request
