@@ -58,12 +58,13 @@ def to_status(error: FaaSError) -> grpc.Status:
     status = status_pb2.Status(
         code=getattr(code_pb2, error.code.name), message=error.message, details=[detail]
     )
-    return rpc_status.to_status(status)
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
 
 
 def error_reason(error: grpc.aio.AioRpcError | grpc.RpcError) -> str:
     """The ErrorInfo reason of a failed call, or "" when it has none."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is None:
         return ""
     for detail in status.details:

@@ -259,11 +259,7 @@ class Dispatcher:
                 continue
             payload = self._functions.get(function_id)
             if payload is None:
-                fetched = await self._retry(
-                    lambda f=function_id: self.store.get_function_payload(f)
-                )  # type: ignore[misc]
-                payload = fetched or b""
-                self._functions[function_id] = payload
+                payload = await self._function_body(function_id)
             bodies.append(dispatcher_pb2.FunctionBody(function_id=function_id, payload=payload))
             session.functions_sent.add(function_id)
         assignments = [
@@ -282,6 +278,11 @@ class Dispatcher:
             session.deliver(
                 dispatcher_pb2.AssignmentBatch(functions=bodies, assignments=assignments)
             )
+
+    async def _function_body(self, function_id: str) -> bytes:
+        payload = await self._retry(lambda: self.store.get_function_payload(function_id))
+        self._functions[function_id] = payload or b""
+        return payload or b""
 
     # Outcomes
 

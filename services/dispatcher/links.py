@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
@@ -18,6 +18,8 @@ from .core import Dispatcher
 from .scheduler import Session
 
 log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 WorkerOutbox = asyncio.Queue[dispatcher_pb2.ConnectResponse | None]
 GatewayOutbox = asyncio.Queue[dispatcher_pb2.LinkResponse | None]
@@ -33,7 +35,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def Connect(
         self,
         request_iterator: AsyncIterator[dispatcher_pb2.ConnectRequest],
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> AsyncIterator[dispatcher_pb2.ConnectResponse]:
         dispatcher = self._dispatcher
         if dispatcher.stopping:
@@ -125,7 +127,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def Link(
         self,
         request_iterator: AsyncIterator[dispatcher_pb2.LinkRequest],
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> AsyncIterator[dispatcher_pb2.LinkResponse]:
         dispatcher = self._dispatcher
         if dispatcher.stopping:
@@ -163,7 +165,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def ListConnectedWorkers(
         self,
         request: dispatcher_pb2.ListConnectedWorkersRequest,
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> dispatcher_pb2.ListConnectedWorkersResponse:
         return dispatcher_pb2.ListConnectedWorkersResponse(
             workers=self._dispatcher.worker_stats(),

@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 import redis.exceptions
@@ -31,9 +32,11 @@ from .waiters import TaskWaiters
 
 log = logging.getLogger(__name__)
 
+Context = grpc.aio.ServicerContext[Any, Any]
+
 
 @contextlib.asynccontextmanager
-async def _status_boundary(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+async def _status_boundary(context: Context) -> AsyncIterator[None]:
     """Maps our errors and Redis outages to gRPC statuses at one boundary."""
     try:
         yield
@@ -80,7 +83,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self._creator: Batcher[NewTask, CreatedTask | None] = Batcher(store.create_tasks)
 
     async def RegisterFunction(
-        self, request: gateway_pb2.RegisterFunctionRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.RegisterFunctionRequest, context: Context
     ) -> gateway_pb2.RegisterFunctionResponse:
         async with _status_boundary(context):
             payload.check_function_payload(request.payload, self._settings.max_payload_bytes)
@@ -92,7 +95,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             return gateway_pb2.RegisterFunctionResponse(function_id=function_id)
 
     async def ExecuteFunction(
-        self, request: gateway_pb2.ExecuteFunctionRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.ExecuteFunctionRequest, context: Context
     ) -> gateway_pb2.ExecuteFunctionResponse:
         async with _status_boundary(context):
             _require_id(request.function_id, "function_id")
@@ -114,7 +117,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             return gateway_pb2.ExecuteFunctionResponse(task_id=created.task_id)
 
     async def ExecuteBatch(
-        self, request: gateway_pb2.ExecuteBatchRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.ExecuteBatchRequest, context: Context
     ) -> gateway_pb2.ExecuteBatchResponse:
         async with _status_boundary(context):
             _require_id(request.function_id, "function_id")
@@ -148,7 +151,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 )
 
     async def GetStatus(
-        self, request: gateway_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.GetStatusRequest, context: Context
     ) -> gateway_pb2.GetStatusResponse:
         async with _status_boundary(context):
             _require_id(request.task_id, "task_id")
@@ -160,7 +163,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             )
 
     async def GetResult(
-        self, request: gateway_pb2.GetResultRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.GetResultRequest, context: Context
     ) -> gateway_pb2.GetResultResponse:
         async with _status_boundary(context):
             _require_id(request.task_id, "task_id")
@@ -173,7 +176,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             return gateway_pb2.GetResultResponse(task=task_state(record))
 
     async def WatchTask(
-        self, request: gateway_pb2.WatchTaskRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.WatchTaskRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
         async with _status_boundary(context):
             _require_id(request.task_id, "task_id")
@@ -210,7 +213,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 self._waiters.discard(task_id, future)
 
     async def ListWorkers(
-        self, request: gateway_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.ListWorkersRequest, context: Context
     ) -> gateway_pb2.ListWorkersResponse:
         try:
             reply = await self._dispatcher.ListConnectedWorkers(

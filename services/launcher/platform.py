@@ -46,11 +46,12 @@ class PlatformConfig:
 
     def resolved(self) -> PlatformConfig:
         """The same config with every port 0 replaced by a free port."""
-        ports = {
-            name: getattr(self, name) or free_port(self.host)
-            for name in ("gateway_port", "dispatcher_port", "rest_port")
-        }
-        return dataclasses.replace(self, **ports)
+        return dataclasses.replace(
+            self,
+            gateway_port=self.gateway_port or free_port(self.host),
+            dispatcher_port=self.dispatcher_port or free_port(self.host),
+            rest_port=self.rest_port or free_port(self.host),
+        )
 
 
 class ServiceProcess:

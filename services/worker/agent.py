@@ -94,7 +94,7 @@ class Worker:
 
     # The stream
 
-    async def _sessions(self, stub: dispatcher_pb2_grpc.DispatcherServiceStub) -> None:
+    async def _sessions(self, stub: dispatcher_pb2_grpc.DispatcherServiceAsyncStub) -> None:
         backoff = 0.1
         while True:
             started = time.monotonic()
@@ -113,7 +113,7 @@ class Worker:
             await asyncio.sleep(backoff)  # reconnect backoff
             backoff = min(backoff * 2, self.settings.max_backoff_seconds)
 
-    async def _session(self, stub: dispatcher_pb2_grpc.DispatcherServiceStub) -> None:
+    async def _session(self, stub: dispatcher_pb2_grpc.DispatcherServiceAsyncStub) -> None:
         outbox: Outbox = asyncio.Queue()
         hello = dispatcher_pb2.WorkerHello(
             worker_id=self.settings.worker_id,
@@ -125,17 +125,19 @@ class Worker:
         outbox.put_nowait(dispatcher_pb2.ConnectRequest(hello=hello))
         call = stub.Connect(_requests(outbox))
         try:
-            welcome = await asyncio.wait_for(call.read(), timeout=10)
-            if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):
+            first = await asyncio.wait_for(call.read(), timeout=10)
+            if not isinstance(first, dispatcher_pb2.ConnectResponse) or not first.HasField(
+                "welcome"
+            ):
                 raise TimeoutError
-            self._on_welcome(welcome.welcome, outbox)
-            interval = welcome.welcome.heartbeat_interval.ToTimedelta().total_seconds() or 1.0
+            self._on_welcome(first.welcome, outbox)
+            interval = first.welcome.heartbeat_interval.ToTimedelta().total_seconds() or 1.0
             heartbeat = asyncio.create_task(self._heartbeats(outbox, interval))
             try:
                 while True:
                     message = await asyncio.wait_for(call.read(), timeout=interval * 3)
-                    if message is grpc.aio.EOF:
-                        return
+                    if not isinstance(message, dispatcher_pb2.ConnectResponse):
+                        return  # EOF: the dispatcher closed the stream
                     self._on_message(message)
             finally:
                 heartbeat.cancel()
@@ -193,7 +195,11 @@ class Worker:
     def _on_slot_ready(self) -> None:
         """A replaced process is ready: it takes waiting work, or (pull mode) asks for some."""
         self._start_backlog()
-        if self._mode == "pull" and not self._draining and self.pool.free_slots > len(self._backlog):
+        if (
+            self._mode == "pull"
+            and not self._draining
+            and self.pool.free_slots > len(self._backlog)
+        ):
             self._request_work(1)
 
     def _start_backlog(self) -> None:

@@ -35,5 +35,7 @@ def test_committed_stubs_match_the_protos(tmp_path: Path) -> None:
         for p in (ROOT / "sdk/faas/v1").iterdir()
         if p.name.endswith((".py", ".pyi")) and p.name != "__init__.py"
     }
-    stale = sorted(n for n in generated.keys() | committed.keys() if generated.get(n) != committed.get(n))
+    stale = sorted(
+        n for n in generated.keys() | committed.keys() if generated.get(n) != committed.get(n)
+    )
     assert not stale, f"stubs out of date, run `make proto`: {stale}"

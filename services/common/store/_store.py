@@ -46,7 +46,7 @@ def _timeout_arg(timeout: float | None) -> str:
 def _timeout_value(raw: bytes | str | None) -> float | None:
     if raw in (None, b"", ""):
         return None
-    value = float(raw)  # type: ignore[arg-type]
+    value = float(raw)
     return value if value > 0 else None
 
 
@@ -146,7 +146,7 @@ class TaskStore:
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         values = await self.client.hmget(self.keys.task(task_id), list(_RECORD_FIELDS))
-        return _record(task_id, values)
+        return _record(task_id, cast("list[bytes | None]", values))
 
     async def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -158,10 +158,10 @@ class TaskStore:
     # Tasks: the dispatcher's side
 
     async def queued_ids(self) -> list[str]:
-        return [raw.decode() for raw in await self.client.zrange(self.keys.queued, 0, -1)]
+        return _decoded(await self.client.zrange(self.keys.queued, 0, -1))
 
     async def running_ids(self) -> list[str]:
-        return [raw.decode() for raw in await self.client.zrange(self.keys.running, 0, -1)]
+        return _decoded(await self.client.zrange(self.keys.running, 0, -1))
 
     async def load_queued(
         self, task_ids: Sequence[str], status: str = "QUEUED"
@@ -230,6 +230,10 @@ class TaskStore:
         for x in lost:
             args += [x.task_id, x.attempt_id]
         return [int(x) for x in await self._requeue(keys=keys, args=args)]
+
+
+def _decoded(raw: Any) -> list[str]:
+    return [item.decode() for item in cast("list[bytes]", raw)]
 
 
 def _record(task_id: str, values: Sequence[bytes | None]) -> TaskRecord | None:
