@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dill
+import grpc
 import httpx
+from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from google.protobuf import duration_pb2
+
+from services.launcher import Platform
 
 
 def serialize(obj: Any) -> str:
@@ -20,6 +26,7 @@ def deserialize(text: str) -> Any:
 
 
 TERMINAL = ("COMPLETED", "FAILED")
+TERMINAL_CODES = (common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED)
 
 
 class RestClient:
@@ -82,3 +89,49 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+class GrpcClient:
+    """A thin client on the generated stubs, for tests that drive many tasks."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.channel = grpc.insecure_channel(platform.gateway_target)
+        self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
+
+    def register(self, fn: Callable[..., object], timeout: float | None = None) -> str:
+        request = gateway_pb2.RegisterFunctionRequest(name=fn.__name__, payload=dill.dumps(fn))
+        if timeout:
+            request.timeout.FromNanoseconds(int(timeout * 1e9))
+        return str(self.stub.RegisterFunction(request, timeout=10).function_id)
+
+    def submit(self, function_id: str, calls: Sequence[tuple[object, ...]]) -> list[str]:
+        reply = self.stub.ExecuteBatch(
+            gateway_pb2.ExecuteBatchRequest(
+                function_id=function_id, payloads=[dill.dumps((args, {})) for args in calls]
+            ),
+            timeout=30,
+        )
+        return list(reply.task_ids)
+
+    def state(self, task_id: str, wait: float = 0.0) -> common_pb2.TaskState:
+        request = gateway_pb2.GetResultRequest(task_id=task_id)
+        if wait:
+            request.wait.CopyFrom(duration_pb2.Duration(seconds=int(wait)))
+        return self.stub.GetResult(request, timeout=wait + 10).task
+
+    def wait_all(self, task_ids: Sequence[str], timeout: float = 120) -> list[common_pb2.TaskState]:
+        deadline = time.monotonic() + timeout
+        out = []
+        for task_id in task_ids:
+            while True:
+                left = deadline - time.monotonic()
+                assert left > 0, f"task {task_id} did not finish within {timeout}s"
+                state = self.state(task_id, wait=min(left, 10))
+                if state.status in TERMINAL_CODES:
+                    out.append(state)
+                    break
+        return out
+
+    def workers(self) -> dict[str, common_pb2.WorkerStats]:
+        reply = self.stub.ListWorkers(gateway_pb2.ListWorkersRequest(), timeout=10)
+        return {w.worker_id: w for w in reply.workers}

@@ -7,10 +7,12 @@ level comes from ``FAAS_LOG_LEVEL`` (default INFO). Uvicorn stops gracefully on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
@@ -49,14 +51,37 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logger.info("REST shim listening on %s:%d", settings.host, settings.port)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         loop="asyncio",
         log_level=level,
+        access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
+    _GracefulServer(config).run()
+
+
+class _GracefulServer(uvicorn.Server):
+    """A uvicorn server whose graceful stop on SIGTERM/SIGINT ends the process with code 0.
+
+    uvicorn re-raises a captured signal after its graceful shutdown, which makes the process
+    exit with -SIGTERM; a graceful stop is a success, so the signals only ask for the exit here.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def ask_exit(sig: int, frame: object) -> None:
+            self.force_exit = self.should_exit and sig == signal.SIGINT
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, ask_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
