@@ -179,10 +179,11 @@ def test_soak_with_a_fault_of_each_kind(
     function_id = client.register(square)
     inputs = list(range(2000))
     task_ids: list[str] = []
+    assert platform.redis is not None
     faults: list[Callable[[], None]] = [
         platform.workers[0].kill,
-        lambda: platform.redis.restart() if platform.redis else None,
-        lambda: (platform.dispatcher.kill(), platform.dispatcher.start()) and None,
+        platform.redis.restart,
+        platform.dispatcher.restart,  # SIGTERM, then start again
     ]
     chunks = [inputs[i : i + 400] for i in range(0, 2000, 400)]
     for index, chunk in enumerate(chunks):
