@@ -1,0 +1,123 @@
+"""The Lua state changes against a real redis-server: forward only, current attempt only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.store import (
+    AttemptOutcome,
+    AttemptStart,
+    Keys,
+    LostAttempt,
+    NewTask,
+    TaskStore,
+    connect,
+)
+from services.launcher import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+def _run(redis_url: str, prefix: str, scenario: object) -> None:
+    async def main() -> None:
+        store = TaskStore(connect(redis_url), Keys(prefix))
+        try:
+            await scenario(store)  # type: ignore[operator]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def _queued_task(store: TaskStore, task_id: str = "t1") -> None:
+    await store.register_function("f1", "fn", b"payload", None)
+    (created,) = await store.create_tasks([NewTask(task_id, "f1", b"args")])
+    assert created is not None and created.created
+
+
+def test_create_needs_the_function_and_honours_request_ids(redis_url: str) -> None:
+    async def scenario(store: TaskStore) -> None:
+        assert await store.create_tasks([NewTask("t0", "missing", b"")]) == [None]
+        assert await store.get_status("t0") is None
+        await store.register_function("f1", "fn", b"p", 2.5)
+        first, again = await store.create_tasks(
+            [NewTask("t1", "f1", b"a", request_id="r"), NewTask("t2", "f1", b"a", request_id="r")]
+        )
+        assert first is not None and first.created and first.timeout == 2.5
+        assert again is not None and not again.created and again.task_id == "t1"
+        assert await store.get_status("t2") is None
+        assert await store.queued_ids() == ["t1"]
+
+    _run(redis_url, "create:", scenario)
+
+
+def test_status_moves_forward_and_the_first_outcome_wins(redis_url: str) -> None:
+    async def scenario(store: TaskStore) -> None:
+        await _queued_task(store)
+        assert await store.start_attempts([AttemptStart("t1", "a1", "w1")]) == [True]
+        assert await store.start_attempts([AttemptStart("t1", "a2", "w2")]) == [False]
+        assert await store.get_status("t1") == "RUNNING"
+        done = AttemptOutcome("t1", "a1", "COMPLETED", b"r1")
+        assert await store.finish_attempts([done]) == [True]
+        late = AttemptOutcome("t1", "a1", "FAILED", b"r2", "RAISED", "boom")
+        assert await store.finish_attempts([late]) == [False]
+        record = await store.get_task("t1")
+        assert record is not None and record.status == "COMPLETED" and record.result == b"r1"
+        assert await store.requeue_attempts(
+            [LostAttempt("t1", "a1")], max_attempts=3, final_result=b"", final_message=""
+        ) == [0]
+        assert await store.queued_ids() == [] and await store.running_ids() == []
+
+    _run(redis_url, "forward:", scenario)
+
+
+def test_a_superseded_attempt_cannot_report(redis_url: str) -> None:
+    async def scenario(store: TaskStore) -> None:
+        await _queued_task(store)
+        await store.start_attempts([AttemptStart("t1", "a1", "w1")])
+        lost = [LostAttempt("t1", "a1")]
+        assert await store.requeue_attempts(
+            lost, max_attempts=3, final_result=b"", final_message=""
+        ) == [1]
+        assert await store.get_status("t1") == "QUEUED"
+        await store.start_attempts([AttemptStart("t1", "a2", "w2")])
+        stale = AttemptOutcome("t1", "a1", "COMPLETED", b"old")
+        assert await store.finish_attempts([stale]) == [False]
+        fresh = AttemptOutcome("t1", "a2", "COMPLETED", b"new")
+        assert await store.finish_attempts([fresh]) == [True]
+        record = await store.get_task("t1")
+        assert record is not None and record.result == b"new" and record.attempts == 2
+
+    _run(redis_url, "supersede:", scenario)
+
+
+def test_requeue_fails_the_task_after_max_attempts(redis_url: str) -> None:
+    async def scenario(store: TaskStore) -> None:
+        await _queued_task(store)
+        for attempt in ("a1", "a2"):
+            await store.start_attempts([AttemptStart("t1", attempt, "w")])
+            results = await store.requeue_attempts(
+                [LostAttempt("t1", attempt)], max_attempts=2, final_result=b"E", final_message="m"
+            )
+        assert results == [2]
+        record = await store.get_task("t1")
+        assert record is not None
+        assert (record.status, record.cause, record.result) == ("FAILED", "WORKER_LOST", b"E")
+
+    _run(redis_url, "attempts:", scenario)
+
+
+def test_aof_is_on(redis_url: str) -> None:
+    async def scenario(store: TaskStore) -> None:
+        assert await store.client.config_get("appendonly") == {"appendonly": "yes"}
+
+    _run(redis_url, "aof:", scenario)

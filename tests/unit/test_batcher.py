@@ -1,0 +1,54 @@
+"""Batcher: concurrent submits share one handler call; errors reach every caller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from services.common.batcher import Batcher
+
+
+def test_concurrent_submits_are_one_batch() -> None:
+    calls: list[list[int]] = []
+
+    async def handler(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        return [i * 10 for i in items]
+
+    async def main() -> list[int]:
+        batcher: Batcher[int, int] = Batcher(handler)
+        return list(await asyncio.gather(*(batcher.submit(i) for i in range(5))))
+
+    assert asyncio.run(main()) == [0, 10, 20, 30, 40]
+    assert calls == [[0, 1, 2, 3, 4]]
+
+
+def test_max_batch_splits() -> None:
+    calls: list[int] = []
+
+    async def handler(items: Sequence[int]) -> list[int]:
+        calls.append(len(items))
+        return list(items)
+
+    async def main() -> None:
+        batcher: Batcher[int, int] = Batcher(handler, max_batch=2)
+        await asyncio.gather(*(batcher.submit(i) for i in range(5)))
+
+    asyncio.run(main())
+    assert calls == [2, 2, 1]
+
+
+def test_a_failing_batch_fails_each_caller() -> None:
+    async def handler(items: Sequence[int]) -> list[int]:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        batcher: Batcher[int, int] = Batcher(handler)
+        results = await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
+        assert all(isinstance(r, ConnectionError) for r in results)
+        await batcher.submit(3)
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(main())
