@@ -18,7 +18,7 @@ install: $(STAMP)
 
 ## Start the whole platform (embedded Redis unless REDIS_URL is set). Ctrl-C stops it.
 run: $(STAMP)
-	$(PY) -m services.launcher
+	$(PY) -m services.launcher $(ARGS)
 
 ## Regenerate the committed stubs in sdk/faas/v1 from protos/.
 proto: $(STAMP)
