@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heartbeat", type=float, default=env.heartbeat_seconds)
     parser.add_argument("--max-attempts", type=int, default=env.max_attempts)
     parser.add_argument("--prefetch", type=int, default=env.prefetch)
+    parser.add_argument(
+        "--retry-process-death",
+        action="store_true",
+        default=env.retry_process_death,
+        help="run a task again when its process dies (os._exit, a signal, OOM) instead of failing",
+    )
     args = parser.parse_args(argv)
     settings = dataclasses.replace(
         env,
@@ -41,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         heartbeat_seconds=args.heartbeat,
         max_attempts=args.max_attempts,
         prefetch=args.prefetch,
+        retry_process_death=args.retry_process_death,
     )
     setup_logging("dispatcher", settings.log_level, settings.log_json)
     asyncio.run(serve(settings))

@@ -160,7 +160,7 @@ class Dispatcher:
         self.scheduler.attach(session)
         if adopt:
             for task_id in adopt:
-                self._orphans.pop(task_id, None)
+                session.adopting.add(self._orphans.pop(task_id))
             self.spawn(self._adopt(session, adopt))
         self.wake()
         return adopt
@@ -170,7 +170,9 @@ class Dispatcher:
         attempts = await self._retry(lambda: self.store.running_attempts(task_ids))
         for spec in specs:
             attempt_id = attempts.get(spec.task_id)
-            if attempt_id is not None and not session.closed:
+            # Not if its outcome came in meanwhile (report() took it out of `adopting`).
+            if attempt_id is not None and attempt_id in session.adopting and not session.closed:
+                session.adopting.discard(attempt_id)
                 task = _task(spec)
                 self.scheduler.tasks[task.task_id] = task
                 session.in_flight[attempt_id] = task
@@ -196,15 +198,19 @@ class Dispatcher:
         self._announce_requeue(lost, results)
         self.wake()
 
-    async def _requeue_in_redis(self, lost: Sequence[LostAttempt], why: str) -> list[int]:
+    async def _requeue_in_redis(
+        self, lost: Sequence[LostAttempt], why: str, cause: str = "WORKER_LOST"
+    ) -> list[int]:
         message = f"task failed: {why} on each of its attempts"
-        final = pickle.dumps(RuntimeError(message))
+        error = RuntimeError(message) if cause == "WORKER_LOST" else ChildProcessError(message)
+        final = pickle.dumps(error)
         return await self._retry(
             lambda: self.store.requeue_attempts(
                 lost,
                 max_attempts=self.settings.max_attempts,
                 final_result=final,
                 final_message=message,
+                final_cause=cause,
             )
         )
 
@@ -288,14 +294,47 @@ class Dispatcher:
 
     def report(self, session: Session, outcomes: Sequence[dispatcher_pb2.TaskOutcome]) -> None:
         """Outcomes from a session: frees its slots now, stores them, then acknowledges them."""
+        final: list[dispatcher_pb2.TaskOutcome] = []
+        crashed: list[tuple[str, Task]] = []
         for outcome in outcomes:
-            if session.in_flight.pop(outcome.attempt_id, None) is not None:
+            session.adopting.discard(outcome.attempt_id)
+            task = session.in_flight.pop(outcome.attempt_id, None)
+            if task is not None and self._retries(outcome):
+                crashed.append((outcome.attempt_id, task))
+                continue
+            final.append(outcome)
+            if task is not None:
                 if outcome.status == common_pb2.TASK_STATUS_COMPLETED:
                     session.completed += 1
                 else:
                     session.failed += 1
         self.wake()
-        self.spawn(self._store_outcomes(session, list(outcomes)))
+        if final:
+            self.spawn(self._store_outcomes(session, final))
+        if crashed:
+            self.spawn(self._retry_crashed(session, crashed))
+
+    def _retries(self, outcome: dispatcher_pb2.TaskOutcome) -> bool:
+        return (
+            self.settings.retry_process_death
+            and outcome.status == common_pb2.TASK_STATUS_FAILED
+            and outcome.error.cause == common_pb2.FAILURE_CAUSE_PROCESS_DIED
+        )
+
+    async def _retry_crashed(self, session: Session, crashed: list[tuple[str, Task]]) -> None:
+        """Process deaths, when configured to retry: the tasks go back to the queue."""
+        lost = [LostAttempt(task.task_id, attempt) for attempt, task in crashed]
+        results = await self._requeue_in_redis(lost, "its process died", "PROCESS_DIED")
+        for (_attempt, task), result in zip(crashed, results, strict=True):
+            if result == 1:
+                self.scheduler.requeue(task)
+            else:
+                self.scheduler.forget(task.task_id)
+                session.failed += result == 2
+        self._announce_requeue(lost, results)
+        if session.acknowledge is not None and not session.closed:
+            session.acknowledge([attempt for attempt, _ in crashed])
+        self.wake()
 
     async def _store_outcomes(
         self, session: Session, outcomes: list[dispatcher_pb2.TaskOutcome]

@@ -43,6 +43,8 @@ class Session:
     draining: bool = False
     closed: bool = False
     functions_sent: set[str] = field(default_factory=set)
+    # Attempts from before a dispatcher restart that this session is being given back.
+    adopting: set[str] = field(default_factory=set)
     assigned: int = 0
     completed: int = 0
     failed: int = 0

@@ -24,6 +24,8 @@ class DispatcherSettings:
     max_attempts: int = 3
     # Push mode: tasks a worker may hold beyond its processes.
     prefetch: int = 0
+    # Run a task again (up to max_attempts) when its process dies, instead of failing it.
+    retry_process_death: bool = False
     # How often QUEUED tasks in Redis are compared with those the dispatcher holds.
     reconcile_seconds: float = 5.0
     # After a restart, how long RUNNING tasks wait for their worker to reconnect.
@@ -55,6 +57,7 @@ class DispatcherSettings:
             heartbeat_seconds=float(environ.get("FAAS_HEARTBEAT_SECONDS", d.heartbeat_seconds)),
             max_attempts=int(environ.get("FAAS_MAX_ATTEMPTS", d.max_attempts)),
             prefetch=int(environ.get("FAAS_PREFETCH", d.prefetch)),
+            retry_process_death=environ.get("FAAS_RETRY_PROCESS_DEATH", "") in ("1", "true"),
             log_level=environ.get("FAAS_LOG_LEVEL", d.log_level),
             log_json=environ.get("FAAS_LOG_JSON", "") in ("1", "true"),
         )

@@ -231,3 +231,71 @@ def test_each_mode_runs_tasks(
         if mode == "local":
             assert {dill.loads(s.result) for s in states} == {platform.dispatcher.pid}
         platform.stop()
+
+
+@pytest.mark.fault
+def test_process_death_is_retried_when_configured(
+    make_platform: PlatformFactory, client_for: Callable[[Platform], Client]
+) -> None:
+    platform = make_platform(
+        mode="push",
+        workers=1,
+        worker_processes=1,
+        extra_env={"FAAS_RETRY_PROCESS_DEATH": "1", "FAAS_MAX_ATTEMPTS": "2"},
+    )
+    client = client_for(platform)
+
+    def die() -> None:
+        import os
+
+        os._exit(3)
+
+    (state,) = client.wait_all(client.submit(client.register(die), [()]))
+    assert state.status == common_pb2.TASK_STATUS_FAILED
+    assert state.error.cause == common_pb2.FAILURE_CAUSE_PROCESS_DIED
+    assert state.attempts == 2
+    assert isinstance(dill.loads(state.result), ChildProcessError)
+
+
+@pytest.mark.fault
+def test_results_finished_while_the_dispatcher_was_down_are_delivered(
+    make_platform: PlatformFactory, client_for: Callable[[Platform], Client]
+) -> None:
+    platform = make_platform(mode="push", workers=1, worker_processes=2)
+    client = client_for(platform)
+    task_ids = client.submit(client.register(nap), [(1.0,)] * 2)
+    wait_until(
+        lambda: {client.state(t).status for t in task_ids} == {common_pb2.TASK_STATUS_RUNNING},
+        10,
+        "both tasks running",
+    )
+    platform.dispatcher.kill()
+    time.sleep(1.5)  # the tasks finish while there is no dispatcher
+    platform.dispatcher.start()
+    states = client.wait_all(task_ids)
+    _completed(states)
+    assert [s.attempts for s in states] == [1, 1]  # kept and delivered, not run again
+    assert {dill.loads(s.result) for s in states} == {platform.workers[0].pid}
+
+
+@pytest.mark.fault
+def test_running_tasks_are_kept_across_a_dispatcher_restart(
+    make_platform: PlatformFactory, client_for: Callable[[Platform], Client]
+) -> None:
+    platform = make_platform(mode="pull", workers=1, worker_processes=2)
+    client = client_for(platform)
+    task_ids = client.submit(client.register(nap), [(3.0,)] * 2)
+    wait_until(
+        lambda: {client.state(t).status for t in task_ids} == {common_pb2.TASK_STATUS_RUNNING},
+        10,
+        "both tasks running",
+    )
+    platform.dispatcher.kill()
+    platform.dispatcher.start()
+    worker = platform.workers[0].name
+    wait_until(lambda: client.workers().get(worker) is not None, 10, "the worker to reconnect")
+    wait_until(lambda: client.workers()[worker].in_flight == 2, 10, "the tasks to be adopted")
+    states = client.wait_all(task_ids)
+    _completed(states)
+    assert [s.attempts for s in states] == [1, 1]
+    assert client.workers()[worker].in_flight == 0

@@ -221,12 +221,13 @@ class TaskStore:
         max_attempts: int,
         final_result: bytes,
         final_message: str,
+        final_cause: str = "WORKER_LOST",
     ) -> list[int]:
         """Puts lost attempts back to QUEUED: 1 requeued, 2 FAILED (no attempts left), 0 no-op."""
         if not lost:
             return []
         keys = [self.keys.queued, self.keys.running] + [self.keys.task(x.task_id) for x in lost]
-        args: list[Any] = [_now_ms(), max_attempts, final_result, final_message]
+        args: list[Any] = [_now_ms(), max_attempts, final_result, final_message, final_cause]
         for x in lost:
             args += [x.task_id, x.attempt_id]
         return [int(x) for x in await self._requeue(keys=keys, args=args)]

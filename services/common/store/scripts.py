@@ -98,21 +98,22 @@ return out
 """
 
 # KEYS: queued, running, then one task key per task.
-# ARGV: now, max_attempts, result for a final failure, message for it,
+# ARGV: now, max_attempts, then the result, message and cause of a final failure,
 #       then per task (task_id, attempt_id or "" for any RUNNING attempt).
 # Returns per task 1 when requeued, 2 when FAILED for having used all attempts, 0 otherwise.
 REQUEUE_ATTEMPTS = """
 local queued, running = KEYS[1], KEYS[2]
-local now, max_attempts, result, message = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local now, max_attempts = ARGV[1], tonumber(ARGV[2])
+local result, message, cause = ARGV[3], ARGV[4], ARGV[5]
 local out = {}
 for i = 3, #KEYS do
-  local base = 5 + 2 * (i - 3)
+  local base = 6 + 2 * (i - 3)
   local tid, aid = ARGV[base], ARGV[base + 1]
   local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'attempts')
   if fields[1] == 'RUNNING' and (aid == '' or fields[2] == aid) then
     redis.call('ZREM', running, tid)
     if tonumber(fields[3] or '0') >= max_attempts then
-      redis.call('HSET', KEYS[i], 'status', 'FAILED', 'result', result, 'cause', 'WORKER_LOST',
+      redis.call('HSET', KEYS[i], 'status', 'FAILED', 'result', result, 'cause', cause,
         'message', message, 'traceback', '', 'finished', now)
       redis.call('HDEL', KEYS[i], 'payload')
       out[#out + 1] = 2
