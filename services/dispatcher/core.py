@@ -75,7 +75,12 @@ class Dispatcher:
     def spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background step failed", exc_info=task.exception())
 
     async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
         delay = 0.1
@@ -228,8 +233,18 @@ class Dispatcher:
             await self._wake.wait()
             self._wake.clear()
             plan = self.scheduler.plan()
-            if plan:
+            if not plan:
+                continue
+            try:
                 await self._start(plan)
+            except Exception:
+                # A bug must not stop dispatching: the tasks go back to the queue.
+                log.exception("starting %d task(s) failed; requeueing them", len(plan))
+                for session, task in plan:
+                    session.reserved = max(0, session.reserved - 1)
+                    self.scheduler.requeue(task)
+                await asyncio.sleep(1.0)  # do not spin on a persistent fault
+                self.wake()
 
     async def _start(self, plan: list[tuple[Session, Task]]) -> None:
         attempts = [(s, t, uuid.uuid4().hex) for s, t in plan]

@@ -47,6 +47,11 @@ async def _status_boundary(context: Context) -> AsyncIterator[None]:
         await context.abort_with_status(
             to_status(Unavailable("the task store (Redis) is unavailable", "STORE_UNAVAILABLE"))
         )
+    except grpc.aio.AbortError:
+        raise
+    except Exception:
+        log.exception("unexpected error")  # the traceback stays in the log, off the wire
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error in the gateway")
 
 
 def _task_not_found(task_id: str) -> NotFound:
