@@ -222,7 +222,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.ListWorkersResponse:
         try:
             reply = await self._dispatcher.ListConnectedWorkers(
-                dispatcher_pb2.ListConnectedWorkersRequest(), timeout=5.0
+                dispatcher_pb2.ListConnectedWorkersRequest(), timeout=5.0, wait_for_ready=True
             )
         except grpc.aio.AioRpcError as exc:
             await context.abort_with_status(
