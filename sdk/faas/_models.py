@@ -1,0 +1,143 @@
+"""Plain value objects for what the gateway reports: task snapshots and worker load."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from google.protobuf import timestamp_pb2
+
+from faas.v1 import common_pb2, gateway_pb2
+
+__all__ = ["TaskInfo", "TaskStatus", "WorkerInfo", "WorkersReport"]
+
+
+class TaskStatus(enum.StrEnum):
+    """A task's lifecycle state: QUEUED -> RUNNING -> COMPLETED | FAILED."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the task has ended (COMPLETED or FAILED)."""
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+
+    @classmethod
+    def from_proto(cls, value: int) -> TaskStatus:
+        """``TASK_STATUS_RUNNING`` (the enum number) -> ``TaskStatus.RUNNING``."""
+        try:
+            name = common_pb2.TaskStatus.Name(value)  # type: ignore[arg-type]
+        except ValueError:
+            return cls.UNSPECIFIED
+        return cls(name.removeprefix("TASK_STATUS_"))
+
+
+def cause_name(value: int) -> str:
+    """``FAILURE_CAUSE_TIMEOUT`` (the enum number) -> ``"TIMEOUT"``."""
+    try:
+        name = common_pb2.FailureCause.Name(value)  # type: ignore[arg-type]
+    except ValueError:
+        return "UNSPECIFIED"
+    return name.removeprefix("FAILURE_CAUSE_")
+
+
+def _time(message: common_pb2.TaskState, name: str) -> datetime | None:
+    if not message.HasField(name):  # type: ignore[arg-type]
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, name)
+    return stamp.ToDatetime().astimezone()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A snapshot of one task. ``payload`` is the dill pickle of the result (COMPLETED) or of
+    the exception (FAILED), empty before the task ends; ``cause``, ``message`` and
+    ``traceback`` are set when it FAILED."""
+
+    task_id: str
+    function_id: str
+    status: TaskStatus
+    attempts: int = 0
+    worker_id: str = ""
+    cause: str = ""
+    message: str = ""
+    traceback: str = ""
+    created_time: datetime | None = None
+    started_time: datetime | None = None
+    finished_time: datetime | None = None
+    payload: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def from_proto(cls, state: common_pb2.TaskState) -> TaskInfo:
+        failed = state.status == common_pb2.TASK_STATUS_FAILED
+        return cls(
+            task_id=state.task_id,
+            function_id=state.function_id,
+            status=TaskStatus.from_proto(state.status),
+            attempts=state.attempts,
+            worker_id=state.worker_id,
+            cause=cause_name(state.error.cause) if failed else "",
+            message=state.error.message if failed else "",
+            traceback=state.error.traceback if failed else "",
+            created_time=_time(state, "created_time"),
+            started_time=_time(state, "started_time"),
+            finished_time=_time(state, "finished_time"),
+            payload=bytes(state.result),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """Load and counters of one worker connected to the dispatcher."""
+
+    worker_id: str
+    host: str
+    pid: int
+    capacity: int
+    in_flight: int
+    assigned: int
+    completed: int
+    failed: int
+    mode: str
+    draining: bool
+
+    @property
+    def load(self) -> float:
+        """In-flight tasks per process (1.0 = every process busy)."""
+        return self.in_flight / self.capacity if self.capacity else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersReport:
+    """What ``ListWorkers`` returns: the dispatcher's mode, its queue and its workers."""
+
+    mode: str
+    queued: int
+    workers: tuple[WorkerInfo, ...]
+
+    @classmethod
+    def from_proto(cls, reply: gateway_pb2.ListWorkersResponse) -> WorkersReport:
+        return cls(
+            mode=reply.mode,
+            queued=reply.queued,
+            workers=tuple(
+                WorkerInfo(
+                    worker_id=w.worker_id,
+                    host=w.host,
+                    pid=w.pid,
+                    capacity=w.capacity,
+                    in_flight=w.in_flight,
+                    assigned=w.assigned,
+                    completed=w.completed,
+                    failed=w.failed,
+                    mode=w.mode,
+                    draining=w.draining,
+                )
+                for w in reply.workers
+            ),
+        )

@@ -1,0 +1,173 @@
+"""The async side of the client: one grpc.aio channel, retries with backoff, task watches.
+
+Everything here runs on the client's loop thread (see ``_loop.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+from .errors import ServiceUnavailable, from_rpc_error
+
+__all__ = ["CHANNEL_OPTIONS", "RetryPolicy", "Transport"]
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+]
+
+_TERMINAL = (common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED)
+# A watch stream that ends this way is re-opened (after a backoff), not failed.
+_RECONNECT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often, and how patiently, calls are retried while the service is UNAVAILABLE.
+
+    Attempt ``n`` (from 0) waits about ``min(max_backoff, backoff * 2**n)`` seconds first.
+    """
+
+    retries: int = 6
+    backoff: float = 0.25
+    max_backoff: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("retries, backoff and max_backoff must be >= 0")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based), with a little jitter."""
+        base = min(self.max_backoff, self.backoff * 2.0**attempt)
+        return base * random.uniform(0.8, 1.0)
+
+    def budget(self) -> float:
+        """The longest the retries of one call wait in total, in seconds."""
+        return sum(min(self.max_backoff, self.backoff * 2.0**n) for n in range(self.retries))
+
+
+class Transport:
+    """A grpc.aio channel to the gateway, its stub, and the policies for using them.
+
+    Must be created and used on one running event loop.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        call_timeout: float,
+        policy: RetryPolicy,
+        stream_timeout: float,
+        max_watches: int,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
+        self.target = target
+        self.call_timeout = call_timeout
+        self.policy = policy
+        self.stream_timeout = stream_timeout
+        self._channel = grpc.aio.insecure_channel(
+            target, options=CHANNEL_OPTIONS, interceptors=list(interceptors) or None
+        )
+        self.stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+        self._watch_slots = asyncio.Semaphore(max_watches)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def unary(
+        self,
+        call: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = True,
+    ) -> Resp:
+        """One unary call; an idempotent one is retried with backoff while UNAVAILABLE.
+
+        A call that is not idempotent first waits (within the retry budget) for the channel to
+        connect and is then sent exactly once, so a failure never duplicates its effect.
+        """
+        attempt = 0
+        while True:
+            if not idempotent:
+                await self._connected()
+            try:
+                return await call(request, timeout=timeout or self.call_timeout)
+            except grpc.aio.AioRpcError as exc:
+                retry = exc.code() == grpc.StatusCode.UNAVAILABLE and idempotent
+                if not retry or attempt >= self.policy.retries:
+                    raise from_rpc_error(exc, attempts=attempt + 1, target=self.target) from None
+            delay = self.policy.delay(attempt)
+            log.debug("%s unavailable; retry %d in %.2fs", self.target, attempt + 1, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _connected(self) -> None:
+        """Returns once the channel is READY; ServiceUnavailable after the retry budget."""
+        if self._channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+            return
+        budget = max(self.policy.budget(), 0.1)
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), budget)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"could not connect to the gateway at {self.target} within {budget:.1f}s",
+                code="UNAVAILABLE",
+            ) from None
+
+    async def watch(
+        self, task_id: str, on_state: Callable[[common_pb2.TaskState], None]
+    ) -> common_pb2.TaskState:
+        """Follows the task's WatchTask stream until it ends; returns the terminal state.
+
+        ``on_state`` sees every state streamed. A stream broken by a gateway restart is
+        re-opened after a backoff (up to ``policy.retries`` times in a row); one that reaches
+        ``stream_timeout`` is re-opened at once. No call polls.
+        """
+        request = gateway_pb2.WatchTaskRequest(task_id=task_id)
+        failures = 0
+        while True:
+            async with self._watch_slots:
+                try:
+                    async for reply in self.stub.WatchTask(request, timeout=self.stream_timeout):
+                        failures = 0
+                        on_state(reply.task)
+                        if reply.task.status in _TERMINAL:
+                            return reply.task
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                        continue
+                    if exc.code() not in _RECONNECT_CODES or failures >= self.policy.retries:
+                        raise from_rpc_error(
+                            exc, attempts=failures + 1, target=self.target
+                        ) from None
+                else:  # the stream ended before the task did (a gateway going away)
+                    if failures >= self.policy.retries:
+                        raise ServiceUnavailable(
+                            f"the watch of task {task_id} kept ending early", code="UNAVAILABLE"
+                        )
+            delay = self.policy.delay(failures)
+            log.debug("watch of task %s broken; re-opening in %.2fs", task_id, delay)
+            await asyncio.sleep(delay)
+            failures += 1

@@ -1,0 +1,176 @@
+"""``faas``: the command line of MPCSFaaS, over gRPC to the gateway.
+
+    faas up                                   # the whole platform, until Ctrl-C (make run)
+    faas register tasks.py:square             # prints the function id
+    faas execute FUNCTION_ID --args '[7]' --wait
+    faas execute FUNCTION_ID --args-file calls.jsonl --wait   # a batch, with a progress bar
+    faas status TASK_ID
+    faas result TASK_ID --wait
+    faas watch TASK_ID
+    faas workers
+
+Every command takes ``--target HOST:PORT`` (default ``$FAAS_TARGET``, else 127.0.0.1:50051) and
+``--json`` (one JSON document per line on stdout, for scripts). Errors are one line on stderr;
+the exit codes are listed in ``faas --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..client import DEFAULT_TARGET
+from . import _exit
+from ._commands import COMMANDS, Session
+from ._output import dumps
+
+__all__ = ["build_parser", "main"]
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def _common(default_target: str, suppress: bool) -> argparse.ArgumentParser:
+    """``--target``, ``--json`` and ``--retries``, accepted before or after the subcommand."""
+    parser = argparse.ArgumentParser(add_help=False)
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--target",
+        default=default(default_target),
+        metavar="HOST:PORT",
+        help=f"the gateway (env FAAS_TARGET; now {default_target})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON, one per line"
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=default(6),
+        metavar="N",
+        help="retries (with backoff) while the gateway is unavailable (default 6)",
+    )
+    return parser
+
+
+def _add_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true", help="wait for the task to end")
+    parser.add_argument(
+        "--wait-timeout",
+        type=_positive,
+        metavar="SECONDS",
+        help="with --wait, give up after this long (exit code 5)",
+    )
+
+
+def build_parser(default_target: str = DEFAULT_TARGET) -> argparse.ArgumentParser:
+    """The ``faas`` argument parser."""
+    common = _common(default_target, suppress=True)
+    parser = argparse.ArgumentParser(
+        prog="faas",
+        description="MPCSFaaS command line: talks gRPC to the gateway.",
+        epilog=_exit.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common(default_target, suppress=False)],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = commands.add_parser(
+        "up",
+        help="start the whole platform until Ctrl-C (what `make run` runs)",
+        description="Starts Redis, dispatcher, gateway, REST shim and workers. Options after "
+        "`up` go to the launcher: see `faas up --help`.",
+        add_help=False,
+    )
+    up.add_argument("launcher_args", nargs=argparse.REMAINDER)
+
+    register = commands.add_parser(
+        "register", parents=[common], help="register a function from a Python file"
+    )
+    register.add_argument("spec", metavar="FILE.py:FUNC", help="the file and the function in it")
+    register.add_argument("--name", help="a display name (default FUNC)")
+    register.add_argument(
+        "--timeout", type=_positive, metavar="SECONDS", help="default time limit of its tasks"
+    )
+
+    execute = commands.add_parser(
+        "execute", parents=[common], help="run a registered function (one task or a batch)"
+    )
+    execute.add_argument("function_id", metavar="FUNCTION_ID")
+    execute.add_argument("--args", metavar="JSON", help="positional arguments, e.g. '[1, 2]'")
+    execute.add_argument("--kwargs", metavar="JSON", help="keyword arguments, e.g. '{\"a\": 1}'")
+    execute.add_argument(
+        "--args-file",
+        metavar="FILE.jsonl",
+        help='one task per line: [args...] or {"args": [...], "kwargs": {...}}; - for stdin',
+    )
+    execute.add_argument(
+        "--timeout", type=_positive, metavar="SECONDS", help="time limit of each task"
+    )
+    _add_wait(execute)
+
+    status = commands.add_parser("status", parents=[common], help="print a task's status")
+    status.add_argument("task_id", metavar="TASK_ID")
+
+    result = commands.add_parser("result", parents=[common], help="print a task's result")
+    result.add_argument("task_id", metavar="TASK_ID")
+    _add_wait(result)
+
+    watch = commands.add_parser(
+        "watch", parents=[common], help="print a task's status changes until it ends"
+    )
+    watch.add_argument("task_id", metavar="TASK_ID")
+
+    commands.add_parser(
+        "workers", parents=[common], help="table of connected workers and their load"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one ``faas`` command; returns its exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(os.environ.get("FAAS_TARGET") or DEFAULT_TARGET)
+    if arguments[:1] == ["up"]:  # everything after `up` belongs to the launcher
+        args = argparse.Namespace(command="up", launcher_args=arguments[1:], json=False)
+        args.target, args.retries = DEFAULT_TARGET, 0
+    else:
+        args = parser.parse_args(arguments)
+    if getattr(args, "wait_timeout", None) is not None:
+        args.wait = True
+    session = Session(target=args.target, json=args.json, retries=args.retries)
+    try:
+        return COMMANDS[args.command](args, session)
+    except KeyboardInterrupt:
+        session.note("interrupted")
+        return _exit.INTERRUPTED
+    except Exception as exc:
+        return _fail(session, exc)
+    finally:
+        session.close()
+
+
+def _fail(session: Session, error: BaseException) -> int:
+    """Reports ``error`` in one line on stderr (JSON with ``--json``); its exit code."""
+    code = _exit.code_for(error)
+    message = " ".join(str(error).split()) or type(error).__name__
+    if code == _exit.ERROR and not hasattr(error, "reason"):
+        message = f"{type(error).__name__}: {message}"
+    if session.json:
+        document = {"error": message, "reason": getattr(error, "reason", ""), "exit_code": code}
+        print(dumps(document), file=session.stderr, flush=True)
+    else:
+        session.note(message)
+    return code

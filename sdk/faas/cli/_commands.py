@@ -1,0 +1,250 @@
+"""The CLI's subcommands: each takes the parsed arguments and a ``Session``; an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .._futures import TaskFuture
+from .._models import TaskInfo
+from ..client import FaaSClient
+from ..errors import FaaSError, FaaSTimeout
+from . import _inputs, _output
+from ._exit import FAILED, OK, TIMEOUT
+from ._progress import Progress
+
+__all__ = ["COMMANDS", "Session"]
+
+
+@dataclass
+class Session:
+    """What every command shares: the gateway, output style and streams."""
+
+    target: str
+    json: bool
+    retries: int
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    _client: FaaSClient | None = None
+
+    @property
+    def client(self) -> FaaSClient:
+        if self._client is None:
+            self._client = FaaSClient(self.target, retries=self.retries)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def out(self, text: str) -> None:
+        print(text, file=self.stdout, flush=True)
+
+    def document(self, value: Any) -> None:
+        self.out(_output.dumps(value))
+
+    def note(self, text: str) -> None:
+        print(f"faas: {text}", file=self.stderr, flush=True)
+
+
+def up(args: argparse.Namespace, session: Session) -> int:
+    """Starts the whole platform (the launcher's own options follow ``up``)."""
+    try:
+        launcher = importlib.import_module("services.launcher.__main__")
+    except ImportError as exc:
+        raise FaaSError(
+            f"`faas up` needs the server extra (pip install 'mpcsfaas[server]'): {exc}"
+        ) from None
+    launcher.main(list(args.launcher_args))
+    return OK
+
+
+def register(args: argparse.Namespace, session: Session) -> int:
+    fn = _inputs.load_function(args.spec)
+    name = args.name or args.spec.rpartition(":")[2]
+    function_id = session.client.register(fn, name, timeout=args.timeout)
+    if session.json:
+        session.document({"function_id": function_id, "name": name})
+    else:
+        session.out(function_id)
+    return OK
+
+
+def execute(args: argparse.Namespace, session: Session) -> int:
+    if args.args_file is not None:
+        if args.args is not None or args.kwargs is not None:
+            raise _inputs.UsageError("--args-file cannot be combined with --args or --kwargs")
+        return _execute_batch(args, session)
+    positional = _inputs.parse_args(args.args)
+    keywords = _inputs.parse_kwargs(args.kwargs)
+    task_id = session.client.execute(args.function_id, positional, keywords, timeout=args.timeout)
+    if not args.wait:
+        session.document({"task_id": task_id}) if session.json else session.out(task_id)
+        return OK
+    return _report(session, _wait_one(session.client.future(task_id), args.wait_timeout, session))
+
+
+def _execute_batch(args: argparse.Namespace, session: Session) -> int:
+    if args.args_file == "-":
+        calls = list(_inputs.read_calls(sys.stdin, "stdin"))
+    else:
+        path = Path(args.args_file)
+        try:
+            with path.open(encoding="utf-8") as stream:
+                calls = list(_inputs.read_calls(stream, str(path)))
+        except OSError as exc:
+            raise _inputs.UsageError(f"{path}: {exc.strerror}") from None
+    if not calls:
+        raise _inputs.UsageError(f"{args.args_file} holds no calls")
+    client = session.client
+    if not args.wait:
+        task_ids = client.execute_batch(args.function_id, calls, timeout=args.timeout)
+        if session.json:
+            session.document({"task_ids": task_ids})
+        else:
+            session.out("\n".join(task_ids))
+        return OK
+    futures = client.submit_batch(args.function_id, calls, timeout=args.timeout)
+    _wait_all(futures, args.wait_timeout, session)
+    outcomes = [_output.outcome_of(_ended(future)) for future in futures]
+    if session.json:
+        session.document({"tasks": [_output.task_json(o.info, o) for o in outcomes]})
+    else:
+        for outcome in outcomes:
+            session.out(f"FAILED: {outcome.failure}" if outcome.failed else repr(outcome.value))
+    failures = sum(1 for o in outcomes if o.failed)
+    if failures:
+        session.note(f"{failures} of {len(outcomes)} tasks FAILED")
+        return FAILED
+    return OK
+
+
+def status(args: argparse.Namespace, session: Session) -> int:
+    value = session.client.status(args.task_id)
+    if session.json:
+        session.document({"task_id": args.task_id, "status": str(value)})
+    else:
+        session.out(str(value))
+    return OK
+
+
+def result(args: argparse.Namespace, session: Session) -> int:
+    if args.wait:
+        info = _wait_one(session.client.future(args.task_id), args.wait_timeout, session)
+        return _report(session, info)
+    info = session.client.task(args.task_id)
+    if not info.status.terminal:
+        if session.json:
+            session.document(_output.task_json(info))
+        session.note(f"task {args.task_id} has not ended: it is {info.status} (try --wait)")
+        return TIMEOUT
+    return _report(session, info)
+
+
+def watch(args: argparse.Namespace, session: Session) -> int:
+    last: TaskInfo | None = None
+    for info in session.client.watch(args.task_id):
+        last = info
+        if info.status.terminal:
+            break
+        if session.json:
+            session.document(_output.task_json(info))
+        else:
+            session.out(_output.task_line(info))
+    assert last is not None  # a watch ends only after a terminal state
+    if not session.json:
+        session.out(_output.task_line(last))
+    return _report(session, last)
+
+
+def workers(args: argparse.Namespace, session: Session) -> int:
+    report = session.client.workers()
+    if session.json:
+        session.document(_output.workers_json(report))
+    else:
+        session.out(_output.workers_table(report))
+    return OK
+
+
+def _report(session: Session, info: TaskInfo) -> int:
+    """Prints an ended task's value (or its failure, on stderr) and returns the exit code."""
+    outcome = _output.outcome_of(info)
+    if session.json:
+        session.document(_output.task_json(info, outcome))
+    elif not outcome.failed:
+        session.out(repr(outcome.value))
+    if outcome.failed:
+        session.note(outcome.failure)
+        return FAILED
+    return OK
+
+
+def _ended(future: TaskFuture) -> TaskInfo:
+    """The terminal snapshot of a done future, or the error that ended its wait."""
+    info = future.info
+    if info is not None and info.status.terminal:
+        return info
+    error = future.exception()
+    raise error if error is not None else FaaSError(f"task {future.task_id} has no result")
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _left(deadline: float | None, tick: float | None) -> float | None:
+    if deadline is None:
+        return tick
+    left = max(0.0, deadline - time.monotonic())
+    return left if tick is None else min(left, tick)
+
+
+def _wait_one(future: TaskFuture, timeout: float | None, session: Session) -> TaskInfo:
+    """Waits for one task (a spinner on a terminal); its terminal snapshot."""
+    deadline = _deadline(timeout)
+    with Progress(session.stderr) as progress:
+        tick = 0.1 if progress.enabled else None
+        while not future.done():
+            progress.spin(f"task {future.task_id} {future.status}")
+            concurrent.futures.wait([future], _left(deadline, tick))
+            if not future.done() and deadline is not None and time.monotonic() >= deadline:
+                future.cancel()
+                raise FaaSTimeout(
+                    f"task {future.task_id} did not end within {timeout:g}s (it is {future.status})"
+                )
+    return _ended(future)
+
+
+def _wait_all(futures: Sequence[TaskFuture], timeout: float | None, session: Session) -> None:
+    """Waits for every task (a progress bar on a terminal)."""
+    deadline = _deadline(timeout)
+    pending: set[concurrent.futures.Future[Any]] = set(futures)
+    with Progress(session.stderr) as progress:
+        tick = 0.1 if progress.enabled else None
+        while pending:
+            progress.count(len(futures) - len(pending), len(futures), "tasks")
+            _, pending = concurrent.futures.wait(
+                pending, _left(deadline, tick), concurrent.futures.ALL_COMPLETED
+            )
+            if pending and deadline is not None and time.monotonic() >= deadline:
+                raise FaaSTimeout(
+                    f"{len(pending)} of {len(futures)} tasks did not end within {timeout:g}s"
+                )
+
+
+COMMANDS = {
+    "up": up,
+    "register": register,
+    "execute": execute,
+    "status": status,
+    "result": result,
+    "watch": watch,
+    "workers": workers,
+}

@@ -1,0 +1,401 @@
+"""``FaaSClient``: the Python SDK for the gateway, on the generated ``faas.v1`` stubs.
+
+Example::
+
+    from faas import FaaSClient
+
+    def square(x: int) -> int:
+        return x * x
+
+    with FaaSClient("127.0.0.1:50051") as client:
+        function_id = client.register(square)
+        future = client.submit(function_id, 7)      # a concurrent.futures.Future
+        assert future.result(timeout=60) == 49
+        assert list(client.map(function_id, range(4))) == [0, 1, 4, 9]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2
+
+from faas.v1 import common_pb2, gateway_pb2
+
+from . import _serde
+from ._futures import TaskFuture, results_in_order
+from ._loop import LoopThread
+from ._models import TaskInfo, TaskStatus, WorkersReport
+from ._transport import RetryPolicy, Transport
+from .errors import ClientClosed, FaaSTimeout
+
+__all__ = ["DEFAULT_TARGET", "Call", "FaaSClient"]
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+# A GetResult long poll asks for at most this long (the gateway caps it at 60 s by default).
+_LONG_POLL_SECONDS = 50.0
+# ExecuteBatch requests stay below these, so one map never builds a huge message.
+_BATCH_ITEMS = 1000
+_BATCH_BYTES = 32 * 1024 * 1024
+
+Call = tuple[Sequence[Any], Mapping[str, Any]]
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def _duration(seconds: float | None) -> duration_pb2.Duration | None:
+    if seconds is None:
+        return None
+    if not seconds > 0:
+        raise ValueError(f"a time limit must be > 0 seconds, got {seconds}")
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration
+
+
+class FaaSClient:
+    """A client of ``faas.v1.GatewayService`` with one channel and one I/O thread.
+
+    ``timeout`` bounds every call (seconds); calls that find the gateway UNAVAILABLE are
+    retried ``retries`` times, waiting ``backoff``, ``2*backoff``, ... (at most
+    ``max_backoff``) in between. ``submit`` and ``map`` return futures completed from
+    WatchTask streams served by the I/O thread, never by polling; at most ``max_watches``
+    streams are open at once and each is re-opened every ``stream_timeout`` seconds.
+    Errors are the ``faas.errors`` exceptions. Use it as a context manager, or ``close()`` it.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float = 10.0,
+        retries: int = 6,
+        backoff: float = 0.25,
+        max_backoff: float = 5.0,
+        stream_timeout: float = 300.0,
+        max_watches: int = 1000,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
+        if not timeout > 0 or not stream_timeout > 0 or max_watches < 1:
+            raise ValueError("timeout and stream_timeout must be > 0, max_watches >= 1")
+        policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max_backoff)
+        self._target = target
+        self._closed = False
+        self._lock = threading.Lock()
+        self._watches: dict[concurrent.futures.Future[Any], concurrent.futures.Future[None]] = {}
+        self._loop = LoopThread(f"faas-client {target}")
+        try:
+            self._transport = self._loop.run(
+                self._open(target, timeout, policy, stream_timeout, max_watches, interceptors)
+            )
+        except BaseException:
+            self._loop.stop()
+            raise
+
+    @staticmethod
+    async def _open(
+        target: str,
+        timeout: float,
+        policy: RetryPolicy,
+        stream_timeout: float,
+        max_watches: int,
+        interceptors: Sequence[grpc.aio.ClientInterceptor],
+    ) -> Transport:
+        return Transport(
+            target,
+            call_timeout=timeout,
+            policy=policy,
+            stream_timeout=stream_timeout,
+            max_watches=max_watches,
+            interceptors=interceptors,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **options: Any) -> FaaSClient:
+        """A client for ``$FAAS_TARGET`` (default ``127.0.0.1:50051``)."""
+        return cls(environ.get("FAAS_TARGET") or DEFAULT_TARGET, **options)
+
+    @property
+    def target(self) -> str:
+        """The gateway's ``host:port``."""
+        return self._target
+
+    def __enter__(self) -> FaaSClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FaaSClient({self._target!r}{', closed' if self._closed else ''})"
+
+    def close(self) -> None:
+        """Closes the channel and stops the I/O thread; futures still waiting fail with
+        ``ClientClosed``. Closing twice is harmless."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            watches = list(self._watches.items())
+            self._watches.clear()
+        for future, watch in watches:
+            assert isinstance(future, TaskFuture)
+            future._resolve(
+                error=ClientClosed(f"the client closed before task {future.task_id} ended")
+            )
+            watch.cancel()
+        try:
+            self._loop.run(self._transport.close())
+        finally:
+            self._loop.stop()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed("the client is closed")
+
+    # --- functions and tasks -------------------------------------------------------------
+
+    def register(
+        self, fn: Callable[..., Any], name: str | None = None, *, timeout: float | None = None
+    ) -> str:
+        """Registers ``fn`` (pickled by value with dill) and returns its function id.
+
+        ``name`` defaults to the function's qualified name; ``timeout`` is the default time
+        limit in seconds of its tasks (none if unset)::
+
+            function_id = client.register(lambda x: x + 1, "inc")
+        """
+        if name is None:
+            name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "function"))
+        request = gateway_pb2.RegisterFunctionRequest(
+            name=name[:256], payload=_serde.dumps_function(fn), timeout=_duration(timeout)
+        )
+        reply = self._call(self._transport.stub.RegisterFunction, request)
+        return str(reply.function_id)
+
+    def execute(
+        self,
+        function_id: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        """Queues one task and returns its id, without waiting for it.
+
+        ``timeout`` is this task's time limit in seconds. The call is retried only under an
+        idempotency key, ``request_id`` (a fresh one by default), so a retry never creates a
+        second task.
+        """
+        request = gateway_pb2.ExecuteFunctionRequest(
+            function_id=function_id,
+            payload=_serde.dumps_call(args, kwargs),
+            timeout=_duration(timeout),
+            request_id=request_id or str(uuid.uuid4()),
+        )
+        reply = self._call(self._transport.stub.ExecuteFunction, request)
+        return str(reply.task_id)
+
+    def execute_batch(
+        self, function_id: str, calls: Iterable[Call], *, timeout: float | None = None
+    ) -> list[str]:
+        """Queues one task per ``(args, kwargs)`` pair with ExecuteBatch; their ids, in order.
+
+        Large batches are sent as several requests. ExecuteBatch has no idempotency key, so
+        each request is sent once, after the channel is connected, and not retried; if one
+        fails, the tasks of the requests before it stay queued.
+        """
+        task_ids: list[str] = []
+        limit = _duration(timeout)
+        for chunk in _chunks(_serde.dumps_call(args, kwargs) for args, kwargs in calls):
+            request = gateway_pb2.ExecuteBatchRequest(
+                function_id=function_id, payloads=chunk, timeout=limit
+            )
+            reply = self._call(self._transport.stub.ExecuteBatch, request, idempotent=False)
+            task_ids.extend(reply.task_ids)
+        return task_ids
+
+    def submit(self, function_id: str, /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """Queues ``function(*args, **kwargs)``; a future of its value.
+
+        Example::
+
+            future = client.submit(function_id, 2, 3)
+            future.result()  # the return value, or the function's own exception re-raised
+        """
+        return self.future(self.execute(function_id, args, kwargs))
+
+    def submit_batch(
+        self, function_id: str, calls: Iterable[Call], *, timeout: float | None = None
+    ) -> list[TaskFuture]:
+        """``execute_batch``, with a future per task."""
+        return [self.future(t) for t in self.execute_batch(function_id, calls, timeout=timeout)]
+
+    def map(
+        self, function_id: str, *iterables: Iterable[Any], timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Like ``map(function, *iterables)``, run remotely: all tasks are queued at once (with
+        ExecuteBatch) and the results come back in order. ``timeout`` bounds the whole
+        iteration; a task that fails raises its exception when its turn comes::
+
+            squares = list(client.map(function_id, range(10)))
+        """
+        calls: list[Call] = [(args, {}) for args in zip(*iterables, strict=False)]
+        futures = self.submit_batch(function_id, calls) if calls else []
+        return results_in_order(futures, timeout)
+
+    def future(self, task_id: str) -> TaskFuture:
+        """A future for an existing task, completed from its WatchTask stream."""
+        future = TaskFuture(task_id)
+        with self._lock:
+            self._check_open()
+            watch = self._loop.spawn(self._follow(future))
+            self._watches[future] = watch
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            watch = self._watches.pop(future, None)
+        if watch is not None and future.cancelled():
+            watch.cancel()
+
+    async def _follow(self, future: TaskFuture) -> None:
+        """Resolves ``future`` from the task's watch stream."""
+        if future.done():  # cancelled before the watch started
+            return
+
+        def on_state(state: common_pb2.TaskState) -> None:
+            future._update(TaskInfo.from_proto(state))
+
+        try:
+            final = TaskInfo.from_proto(await self._transport.watch(future.task_id, on_state))
+        except Exception as exc:
+            future._resolve(error=exc)
+            return
+        try:
+            value = _serde.outcome(final)
+        except BaseException as exc:  # the task's own exception, whatever its type
+            future._resolve(error=exc)
+        else:
+            future._resolve(value)
+
+    # --- reading tasks -------------------------------------------------------------------
+
+    def status(self, task_id: str) -> TaskStatus:
+        """The task's status: ``TaskStatus.QUEUED``, ``RUNNING``, ``COMPLETED`` or ``FAILED``."""
+        reply = self._call(
+            self._transport.stub.GetStatus, gateway_pb2.GetStatusRequest(task_id=task_id)
+        )
+        return TaskStatus.from_proto(reply.status)
+
+    def task(self, task_id: str, *, wait: float | None = None) -> TaskInfo:
+        """A snapshot of the task; with ``wait``, a long poll that returns as soon as the task
+        ends or after ``wait`` seconds (the gateway caps one poll at its own maximum)."""
+        self._check_open()
+        return self._loop.run(self._get_result(task_id, wait))
+
+    async def _get_result(self, task_id: str, wait: float | None) -> TaskInfo:
+        request = gateway_pb2.GetResultRequest(task_id=task_id)
+        timeout = None
+        limit = _duration(wait) if wait is not None and wait > 0 else None
+        if limit is not None:
+            request.wait.CopyFrom(limit)
+            timeout = limit.ToTimedelta().total_seconds() + self._transport.call_timeout
+        reply = await self._transport.unary(
+            self._transport.stub.GetResult, request, timeout=timeout
+        )
+        return TaskInfo.from_proto(reply.task)
+
+    def result(self, task_id: str, timeout: float | None = None) -> Any:
+        """The task's return value, waiting up to ``timeout`` seconds (``None``: no limit).
+
+        Re-raises the function's own exception if it raised; raises ``TaskFailed`` if the task
+        failed otherwise, and ``FaaSTimeout`` if it has not ended in time. Waits by long polls.
+        """
+        self._check_open()
+        info = self._loop.run(self._wait_ended(task_id, timeout))
+        return _serde.outcome(info)
+
+    async def _wait_ended(self, task_id: str, timeout: float | None) -> TaskInfo:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _LONG_POLL_SECONDS if deadline is None else deadline - time.monotonic()
+            info = await self._get_result(task_id, min(left, _LONG_POLL_SECONDS))
+            if info.status.terminal:
+                return info
+            if deadline is not None and time.monotonic() >= deadline:
+                raise FaaSTimeout(
+                    f"task {task_id} did not end within {timeout}s (it is {info.status})",
+                    reason="WAIT_TIMEOUT",
+                )
+
+    def watch(self, task_id: str) -> Iterator[TaskInfo]:
+        """Yields a snapshot of the task on every status change, the last one terminal.
+
+        Example::
+
+            for info in client.watch(task_id):
+                print(info.status)
+        """
+        self._check_open()
+        if self._loop.in_loop:
+            raise RuntimeError("watch() cannot run on the client's own I/O thread")
+        return self._watch(task_id)
+
+    def _watch(self, task_id: str) -> Iterator[TaskInfo]:
+        items: queue.SimpleQueue[TaskInfo | BaseException | None] = queue.SimpleQueue()
+        watch = self._loop.spawn(
+            self._transport.watch(task_id, lambda state: items.put(TaskInfo.from_proto(state)))
+        )
+
+        def finished(done: concurrent.futures.Future[common_pb2.TaskState]) -> None:
+            error = None if done.cancelled() else done.exception()
+            items.put(error)
+
+        watch.add_done_callback(finished)
+        try:
+            while (item := items.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            watch.cancel()
+
+    def workers(self) -> WorkersReport:
+        """The workers connected to the dispatcher, their load, and the queue length."""
+        reply = self._call(self._transport.stub.ListWorkers, gateway_pb2.ListWorkersRequest())
+        return WorkersReport.from_proto(reply)
+
+    def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        *,
+        idempotent: bool = True,
+    ) -> Resp:
+        self._check_open()
+        return self._loop.run(self._transport.unary(method, request, idempotent=idempotent))
+
+
+def _chunks(payloads: Iterable[bytes]) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    size = 0
+    for payload in payloads:
+        if chunk and (len(chunk) >= _BATCH_ITEMS or size + len(payload) > _BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(payload)
+        size += len(payload)
+    if chunk:
+        yield chunk

@@ -1,0 +1,178 @@
+"""The SDK's and the CLI's pure parts: error mapping, outcomes, inputs, output, progress."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+import dill
+import grpc
+import pytest
+from faas import errors
+from faas._models import TaskInfo, TaskStatus, WorkerInfo, WorkersReport
+from faas._serde import dumps_call, outcome
+from faas._transport import RetryPolicy
+from faas.cli import _exit, _inputs, _output, build_parser
+from faas.cli._progress import Progress
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+class FakeRpcError(grpc.RpcError):
+    """A failed call as grpc raises it, with an optional rich status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, reason: str = "") -> None:
+        self._code, self._details, self._metadata = code, details, ()
+        if reason:
+            detail = any_pb2.Any()
+            detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain="test"))
+            status = status_pb2.Status(
+                code=getattr(code_pb2, code.name), message=details, details=[detail]
+            )
+            self._metadata = rpc_status.to_status(status).trailing_metadata
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return self._metadata  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "kind"),
+    [
+        (grpc.StatusCode.NOT_FOUND, "TASK_NOT_FOUND", errors.TaskNotFound),
+        (grpc.StatusCode.NOT_FOUND, "FUNCTION_NOT_FOUND", errors.FunctionNotFound),
+        (grpc.StatusCode.NOT_FOUND, "", errors.NotFound),
+        (grpc.StatusCode.INVALID_ARGUMENT, "PAYLOAD_NOT_PICKLE", errors.InvalidArgument),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "PAYLOAD_TOO_LARGE", errors.PayloadTooLarge),
+        (grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE", errors.ServiceUnavailable),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "", errors.FaaSTimeout),
+        (grpc.StatusCode.INTERNAL, "", errors.FaaSError),
+    ],
+)
+def test_rpc_errors_map_to_sdk_errors(
+    code: grpc.StatusCode, reason: str, kind: type[errors.FaaSError]
+) -> None:
+    error = errors.from_rpc_error(FakeRpcError(code, "it went wrong", reason))
+    assert type(error) is kind
+    assert (error.code, error.reason, str(error)) == (code.name, reason, "it went wrong")
+
+
+def test_unreachable_gateway_message_names_target_and_attempts() -> None:
+    error = errors.from_rpc_error(
+        FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused"),
+        attempts=3,
+        target="127.0.0.1:1",
+    )
+    assert str(error) == (
+        "cannot reach the gateway at 127.0.0.1:1: connection refused (after 3 attempts)"
+    )
+
+
+def test_retry_policy_backs_off_exponentially_up_to_a_cap() -> None:
+    policy = RetryPolicy(retries=4, backoff=0.5, max_backoff=2.0)
+    assert policy.budget() == 0.5 + 1.0 + 2.0 + 2.0
+    assert 0.8 <= policy.delay(1) <= 1.0 and 1.6 <= policy.delay(9) <= 2.0
+    with pytest.raises(ValueError):
+        RetryPolicy(retries=-1)
+
+
+def _ended(status: TaskStatus, payload: bytes, cause: str = "", tb: str = "") -> TaskInfo:
+    return TaskInfo("t1", "f1", status, cause=cause, message="m", traceback=tb, payload=payload)
+
+
+def test_outcome_gives_the_value_or_raises_the_task_error() -> None:
+    assert outcome(_ended(TaskStatus.COMPLETED, dill.dumps([1, 2]))) == [1, 2]
+
+    raised = _ended(TaskStatus.FAILED, dill.dumps(KeyError("k")), "RAISED", "Traceback ...")
+    with pytest.raises(KeyError) as caught:
+        outcome(raised)
+    assert caught.value.__notes__ == ["\nRemote traceback (task t1):\nTraceback ..."]
+
+    timed_out = _ended(TaskStatus.FAILED, pickle.dumps(TimeoutError("late")), "TIMEOUT")
+    with pytest.raises(errors.TaskFailed) as failed:
+        outcome(timed_out)
+    assert failed.value.cause == "TIMEOUT" and isinstance(failed.value.__cause__, TimeoutError)
+
+    unreadable = _ended(TaskStatus.FAILED, b"not a pickle", "RAISED")
+    with pytest.raises(errors.TaskFailed):
+        outcome(unreadable)
+    with pytest.raises(errors.FaaSError, match="has not ended"):
+        outcome(_ended(TaskStatus.RUNNING, b""))
+
+
+def test_call_payload_is_args_and_kwargs() -> None:
+    assert dill.loads(dumps_call([1], {"a": 2})) == ((1,), {"a": 2})
+
+
+def test_load_function_sends_it_by_value(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.py"
+    path.write_text(
+        "OFFSET = 5\n\ndef helper(x):\n    return x + OFFSET\n\n"
+        "def task(x):\n    return helper(x) * 2\n\n"
+        "if __name__ == '__main__':\n    raise SystemExit('must not run')\n"
+    )
+    fn = _inputs.load_function(f"{path}:task")
+    path.unlink()  # the pickle must not need the file
+    assert dill.loads(dill.dumps(fn, recurse=True))(1) == 12
+    for spec, message in [
+        ("no-colon", "expected FILE.py:FUNC"),
+        (f"{tmp_path}/missing.py:f", "no such file"),
+    ]:
+        with pytest.raises(_inputs.UsageError, match=message):
+            _inputs.load_function(spec)
+
+
+def test_json_inputs_are_checked() -> None:
+    assert _inputs.parse_args("[1, 2]") == [1, 2]
+    assert _inputs.parse_kwargs('{"a": 1}') == {"a": 1}
+    for bad in ("{", '{"a": 1}'):
+        with pytest.raises(_inputs.UsageError):
+            _inputs.parse_args(bad)
+    with pytest.raises(_inputs.UsageError):
+        _inputs.parse_kwargs("[1]")
+    calls = io.StringIO('[1]\n\n{"args": [2], "kwargs": {"b": 3}}\n')
+    assert list(_inputs.read_calls(calls, "f")) == [([1], {}), ([2], {"b": 3})]
+    with pytest.raises(_inputs.UsageError, match="f line 1"):
+        list(_inputs.read_calls(io.StringIO("7\n"), "f"))
+
+
+def test_exit_codes() -> None:
+    assert _exit.code_for(_inputs.UsageError("x")) == 2
+    assert _exit.code_for(errors.TaskNotFound("x")) == 3
+    assert _exit.code_for(errors.ServiceUnavailable("x")) == 4
+    assert _exit.code_for(errors.FaaSTimeout("x")) == 5
+    assert _exit.code_for(errors.PayloadTooLarge("x")) == 6
+    assert _exit.code_for(errors.TaskFailed("t", "TIMEOUT", "x")) == 1
+    assert _exit.code_for(RuntimeError("x")) == 7
+    assert "exit codes:" in build_parser().format_help()
+
+
+def test_workers_table() -> None:
+    worker = WorkerInfo("w-1", "host", 42, 4, 3, 10, 6, 1, "push", False)
+    table = _output.workers_table(WorkersReport("push", 2, (worker,)))
+    lines = table.splitlines()
+    assert lines[0] == "1 worker (push mode), 2 tasks queued"
+    assert lines[2].split() == ["w-1", "host", "42", "push", "4", "3", "75%", "6", "1"]
+    assert _output.workers_table(WorkersReport("pull", 0, ())) == (
+        "0 workers (pull mode), 0 tasks queued"
+    )
+
+
+def test_progress_draws_only_when_enabled() -> None:
+    shown = io.StringIO()
+    with Progress(shown, enabled=True, delay=0) as progress:
+        progress.count(5, 10, "tasks")
+        progress.spin("waiting")
+    assert "[###############               ]  5/10 tasks" in shown.getvalue()
+    assert shown.getvalue().endswith("\r")
+    quiet = io.StringIO()  # not a TTY: nothing is drawn
+    with Progress(quiet) as progress:
+        progress.count(1, 2, "tasks")
+    assert quiet.getvalue() == ""
