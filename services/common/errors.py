@@ -5,6 +5,7 @@ Hierarchy::
     FaaSError                 base; never raised itself
     ├── InvalidArgument       INVALID_ARGUMENT  (REST 400)
     ├── NotFound              NOT_FOUND         (REST 404)
+    ├── AlreadyExists         ALREADY_EXISTS    (REST 409)
     ├── PayloadTooLarge       RESOURCE_EXHAUSTED (REST 413)
     └── Unavailable           UNAVAILABLE       (REST 503)
 
@@ -40,6 +41,10 @@ class InvalidArgument(FaaSError):
 
 class NotFound(FaaSError):
     code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(FaaSError):
+    code = grpc.StatusCode.ALREADY_EXISTS
 
 
 class PayloadTooLarge(FaaSError):

@@ -20,7 +20,14 @@ from faas.v1 import (
 )
 
 from services.common.batcher import Batcher
-from services.common.errors import FaaSError, InvalidArgument, NotFound, Unavailable, to_status
+from services.common.errors import (
+    AlreadyExists,
+    FaaSError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    to_status,
+)
 from services.common.store import CreatedTask, NewTask, TaskRecord, TaskStore
 from services.common.timeutil import duration_seconds, to_duration
 
@@ -117,6 +124,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             created = await self._creator.submit(task)
             if created is None:
                 raise _function_not_found(request.function_id)
+            if created.conflict:
+                raise AlreadyExists(
+                    f"request_id {request.request_id!r} was used for a task of another function",
+                    "REQUEST_ID_REUSED",
+                    task_id=created.task_id,
+                )
             if created.created:
                 self._hand_over([task], [created])
             return gateway_pb2.ExecuteFunctionResponse(task_id=created.task_id)

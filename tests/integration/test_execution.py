@@ -87,3 +87,15 @@ def test_request_id_makes_execute_idempotent(rest: RestClient) -> None:
     second = rest.http.post("/execute_function", json=body).json()["task_id"]
     assert first == second
     assert rest.wait_result(first)["status"] == "COMPLETED"
+
+
+def test_request_id_reused_for_another_function_is_409(rest: RestClient) -> None:
+    def f(x: int) -> int:
+        return x
+
+    first_fn, other_fn = rest.register(f), rest.register(f)
+    body = {"function_id": first_fn, "payload": serialize(((1,), {})), "request_id": "key-409"}
+    assert rest.http.post("/execute_function", json=body).status_code == 200
+    reply = rest.http.post("/execute_function", json={**body, "function_id": other_fn})
+    assert reply.status_code == 409
+    assert "another function" in reply.json()["detail"]

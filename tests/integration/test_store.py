@@ -56,6 +56,10 @@ def test_create_needs_the_function_and_honours_request_ids(redis_url: str) -> No
         assert again is not None and not again.created and again.task_id == "t1"
         assert await store.get_status("t2") is None
         assert await store.queued_ids() == ["t1"]
+        await store.register_function("f2", "other", b"p", None)
+        (conflict,) = await store.create_tasks([NewTask("t3", "f2", b"a", request_id="r")])
+        assert conflict is not None and conflict.conflict and conflict.task_id == "t1"
+        assert await store.get_status("t3") is None
 
     _run(redis_url, "create:", scenario)
 

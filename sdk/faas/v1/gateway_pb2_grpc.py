@@ -96,7 +96,8 @@ class GatewayServiceServicer:
 
     def ExecuteFunction(self, request, context):
         """Stores a task (QUEUED) for a registered function and returns its id.
-        Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE.
+        Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, and ALREADY_EXISTS
+        when request_id was used for a task of another function.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

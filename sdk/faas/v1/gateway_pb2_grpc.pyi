@@ -45,7 +45,8 @@ class GatewayServiceStub:
     """
     ExecuteFunction: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ExecuteFunctionRequest, _gateway_pb2.ExecuteFunctionResponse]
     """Stores a task (QUEUED) for a registered function and returns its id.
-    Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE.
+    Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, and ALREADY_EXISTS
+    when request_id was used for a task of another function.
     """
     ExecuteBatch: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ExecuteBatchRequest, _gateway_pb2.ExecuteBatchResponse]
     """Stores many tasks of one function in one call; all or none are stored.
@@ -83,7 +84,8 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """
     ExecuteFunction: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ExecuteFunctionRequest, _gateway_pb2.ExecuteFunctionResponse]  # type: ignore[assignment]
     """Stores a task (QUEUED) for a registered function and returns its id.
-    Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE.
+    Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, and ALREADY_EXISTS
+    when request_id was used for a task of another function.
     """
     ExecuteBatch: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ExecuteBatchRequest, _gateway_pb2.ExecuteBatchResponse]  # type: ignore[assignment]
     """Stores many tasks of one function in one call; all or none are stored.
@@ -130,7 +132,8 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.ExecuteFunctionResponse, _abc.Awaitable[_gateway_pb2.ExecuteFunctionResponse]]:
         """Stores a task (QUEUED) for a registered function and returns its id.
-        Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE.
+        Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, and ALREADY_EXISTS
+        when request_id was used for a task of another function.
         """
 
     @_abc_1.abstractmethod

@@ -26,6 +26,8 @@ class CreatedTask:
     task_id: str
     timeout: float | None
     created: bool
+    # The request_id was used before for a task of another function (task_id is that task).
+    conflict: bool = False
 
 
 @dataclass(frozen=True, slots=True)

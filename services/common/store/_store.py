@@ -137,7 +137,14 @@ class TaskStore:
             if not task_id:
                 out.append(None)
             else:
-                out.append(CreatedTask(task_id.decode(), _timeout_value(timeout), created == b"1"))
+                out.append(
+                    CreatedTask(
+                        task_id.decode(),
+                        _timeout_value(timeout),
+                        created=created == b"1",
+                        conflict=created == b"2",
+                    )
+                )
         return out
 
     async def get_status(self, task_id: str) -> str | None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 # KEYS: queued, then per task (function key, task key, request key or task key again).
 # ARGV: now, then per task (task_id, function_id, payload, timeout or "", has_request "1"/"0").
-# Returns per task {task_id, timeout, created "1"|"0"}; {"", "", "0"} when the function is missing.
+# Returns per task {task_id, timeout, created "1"|"0"}; {"", "", "0"} when the function is missing;
+# {earlier task_id, "", "2"} when the request_id was used for another function. A request key
+# holds "task_id function_id".
 CREATE_TASKS = """
 local queued = KEYS[1]
 local now = ARGV[1]
@@ -29,10 +31,11 @@ for i = 0, n - 1 do
       prev = redis.call('GET', rkey)
     end
     if prev then
-      out[i + 1] = {prev, '', '0'}
+      local prev_tid, prev_fid = string.match(prev, '^(%S+) (%S+)$')
+      out[i + 1] = {prev_tid, '', prev_fid == fid and '0' or '2'}
     else
       if hasreq == '1' then
-        redis.call('SET', rkey, tid, 'EX', 86400)
+        redis.call('SET', rkey, tid .. ' ' .. fid, 'EX', 86400)
       end
       if timeout == '' then
         timeout = redis.call('HGET', fkey, 'timeout') or ''
