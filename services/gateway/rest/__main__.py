@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         loop="asyncio",
+        http="httptools",
         log_level=level,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace,
