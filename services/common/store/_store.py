@@ -58,15 +58,21 @@ def _int(raw: bytes | None) -> int:
     return int(raw) if raw else 0
 
 
-def connect(url: str, *, socket_timeout: float = 5.0) -> aioredis.Redis:
-    """A client for ``url`` whose calls fail within ``socket_timeout`` when Redis is away."""
-    return aioredis.Redis.from_url(
+def connect(url: str, *, socket_timeout: float = 5.0, max_connections: int = 64) -> aioredis.Redis:
+    """A client for ``url`` whose calls fail within ``socket_timeout`` when Redis is away.
+
+    Connections come from a bounded pool; a call waits (up to ``socket_timeout``) for a free one
+    instead of failing, so a burst of concurrent requests queues rather than erroring.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=socket_timeout,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
-        health_check_interval=10,
         decode_responses=False,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 class TaskStore:

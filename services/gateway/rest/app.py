@@ -47,7 +47,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _gateway(request: Request) -> GatewayClient:
+async def _gateway(request: Request) -> GatewayClient:
     client = request.app.state.gateway
     assert isinstance(client, GatewayClient)
     return client
