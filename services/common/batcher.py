@@ -1,8 +1,9 @@
 """Coalesce many concurrent single operations into one batch call, with no added delay.
 
 The first caller starts a flush on the next loop iteration; every call made before the flush
-runs joins the same batch. Under load, batches grow by themselves; when idle, a lone call is
-flushed at once. Used to turn many single RPCs into one Redis round trip.
+runs joins the same batch. At most one batch is under way at a time: calls made meanwhile wait
+for it and then go together as the next one. Under load, batches grow by themselves; when idle,
+a lone call is flushed at once. Used to turn many single RPCs into one Redis round trip.
 """
 
 from __future__ import annotations
@@ -28,25 +29,29 @@ class Batcher(Generic[T, R]):
         self._max_batch = max_batch
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
-        if not self._scheduled:
+        if not self._scheduled and self._running is None:
             self._scheduled = True
             loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
         self._scheduled = False
-        pending, self._pending = self._pending, []
-        for start in range(0, len(pending), self._max_batch):
-            chunk = pending[start : start + self._max_batch]
-            task = asyncio.ensure_future(self._run(chunk))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._running is not None or not self._pending:
+            return
+        chunk = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        self._running = asyncio.ensure_future(self._run(chunk))
+        self._running.add_done_callback(self._ran)
+
+    def _ran(self, task: asyncio.Task[None]) -> None:
+        self._running = None
+        self._flush()
 
     async def _run(self, chunk: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

@@ -12,11 +12,13 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 
 from .waiters import TaskWaiters
 
 log = logging.getLogger(__name__)
+
+_TERMINAL = frozenset({common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED})
 
 
 class DispatcherLink:
@@ -84,7 +86,7 @@ class DispatcherLink:
                         self._waiters.notify_all()
                     if response.HasField("events"):
                         for event in response.events.events:
-                            self._waiters.notify(event.task_id)
+                            self._waiters.notify(event.task_id, terminal=event.status in _TERMINAL)
             except grpc.aio.AioRpcError as exc:
                 log.warning("dispatcher link: %s %s", exc.code().name, exc.details())
             finally:

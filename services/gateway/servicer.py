@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -59,6 +59,14 @@ async def _status_boundary(context: Context) -> AsyncIterator[None]:
     except Exception:
         log.exception("unexpected error")  # the traceback stays in the log, off the wire
         await context.abort(grpc.StatusCode.INTERNAL, "internal error in the gateway")
+
+
+def _is_terminal(record: TaskRecord) -> bool:
+    return record.terminal
+
+
+def _changed_from(status: str) -> Callable[[TaskRecord], bool]:
+    return lambda record: record.status != status
 
 
 def _task_not_found(task_id: str) -> NotFound:
@@ -187,10 +195,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             _require_id(request.task_id, "task_id")
             wait = duration_seconds(request.wait, request.HasField("wait")) or 0.0
             wait = min(wait, self._settings.max_wait_seconds)
-            deadline = time.monotonic() + wait
-            record = await self._read(request.task_id)
-            while not record.terminal and time.monotonic() < deadline:
-                record = await self._next_change(record, deadline)
+            record = await self._await_record(
+                request.task_id, _is_terminal, time.monotonic() + wait, terminal_only=True
+            )
             return gateway_pb2.GetResultResponse(task=task_state(record))
 
     async def WatchTask(
@@ -201,10 +208,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             record = await self._read(request.task_id)
             yield gateway_pb2.WatchTaskResponse(task=task_state(record))
             while not record.terminal:
-                changed = await self._next_change(record, None)
-                if changed.status != record.status:
-                    yield gateway_pb2.WatchTaskResponse(task=task_state(changed))
-                record = changed
+                record = await self._await_record(
+                    request.task_id, _changed_from(record.status), None, terminal_only=False
+                )
+                yield gateway_pb2.WatchTaskResponse(task=task_state(record))
 
     async def _read(self, task_id: str) -> TaskRecord:
         record = await self._store.get_task(task_id)
@@ -212,14 +219,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             raise _task_not_found(task_id)
         return record
 
-    async def _next_change(self, record: TaskRecord, deadline: float | None) -> TaskRecord:
-        """The task's record once its status differs from ``record``'s, or at the deadline."""
-        task_id = record.task_id
+    async def _await_record(
+        self,
+        task_id: str,
+        done: Callable[[TaskRecord], bool],
+        deadline: float | None,
+        *,
+        terminal_only: bool,
+    ) -> TaskRecord:
+        """The task's record once ``done(record)``, or at the deadline.
+
+        Between reads it sleeps until the dispatcher reports an event for the task (only terminal
+        ones with ``terminal_only``), re-reading every few seconds in case an event was missed.
+        """
         while True:
-            future = self._waiters.register(task_id)
+            future = self._waiters.register(task_id, terminal_only=terminal_only)
             try:
                 current = await self._read(task_id)  # read after registering: no lost wake-up
-                if current.status != record.status:
+                if done(current):
                     return current
                 interval = self._settings.recheck_seconds if self._link.connected else 0.5
                 if deadline is not None:
