@@ -43,6 +43,7 @@ async def serve(settings: GatewaySettings) -> None:
     try:
         await stop.wait()
         log.info("gateway shutting down")
+        servicer.close()
         await grpc_server.graceful_stop(server, health, settings.shutdown_grace_seconds)
     finally:
         await link.close()

@@ -101,6 +101,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self._waiters = waiters
         self._dispatcher = dispatcher_pb2_grpc.DispatcherServiceStub(dispatcher_channel)
         self._creator: Batcher[NewTask, CreatedTask | None] = Batcher(store.create_tasks)
+        self._closing = False
+
+    def close(self) -> None:
+        """Shutdown: long polls answer now with what they have; watches end as UNAVAILABLE."""
+        self._closing = True
+        self._waiters.notify_all()
 
     async def RegisterFunction(
         self, request: gateway_pb2.RegisterFunctionRequest, context: Context
@@ -238,6 +244,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 current = await self._read(task_id)  # read after registering: no lost wake-up
                 if done(current):
                     return current
+                if self._closing:
+                    if terminal_only:
+                        return current  # a long poll may end before the task does
+                    raise Unavailable("the gateway is shutting down", "GATEWAY_SHUTTING_DOWN")
                 interval = self._settings.recheck_seconds if self._link.connected else 0.5
                 if deadline is not None:
                     interval = min(interval, deadline - time.monotonic())

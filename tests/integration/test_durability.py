@@ -7,6 +7,7 @@ counts: every task acknowledged with an id ends COMPLETED with the right result.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -219,3 +220,26 @@ def test_rest_answers_503_not_500_when_gateway_is_gone(make_platform: PlatformFa
             reply = http.request(method, path, json=body)
             assert reply.status_code == 503, (path, reply.status_code)
             assert reply.json()["detail"]
+
+
+def test_gateway_sigterm_ends_long_polls_at_once(
+    make_platform: PlatformFactory, clients: Callable[[Platform], tuple[GrpcClient, RestClient]]
+) -> None:
+    platform = make_platform(mode="push", workers=1, worker_processes=1)
+    client, _ = clients(platform)
+
+    def nap() -> None:
+        import time
+
+        time.sleep(6)
+
+    (task_id,) = client.submit(client.register(nap), [()])
+    answers: list[int] = []
+    poller = threading.Thread(target=lambda: answers.append(client.state(task_id, wait=30).status))
+    poller.start()
+    time.sleep(0.5)  # let the long poll reach the gateway
+    started = time.monotonic()
+    assert platform.gateway.stop(signal.SIGTERM, timeout=20) == 0
+    poller.join(10)
+    assert time.monotonic() - started < 4
+    assert answers and answers[0] in (common_pb2.TASK_STATUS_QUEUED, common_pb2.TASK_STATUS_RUNNING)
