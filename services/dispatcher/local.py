@@ -31,6 +31,7 @@ class LocalWorker:
             pid=os.getpid(),
             capacity=processes,
             mode="local",
+            prefetch=dispatcher.settings.prefetch,
             remote=False,
         )
         self.session.deliver = self._deliver
