@@ -7,11 +7,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
+from services.common.streams import drain
 from services.common.timeutil import to_duration
 
 from .core import Dispatcher
@@ -23,7 +24,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 WorkerOutbox = asyncio.Queue[dispatcher_pb2.ConnectResponse | None]
 GatewayOutbox = asyncio.Queue[dispatcher_pb2.LinkResponse | None]
-M = TypeVar("M")
 
 
 class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
@@ -90,7 +90,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                     mode=dispatcher.settings.mode,
                 )
             )
-            async for message in _drain(outbox, dispatcher.settings.heartbeat_seconds, heartbeat):
+            async for message in drain(outbox, dispatcher.settings.heartbeat_seconds, heartbeat):
                 yield message
         finally:
             reader.cancel()
@@ -139,7 +139,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         log.info("gateway linked")
         try:
             yield heartbeat
-            async for message in _drain(
+            async for message in drain(
                 outbox, dispatcher.settings.heartbeat_seconds * 5, heartbeat
             ):
                 yield message
@@ -172,18 +172,3 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             mode=self._dispatcher.settings.mode,
             queued=self._dispatcher.scheduler.queued_count(),
         )
-
-
-async def _drain(
-    outbox: asyncio.Queue[M | None], idle_seconds: float, heartbeat: M
-) -> AsyncIterator[M]:
-    """Messages from ``outbox`` until a None, with ``heartbeat`` after each idle period."""
-    while True:
-        try:
-            message = await asyncio.wait_for(outbox.get(), timeout=idle_seconds)
-        except TimeoutError:
-            yield heartbeat
-            continue
-        if message is None:
-            return
-        yield message

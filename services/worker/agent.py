@@ -20,6 +20,7 @@ from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.common.pool import Job, Outcome, ProcessPool
+from services.common.streams import drain
 
 from .settings import WorkerSettings
 
@@ -251,9 +252,16 @@ class Worker:
             self._outbox.put_nowait(request)
 
 
+_BEAT = dispatcher_pb2.ConnectRequest(heartbeat=dispatcher_pb2.Heartbeat())
+
+
+def _combine(into: dispatcher_pb2.ConnectRequest, other: dispatcher_pb2.ConnectRequest) -> None:
+    if into.HasField("work_request"):  # slots add up; MergeFrom would keep the last count
+        into.work_request.slots += other.work_request.slots
+    else:
+        into.MergeFrom(other)
+
+
 async def _requests(outbox: Outbox) -> AsyncIterator[dispatcher_pb2.ConnectRequest]:
-    while True:
-        request = await outbox.get()
-        if request is None:
-            return
+    async for request in drain(outbox, 3600.0, _BEAT, _combine):
         yield request
