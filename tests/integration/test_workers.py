@@ -37,6 +37,14 @@ def nap(seconds: float) -> int:
     return os.getppid()  # the worker agent that ran it
 
 
+def _two_running_naps(client: Client, seconds: float) -> list[str]:
+    """Submits two naps and returns their ids once both are RUNNING."""
+    task_ids = client.submit(client.register(nap), [(seconds,)] * 2)
+    running = {common_pb2.TASK_STATUS_RUNNING}
+    wait_until(lambda: {client.state(t).status for t in task_ids} == running, 10, "both running")
+    return task_ids
+
+
 def _completed(states: Sequence[common_pb2.TaskState]) -> None:
     failed = [s for s in states if s.status != common_pb2.TASK_STATUS_COMPLETED]
     assert not failed, failed[:3]
@@ -263,12 +271,7 @@ def test_results_finished_while_the_dispatcher_was_down_are_delivered(
 ) -> None:
     platform = make_platform(mode="push", workers=1, worker_processes=2)
     client = client_for(platform)
-    task_ids = client.submit(client.register(nap), [(1.0,)] * 2)
-    wait_until(
-        lambda: {client.state(t).status for t in task_ids} == {common_pb2.TASK_STATUS_RUNNING},
-        10,
-        "both tasks running",
-    )
+    task_ids = _two_running_naps(client, 1.0)
     platform.dispatcher.kill()
     time.sleep(1.5)  # the tasks finish while there is no dispatcher
     platform.dispatcher.start()
@@ -284,12 +287,7 @@ def test_running_tasks_are_kept_across_a_dispatcher_restart(
 ) -> None:
     platform = make_platform(mode="pull", workers=1, worker_processes=2)
     client = client_for(platform)
-    task_ids = client.submit(client.register(nap), [(3.0,)] * 2)
-    wait_until(
-        lambda: {client.state(t).status for t in task_ids} == {common_pb2.TASK_STATUS_RUNNING},
-        10,
-        "both tasks running",
-    )
+    task_ids = _two_running_naps(client, 3.0)
     platform.dispatcher.kill()
     platform.dispatcher.start()
     worker = platform.workers[0].name
