@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> None:
         default=env.retry_process_death,
         help="run a task again when its process dies (os._exit, a signal, OOM) instead of failing",
     )
+    parser.add_argument(
+        "--result-ttl",
+        type=float,
+        default=env.result_ttl_seconds,
+        help="seconds a finished task and its result stay in Redis (0: for good)",
+    )
     args = parser.parse_args(argv)
     settings = dataclasses.replace(
         env,
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         max_attempts=args.max_attempts,
         prefetch=args.prefetch,
         retry_process_death=args.retry_process_death,
+        result_ttl_seconds=args.result_ttl,
     )
     setup_logging("dispatcher", settings.log_level, settings.log_json)
     asyncio.run(serve(settings))

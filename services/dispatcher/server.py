@@ -26,6 +26,7 @@ async def serve(settings: DispatcherSettings) -> None:
     store = TaskStore(
         connect(settings.redis_url, socket_timeout=settings.redis_timeout_seconds),
         Keys(settings.key_prefix),
+        result_ttl=settings.result_ttl_seconds,
     )
     dispatcher = Dispatcher(settings, store)
     local = None

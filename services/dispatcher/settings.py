@@ -26,6 +26,8 @@ class DispatcherSettings:
     prefetch: int = 0
     # Run a task again (up to max_attempts) when its process dies, instead of failing it.
     retry_process_death: bool = False
+    # How long a finished task and its result stay in Redis; 0 keeps them for good.
+    result_ttl_seconds: float = 0.0
     # How often QUEUED tasks in Redis are compared with those the dispatcher holds.
     reconcile_seconds: float = 5.0
     # After a restart, how long RUNNING tasks wait for their worker to reconnect.
@@ -58,6 +60,7 @@ class DispatcherSettings:
             max_attempts=int(environ.get("FAAS_MAX_ATTEMPTS", d.max_attempts)),
             prefetch=int(environ.get("FAAS_PREFETCH", d.prefetch)),
             retry_process_death=environ.get("FAAS_RETRY_PROCESS_DEATH", "") in ("1", "true"),
+            result_ttl_seconds=float(environ.get("FAAS_RESULT_TTL_SECONDS", d.result_ttl_seconds)),
             log_level=environ.get("FAAS_LOG_LEVEL", d.log_level),
             log_json=environ.get("FAAS_LOG_JSON", "") in ("1", "true"),
         )

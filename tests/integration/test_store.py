@@ -120,6 +120,22 @@ def test_requeue_fails_the_task_after_max_attempts(redis_url: str) -> None:
     _run(redis_url, "attempts:", scenario)
 
 
+def test_finished_tasks_expire_when_a_result_ttl_is_set(redis_url: str) -> None:
+    async def main() -> None:
+        store = TaskStore(connect(redis_url), Keys("ttl:"), result_ttl=60.0)
+        try:
+            await _queued_task(store)
+            await store.start_attempts([AttemptStart("t1", "a1", "w1")])
+            assert await store.client.pttl("ttl:task:t1") == -1  # kept while not terminal
+            await store.finish_attempts([AttemptOutcome("t1", "a1", "COMPLETED", b"r")])
+            assert 0 < await store.client.pttl("ttl:task:t1") <= 60_000
+            assert await store.client.pttl("ttl:function:f1") == -1  # functions stay
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
 def test_aof_is_on(redis_url: str) -> None:
     async def scenario(store: TaskStore) -> None:
         assert await store.client.config_get("appendonly") == {"appendonly": "yes"}

@@ -82,9 +82,13 @@ class TaskStore:
     be reached (``ConnectionError``, ``TimeoutError``); callers map those to UNAVAILABLE.
     """
 
-    def __init__(self, client: aioredis.Redis, keys: Keys | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: Keys | None = None, result_ttl: float = 0.0
+    ) -> None:
         self.client = client
         self.keys = keys or Keys()
+        # How long a terminal task (and its result) is kept; 0 keeps it for good.
+        self._result_ttl_ms = int(result_ttl * 1000)
         self._create = client.register_script(scripts.CREATE_TASKS)
         self._start = client.register_script(scripts.START_ATTEMPTS)
         self._finish = client.register_script(scripts.FINISH_ATTEMPTS)
@@ -222,7 +226,7 @@ class TaskStore:
         if not outcomes:
             return []
         keys = [self.keys.queued, self.keys.running] + [self.keys.task(o.task_id) for o in outcomes]
-        args: list[Any] = [_now_ms()]
+        args: list[Any] = [_now_ms(), self._result_ttl_ms]
         for o in outcomes:
             args += [o.task_id, o.attempt_id, o.status, o.result, o.cause, o.message, o.traceback]
         return [bool(x) for x in await self._finish(keys=keys, args=args)]
@@ -240,7 +244,14 @@ class TaskStore:
         if not lost:
             return []
         keys = [self.keys.queued, self.keys.running] + [self.keys.task(x.task_id) for x in lost]
-        args: list[Any] = [_now_ms(), max_attempts, final_result, final_message, final_cause]
+        args: list[Any] = [
+            _now_ms(),
+            max_attempts,
+            self._result_ttl_ms,
+            final_result,
+            final_message,
+            final_cause,
+        ]
         for x in lost:
             args += [x.task_id, x.attempt_id]
         return [int(x) for x in await self._requeue(keys=keys, args=args)]

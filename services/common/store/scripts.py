@@ -75,14 +75,15 @@ return out
 """
 
 # KEYS: queued, running, then one task key per task.
-# ARGV: now, then per task (task_id, attempt_id, status, result, cause, message, traceback).
+# ARGV: now, result TTL in ms (0: keep), then per task
+#       (task_id, attempt_id, status, result, cause, message, traceback).
 # Returns per task 1 when stored, 0 when the task was terminal or the attempt is not current.
 FINISH_ATTEMPTS = """
 local queued, running = KEYS[1], KEYS[2]
-local now = ARGV[1]
+local now, ttl = ARGV[1], tonumber(ARGV[2])
 local out = {}
 for i = 3, #KEYS do
-  local base = 2 + 7 * (i - 3)
+  local base = 3 + 7 * (i - 3)
   local tid, aid = ARGV[base], ARGV[base + 1]
   local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id')
   if fields[1] == 'RUNNING' and fields[2] == aid then
@@ -90,6 +91,9 @@ for i = 3, #KEYS do
       'cause', ARGV[base + 4], 'message', ARGV[base + 5], 'traceback', ARGV[base + 6],
       'finished', now)
     redis.call('HDEL', KEYS[i], 'payload')
+    if ttl > 0 then
+      redis.call('PEXPIRE', KEYS[i], ttl)
+    end
     redis.call('ZREM', running, tid)
     redis.call('ZREM', queued, tid)
     out[#out + 1] = 1
@@ -101,16 +105,17 @@ return out
 """
 
 # KEYS: queued, running, then one task key per task.
-# ARGV: now, max_attempts, then the result, message and cause of a final failure,
+# ARGV: now, max_attempts, result TTL in ms (0: keep), then the result, message and cause of a
+#       final failure,
 #       then per task (task_id, attempt_id or "" for any RUNNING attempt).
 # Returns per task 1 when requeued, 2 when FAILED for having used all attempts, 0 otherwise.
 REQUEUE_ATTEMPTS = """
 local queued, running = KEYS[1], KEYS[2]
-local now, max_attempts = ARGV[1], tonumber(ARGV[2])
-local result, message, cause = ARGV[3], ARGV[4], ARGV[5]
+local now, max_attempts, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local result, message, cause = ARGV[4], ARGV[5], ARGV[6]
 local out = {}
 for i = 3, #KEYS do
-  local base = 6 + 2 * (i - 3)
+  local base = 7 + 2 * (i - 3)
   local tid, aid = ARGV[base], ARGV[base + 1]
   local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'attempts')
   if fields[1] == 'RUNNING' and (aid == '' or fields[2] == aid) then
@@ -119,6 +124,9 @@ for i = 3, #KEYS do
       redis.call('HSET', KEYS[i], 'status', 'FAILED', 'result', result, 'cause', cause,
         'message', message, 'traceback', '', 'finished', now)
       redis.call('HDEL', KEYS[i], 'payload')
+      if ttl > 0 then
+        redis.call('PEXPIRE', KEYS[i], ttl)
+      end
       out[#out + 1] = 2
     else
       redis.call('HSET', KEYS[i], 'status', 'QUEUED')
