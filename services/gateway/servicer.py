@@ -159,16 +159,31 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 payload.check_args_payload(item, self._settings.max_payload_bytes)
             if not await self._store.function_exists(request.function_id):
                 raise _function_not_found(request.function_id)
+            if len(request.request_id) > 100:
+                raise InvalidArgument("request_id is longer than 100 characters", "INVALID_ID")
             timeout = duration_seconds(request.timeout, request.HasField("timeout"))
+            rid = request.request_id
             tasks = [
-                NewTask(str(uuid.uuid4()), request.function_id, item, timeout)
-                for item in request.payloads
+                NewTask(
+                    str(uuid.uuid4()),
+                    request.function_id,
+                    item,
+                    timeout,
+                    request_id=f"{rid}#{index}" if rid else "",
+                )
+                for index, item in enumerate(request.payloads)
             ]
             created = await self._store.create_tasks(tasks)
-            if any(c is None for c in created):  # the function was deleted meanwhile
+            done = [c for c in created if c is not None]
+            if len(done) < len(created):  # the function was deleted meanwhile
                 raise _function_not_found(request.function_id)
+            if any(c.conflict for c in done):
+                raise AlreadyExists(
+                    f"request_id {rid!r} was used for tasks of another function",
+                    "REQUEST_ID_REUSED",
+                )
             self._hand_over(tasks, created)
-            return gateway_pb2.ExecuteBatchResponse(task_ids=[t.task_id for t in tasks])
+            return gateway_pb2.ExecuteBatchResponse(task_ids=[c.task_id for c in done])
 
     def _hand_over(self, tasks: Sequence[NewTask], created: Sequence[CreatedTask | None]) -> None:
         for task, done in zip(tasks, created, strict=True):

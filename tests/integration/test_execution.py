@@ -99,3 +99,25 @@ def test_request_id_reused_for_another_function_is_409(rest: RestClient) -> None
     reply = rest.http.post("/execute_function", json={**body, "function_id": other_fn})
     assert reply.status_code == 409
     assert "another function" in reply.json()["detail"]
+
+
+def test_execute_batch_with_a_request_id_is_idempotent(
+    rest: RestClient, redis_client: redis.Redis
+) -> None:
+    def f(x: int) -> int:
+        return x + 1
+
+    function_id = rest.register(f)
+    body = {
+        "function_id": function_id,
+        "payloads": [serialize(((i,), {})) for i in range(5)],
+        "request_id": "batch-1",
+    }
+    first = rest.http.post("/execute_batch", json=body)
+    assert first.status_code == 200, first.text
+    before = _task_keys(redis_client)
+    again = rest.http.post("/execute_batch", json=body)
+    assert again.json()["task_ids"] == first.json()["task_ids"]
+    assert _task_keys(redis_client) == before
+    results = [rest.wait_result(t) for t in first.json()["task_ids"]]
+    assert [r["status"] for r in results] == ["COMPLETED"] * 5

@@ -128,7 +128,12 @@ class ExecuteBatchRequest(_message.Message):
     FUNCTION_ID_FIELD_NUMBER: _builtins.int
     PAYLOADS_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     function_id: _builtins.str
+    request_id: _builtins.str
+    """Optional idempotency key (AIP-155): a retried request with the same key returns the same
+    task_ids and stores nothing new.
+    """
     @_builtins.property
     def payloads(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """One dill.dumps(((args), {kwargs})) per task."""
@@ -141,10 +146,11 @@ class ExecuteBatchRequest(_message.Message):
         function_id: _builtins.str = ...,
         payloads: _abc.Iterable[_builtins.bytes] | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "payloads", b"payloads", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "payloads", b"payloads", "request_id", b"request_id", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -105,7 +105,8 @@ class GatewayServiceServicer:
 
     def ExecuteBatch(self, request, context):
         """Stores many tasks of one function in one call; all or none are stored.
-        Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE.
+        Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, and ALREADY_EXISTS
+        when request_id was used for tasks of another function.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

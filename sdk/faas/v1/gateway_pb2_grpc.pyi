@@ -50,7 +50,8 @@ class GatewayServiceStub:
     """
     ExecuteBatch: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ExecuteBatchRequest, _gateway_pb2.ExecuteBatchResponse]
     """Stores many tasks of one function in one call; all or none are stored.
-    Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE.
+    Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, and ALREADY_EXISTS
+    when request_id was used for tasks of another function.
     """
     GetStatus: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetStatusRequest, _gateway_pb2.GetStatusResponse]
     """Returns the status of a task. Fails with NOT_FOUND, UNAVAILABLE."""
@@ -89,7 +90,8 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """
     ExecuteBatch: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ExecuteBatchRequest, _gateway_pb2.ExecuteBatchResponse]  # type: ignore[assignment]
     """Stores many tasks of one function in one call; all or none are stored.
-    Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE.
+    Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, and ALREADY_EXISTS
+    when request_id was used for tasks of another function.
     """
     GetStatus: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetStatusRequest, _gateway_pb2.GetStatusResponse]  # type: ignore[assignment]
     """Returns the status of a task. Fails with NOT_FOUND, UNAVAILABLE."""
@@ -143,7 +145,8 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.ExecuteBatchResponse, _abc.Awaitable[_gateway_pb2.ExecuteBatchResponse]]:
         """Stores many tasks of one function in one call; all or none are stored.
-        Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE.
+        Fails with INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, and ALREADY_EXISTS
+        when request_id was used for tasks of another function.
         """
 
     @_abc_1.abstractmethod

@@ -95,10 +95,16 @@ class GatewayClient:
         return await self._stub.ExecuteFunction(request, timeout=self._timeout)
 
     async def execute_batch(
-        self, function_id: str, payloads: list[bytes], timeout: float | None
+        self,
+        function_id: str,
+        payloads: list[bytes],
+        timeout: float | None,
+        request_id: str | None = None,
     ) -> gateway_pb2.ExecuteBatchResponse:
         """ExecuteBatch."""
-        request = gateway_pb2.ExecuteBatchRequest(function_id=function_id, payloads=payloads)
+        request = gateway_pb2.ExecuteBatchRequest(
+            function_id=function_id, payloads=payloads, request_id=request_id or ""
+        )
         if timeout is not None:
             request.timeout.CopyFrom(duration(timeout))
         return await self._stub.ExecuteBatch(request, timeout=self._timeout)

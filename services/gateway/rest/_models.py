@@ -79,6 +79,11 @@ class ExecuteBatchBody(BaseModel):
     function_id: str
     payloads: list[Payload]
     timeout: Timeout = None
+    request_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Idempotency key: a retry with the same key returns the same task ids.",
+    )
 
 
 class ExecuteBatchResponse(BaseModel):

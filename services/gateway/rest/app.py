@@ -120,7 +120,9 @@ def create_app(settings: RestSettings) -> FastAPI:
     )
     async def execute_batch(body: ExecuteBatchBody, gateway: Gateway) -> ExecuteBatchResponse:
         payloads = _decode_batch(body.payloads)
-        response = await gateway.execute_batch(body.function_id, payloads, body.timeout)
+        response = await gateway.execute_batch(
+            body.function_id, payloads, body.timeout, body.request_id
+        )
         return ExecuteBatchResponse(task_ids=list(response.task_ids))
 
     @app.get("/status/{task_id}", summary="Get a task's status", responses=_ERRORS)
