@@ -211,17 +211,20 @@ class FaaSClient:
     ) -> list[str]:
         """Queues one task per ``(args, kwargs)`` pair with ExecuteBatch; their ids, in order.
 
-        Large batches are sent as several requests. ExecuteBatch has no idempotency key, so
-        each request is sent once, after the channel is connected, and not retried; if one
-        fails, the tasks of the requests before it stay queued.
+        Large batches are sent as several requests. Each carries its own idempotency key, so a
+        request retried after UNAVAILABLE never queues its tasks twice; if one still fails,
+        the tasks of the requests before it stay queued.
         """
         task_ids: list[str] = []
         limit = _duration(timeout)
         for chunk in _chunks(_serde.dumps_call(args, kwargs) for args, kwargs in calls):
             request = gateway_pb2.ExecuteBatchRequest(
-                function_id=function_id, payloads=chunk, timeout=limit
+                function_id=function_id,
+                payloads=chunk,
+                timeout=limit,
+                request_id=str(uuid.uuid4()),
             )
-            reply = self._call(self._transport.stub.ExecuteBatch, request, idempotent=False)
+            reply = self._call(self._transport.stub.ExecuteBatch, request)
             task_ids.extend(reply.task_ids)
         return task_ids
 
