@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import os
 
 from services.common.grpc_server import stop_event_on_signals
 from services.common.logs import setup_logging, worker_id_var
 
-from .agent import Worker
+from .agent import ModeMismatch, Worker
 from .settings import WorkerSettings
 
 
@@ -56,7 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     setup_logging("worker", settings.log_level, settings.log_json)
     worker_id_var.set(settings.worker_id)
-    asyncio.run(_main(settings))
+    try:
+        asyncio.run(_main(settings))
+    except ModeMismatch as exc:
+        logging.getLogger(__name__).error("%s", exc)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
