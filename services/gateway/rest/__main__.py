@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import uvicorn
 
+from services.common.logs import setup_logging
 from services.gateway.rest.app import create_app
 from services.gateway.rest.settings import RestSettings
 
@@ -46,9 +47,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     level = os.environ.get("FAAS_LOG_LEVEL", "INFO").strip().lower() or "info"
     if level not in _LOG_LEVELS:
         level = "info"
-    logging.basicConfig(
-        level=logging.DEBUG if level == "trace" else level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    setup_logging(
+        "rest",
+        "DEBUG" if level == "trace" else level.upper(),
+        os.environ.get("FAAS_LOG_JSON", "") in ("1", "true"),
     )
     logger.info("REST shim listening on %s:%d", settings.host, settings.port)
     config = uvicorn.Config(
@@ -59,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         http="httptools",
         log_level=level,
         access_log=False,
+        log_config=None,  # uvicorn logs through the root handler set up above
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
     _GracefulServer(config).run()
