@@ -12,7 +12,8 @@ key                            type    holds
                                        ``traceback``, ``created``/``started``/``finished`` (ms)
 ``faas:queued``                zset    ids of QUEUED tasks, scored by creation time (ms)
 ``faas:running``               zset    ids of RUNNING tasks, scored by start time (ms)
-``faas:request:{request_id}``  string  task id created for an idempotency key (expires in 24 h)
+``faas:request:{request_id}``  string  "task_id function_id" for an idempotency key (24 h); a
+                                       batch uses ``{request_id}#{index}`` per task
 =============================  ======  ==========================================================
 
 A task is in exactly one of ``queued`` and ``running`` while it is not terminal, and in neither
