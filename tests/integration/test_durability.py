@@ -6,6 +6,7 @@ counts: every task acknowledged with an id ends COMPLETED with the right result.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -254,3 +255,25 @@ def test_gateway_sigterm_ends_long_polls_at_once(
         common_pb2.TASK_STATUS_RUNNING,
         grpc.StatusCode.UNAVAILABLE,
     )
+
+
+def test_a_hung_redis_is_a_bounded_503_not_a_hang(
+    make_platform: PlatformFactory, clients: Callable[[Platform], tuple[GrpcClient, RestClient]]
+) -> None:
+    platform = make_platform(mode="push", workers=1, worker_processes=1)
+    client, rest = clients(platform)
+    function_id = client.register(square)
+    assert platform.redis is not None and platform.redis.process is not None
+    redis_pid = platform.redis.process.pid
+    os.kill(redis_pid, signal.SIGSTOP)  # Redis accepts connections but never answers
+    try:
+        started = time.monotonic()
+        reply = rest.http.get(f"/status/{uuid.uuid4()}")
+        elapsed = time.monotonic() - started
+        assert reply.status_code == 503, reply.text
+        assert reply.json()["detail"]
+        assert elapsed < 10, elapsed
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    task_ids = client.submit(function_id, [(x,) for x in range(10)])
+    _check_all(client, task_ids, list(range(10)))
