@@ -8,12 +8,15 @@ Hierarchy::
     ├── AlreadyExists         ALREADY_EXISTS    (REST 409)
     ├── PayloadTooLarge       RESOURCE_EXHAUSTED (REST 413)
     └── Unavailable           UNAVAILABLE       (REST 503)
+        └── StoreUnavailable  Redis is away; tells gRPC retry policies not to retry
 
 Every status carries a ``google.rpc.ErrorInfo`` whose ``reason`` (e.g. ``TASK_NOT_FOUND``) a
 client can branch on; the message is for people.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import grpc
 from google.protobuf import any_pb2
@@ -27,6 +30,8 @@ class FaaSError(Exception):
     """Base of the errors that map to a gRPC status."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    # False tells gRPC clients' automatic retry policies not to repeat the call (retry pushback).
+    retryable: bool = True
 
     def __init__(self, message: str, reason: str, **metadata: str) -> None:
         super().__init__(message)
@@ -55,6 +60,13 @@ class Unavailable(FaaSError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class StoreUnavailable(Unavailable):
+    """Redis cannot be reached. Not retried by channel policies: each try may take the full
+    Redis timeout, and the caller's own retry (or a 503) is the better answer."""
+
+    retryable = False
+
+
 def to_status(error: FaaSError) -> grpc.Status:
     """The rich gRPC status for ``error``, with an ErrorInfo detail."""
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
@@ -64,7 +76,24 @@ def to_status(error: FaaSError) -> grpc.Status:
         code=getattr(code_pb2, error.code.name), message=error.message, details=[detail]
     )
     result: grpc.Status = rpc_status.to_status(status)
+    if not error.retryable:  # gRPC retry spec: a negative pushback means "do not retry"
+        pushback = (("grpc-retry-pushback-ms", "-1"),)
+        result = _Status(result.code, result.details, (*result.trailing_metadata, *pushback))
     return result
+
+
+class _Status(
+    NamedTuple(
+        "_Status",
+        [
+            ("code", grpc.StatusCode),
+            ("details", str),
+            ("trailing_metadata", tuple[tuple[str, str | bytes], ...]),
+        ],
+    ),
+    grpc.Status,
+):
+    """A grpc.Status with our own trailing metadata (the shape grpc_status itself uses)."""
 
 
 def error_reason(error: grpc.aio.AioRpcError | grpc.RpcError) -> str:

@@ -25,6 +25,7 @@ from services.common.errors import (
     FaaSError,
     InvalidArgument,
     NotFound,
+    StoreUnavailable,
     Unavailable,
     to_status,
 )
@@ -52,7 +53,9 @@ async def _status_boundary(context: Context) -> AsyncIterator[None]:
     except redis.exceptions.RedisError as exc:
         log.warning("redis unavailable: %s", exc)
         await context.abort_with_status(
-            to_status(Unavailable("the task store (Redis) is unavailable", "STORE_UNAVAILABLE"))
+            to_status(
+                StoreUnavailable("the task store (Redis) is unavailable", "STORE_UNAVAILABLE")
+            )
         )
     except grpc.aio.AbortError:
         raise

@@ -272,7 +272,8 @@ def test_a_hung_redis_is_a_bounded_503_not_a_hang(
         elapsed = time.monotonic() - started
         assert reply.status_code == 503, reply.text
         assert reply.json()["detail"]
-        assert elapsed < 10, elapsed
+        print(f"hung redis: 503 after {elapsed:.2f}s")
+        assert elapsed < 8, elapsed
     finally:
         os.kill(redis_pid, signal.SIGCONT)
     task_ids = client.submit(function_id, [(x,) for x in range(10)])
