@@ -160,8 +160,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 raise InvalidArgument("payloads is empty", "EMPTY_BATCH")
             for item in request.payloads:
                 payload.check_args_payload(item, self._settings.max_payload_bytes)
-            if not await self._store.function_exists(request.function_id):
-                raise _function_not_found(request.function_id)
             if len(request.request_id) > 100:
                 raise InvalidArgument("request_id is longer than 100 characters", "INVALID_ID")
             timeout = duration_seconds(request.timeout, request.HasField("timeout"))
@@ -178,7 +176,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             ]
             created = await self._store.create_tasks(tasks)
             done = [c for c in created if c is not None]
-            if len(done) < len(created):  # the function was deleted meanwhile
+            if len(done) < len(created):  # the script stored nothing: no such function
                 raise _function_not_found(request.function_id)
             if any(c.conflict for c in done):
                 raise AlreadyExists(

@@ -21,7 +21,7 @@ from faas.v1 import common_pb2, gateway_pb2
 
 from services.launcher import Platform
 from tests.integration.conftest import PlatformFactory
-from tests.support import GrpcClient, RestClient, serialize, wait_until
+from tests.support import GrpcClient, RestClient, deserialize, serialize, wait_until
 
 pytestmark = pytest.mark.fault
 
@@ -113,7 +113,7 @@ def test_gateway_and_rest_restarted(
     for task_id, x in zip(task_ids, inputs + inputs, strict=True):
         body = rest.wait_result(task_id)
         assert body["status"] == "COMPLETED"
-        assert dill.loads(__import__("codecs").decode(body["result"].encode(), "base64")) == x * x
+        assert deserialize(body["result"]) == x * x
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])

@@ -37,6 +37,12 @@ def nap(seconds: float) -> int:
     return os.getppid()  # the worker agent that ran it
 
 
+def die() -> None:
+    import os
+
+    os._exit(3)
+
+
 def _two_running_naps(client: Client, seconds: float) -> list[str]:
     """Submits two naps and returns their ids once both are RUNNING."""
     task_ids = client.submit(client.register(nap), [(seconds,)] * 2)
@@ -162,11 +168,6 @@ def test_process_exit_fails_the_task_and_the_worker_serves_on(
     platform = make_platform(mode="push", workers=1, worker_processes=1)
     client = client_for(platform)
 
-    def die() -> None:
-        import os
-
-        os._exit(3)
-
     (state,) = client.wait_all(client.submit(client.register(die), [()]))
     assert state.status == common_pb2.TASK_STATUS_FAILED
     assert state.error.cause == common_pb2.FAILURE_CAUSE_PROCESS_DIED
@@ -252,11 +253,6 @@ def test_process_death_is_retried_when_configured(
         extra_env={"FAAS_RETRY_PROCESS_DEATH": "1", "FAAS_MAX_ATTEMPTS": "2"},
     )
     client = client_for(platform)
-
-    def die() -> None:
-        import os
-
-        os._exit(3)
 
     (state,) = client.wait_all(client.submit(client.register(die), [()]))
     assert state.status == common_pb2.TASK_STATUS_FAILED

@@ -119,9 +119,6 @@ class TaskStore:
         raw = await self.client.hget(self.keys.function(function_id), "payload")
         return cast("bytes | None", raw)
 
-    async def function_exists(self, function_id: str) -> bool:
-        return bool(await self.client.exists(self.keys.function(function_id)))
-
     # Tasks: the gateway's side
 
     async def create_tasks(self, tasks: Sequence[NewTask]) -> list[CreatedTask | None]:
