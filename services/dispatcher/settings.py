@@ -33,6 +33,16 @@ class DispatcherSettings:
     # After a restart, how long RUNNING tasks wait for their worker to reconnect.
     recovery_grace_seconds: float = 5.0
     redis_timeout_seconds: float = 3.0
+    # The most processes (push) or work-request slots (pull) one worker may claim.
+    max_worker_capacity: int = 256
+    # A worker stream whose hello does not come within this many seconds is closed.
+    hello_timeout_seconds: float = 10.0
+    # A worker holding a task past its timeout plus this grace loses the task.
+    timeout_grace_seconds: float = 10.0
+    # How often RUNNING tasks in Redis are checked for an attempt that no session holds.
+    sweep_seconds: float = 5.0
+    # Local mode: the largest serialized result a task may return.
+    max_result_bytes: int = 16 * 1024 * 1024
     shutdown_grace_seconds: float = 5.0
     log_level: str = "INFO"
     log_json: bool = False

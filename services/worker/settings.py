@@ -23,6 +23,10 @@ class WorkerSettings:
     # On SIGTERM: how long running tasks may take to finish before they are abandoned.
     drain_grace_seconds: float = 30.0
     max_backoff_seconds: float = 2.0
+    # The largest serialized result a task may return; over it the task FAILS RESULT_TOO_LARGE.
+    max_result_bytes: int = 16 * 1024 * 1024
+    # How much of a task's stdout and stderr is kept (the rest is dropped, never logged whole).
+    max_output_bytes: int = 64 * 1024
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -61,6 +61,8 @@ class _FailureCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailureC
     """The function or the arguments could not be deserialized on the worker."""
     FAILURE_CAUSE_RESULT_NOT_SERIALIZABLE: _FailureCause.ValueType  # 6
     """The function returned a value that could not be serialized."""
+    FAILURE_CAUSE_RESULT_TOO_LARGE: _FailureCause.ValueType  # 7
+    """The function returned a value whose serialized form is over the worker's result limit."""
 
 class FailureCause(_FailureCause, metaclass=_FailureCauseEnumTypeWrapper):
     """Why a task FAILED, as a value a program can branch on."""
@@ -78,6 +80,8 @@ FAILURE_CAUSE_BAD_PAYLOAD: FailureCause.ValueType  # 5
 """The function or the arguments could not be deserialized on the worker."""
 FAILURE_CAUSE_RESULT_NOT_SERIALIZABLE: FailureCause.ValueType  # 6
 """The function returned a value that could not be serialized."""
+FAILURE_CAUSE_RESULT_TOO_LARGE: FailureCause.ValueType  # 7
+"""The function returned a value whose serialized form is over the worker's result limit."""
 Global___FailureCause: _TypeAlias = FailureCause  # noqa: Y015
 
 @_typing.final
