@@ -1,76 +1,110 @@
-"""The dispatcher's settings: one frozen value, built from the environment at the entry point."""
+"""The dispatcher's settings: one frozen model, from which its flags, variables and docs come."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
-MODES = ("local", "pull", "push")
+from pydantic import Field
+
+from services.common.settings import Flag, ListenAddress, LogLevel, Option, ServiceSettings
+
+__all__ = ["MODES", "DispatcherSettings", "Mode"]
+
+Mode = Literal["local", "pull", "push"]
+MODES: tuple[str, ...] = get_args(Mode)
+
+_MIB = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class DispatcherSettings:
-    address: str = "127.0.0.1:50052"
-    mode: str = "push"
-    # Local mode: the number of worker processes the dispatcher runs itself.
-    local_processes: int = os.cpu_count() or 1
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "faas:"
-    heartbeat_seconds: float = 1.0
-    # A worker that misses this many heartbeats in a row is dead.
-    missed_heartbeats: int = 3
-    # Attempts per task before a lost worker makes it FAILED.
-    max_attempts: int = 3
-    # Push mode: tasks a worker may hold beyond its processes.
-    prefetch: int = 0
-    # Run a task again (up to max_attempts) when its process dies, instead of failing it.
-    retry_process_death: bool = False
-    # How long a finished task and its result stay in Redis; 0 keeps them for good.
-    result_ttl_seconds: float = 0.0
-    # How often QUEUED tasks in Redis are compared with those the dispatcher holds.
-    reconcile_seconds: float = 5.0
-    # After a restart, how long RUNNING tasks wait for their worker to reconnect.
-    recovery_grace_seconds: float = 5.0
-    redis_timeout_seconds: float = 3.0
-    # The most processes (push) or work-request slots (pull) one worker may claim.
-    max_worker_capacity: int = 256
-    # A worker stream whose hello does not come within this many seconds is closed.
-    hello_timeout_seconds: float = 10.0
-    # A worker holding a task past its timeout plus this grace loses the task.
-    timeout_grace_seconds: float = 10.0
-    # How often RUNNING tasks in Redis are checked for an attempt that no session holds.
-    sweep_seconds: float = 5.0
-    # Local mode: the largest serialized result a task may return.
-    max_result_bytes: int = 16 * 1024 * 1024
-    shutdown_grace_seconds: float = 5.0
-    log_level: str = "INFO"
-    log_json: bool = False
+class DispatcherSettings(ServiceSettings):
+    """Where the dispatcher listens, how it schedules, and when it gives up on a worker."""
 
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.local_processes < 1 or self.max_attempts < 1 or self.prefetch < 0:
-            raise ValueError("processes and max_attempts must be >= 1, prefetch >= 0")
+    address: Annotated[
+        ListenAddress,
+        Field(description="gRPC address to listen on (port 0: any free port)"),
+        Option(
+            ("--address",),
+            env="FAAS_DISPATCHER_ADDRESS",
+            host_flags=("--host",),
+            port_flags=("-p", "--port"),
+        ),
+    ] = "127.0.0.1:50052"
+    mode: Annotated[
+        Mode,
+        Field(description="how tasks reach workers"),
+        Option(("-m", "--mode"), env="FAAS_DISPATCHER_MODE"),
+    ] = "push"
+    local_processes: Annotated[
+        int,
+        Field(ge=1, description="local mode: the worker processes the dispatcher runs itself"),
+        Option(("-w", "--workers"), env="FAAS_WORKER_PROCESSES", default_doc="number of cores"),
+    ] = os.cpu_count() or 1
+    redis_url: Annotated[
+        str,
+        Field(min_length=1, description="the Redis that holds task state"),
+        Option(env="REDIS_URL"),
+    ] = "redis://127.0.0.1:6379/0"
+    key_prefix: Annotated[str, Field(description="prefix of every Redis key")] = "faas:"
+    heartbeat_seconds: Annotated[
+        float, Field(gt=0, description="seconds between heartbeats"), Option(("--heartbeat",))
+    ] = 1.0
+    missed_heartbeats: Annotated[
+        int, Field(ge=1, description="heartbeats a worker may miss in a row before it is dead")
+    ] = 3
+    max_attempts: Annotated[
+        int, Field(ge=1, description="attempts per task before a lost worker makes it FAILED")
+    ] = 3
+    prefetch: Annotated[
+        int, Field(ge=0, description="push mode: tasks a worker may hold beyond its processes")
+    ] = 0
+    retry_process_death: Annotated[
+        Flag,
+        Field(description="run a task again (up to the attempts) when its process dies"),
+    ] = False
+    result_ttl_seconds: Annotated[
+        float,
+        Field(
+            ge=0, description="seconds a finished task and its result stay in Redis; 0: for good"
+        ),
+        Option(("--result-ttl",)),
+    ] = 0.0
+    reconcile_seconds: Annotated[
+        float,
+        Field(gt=0, description="how often QUEUED tasks in Redis are compared with those held"),
+    ] = 5.0
+    recovery_grace_seconds: Annotated[
+        float,
+        Field(ge=0, description="after a restart, how long RUNNING tasks wait for their worker"),
+    ] = 5.0
+    redis_timeout_seconds: Annotated[
+        float, Field(gt=0, description="timeout of each Redis call")
+    ] = 3.0
+    max_worker_capacity: Annotated[
+        int,
+        Field(ge=1, description="the most processes or work-request slots one worker may claim"),
+    ] = 256
+    hello_timeout_seconds: Annotated[
+        float, Field(gt=0, description="a worker stream whose hello does not come is closed then")
+    ] = 10.0
+    timeout_grace_seconds: Annotated[
+        float,
+        Field(ge=0, description="a worker holding a task past its timeout plus this loses it"),
+    ] = 10.0
+    sweep_seconds: Annotated[
+        float,
+        Field(gt=0, description="how often RUNNING tasks are checked for an attempt none holds"),
+    ] = 5.0
+    max_result_bytes: Annotated[
+        int, Field(ge=1, description="local mode: the largest serialized result a task may return")
+    ] = 16 * _MIB
+    shutdown_grace_seconds: Annotated[
+        float, Field(ge=0, description="on SIGTERM, how long work in progress may finish")
+    ] = 5.0
+    log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
+    log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
 
     @property
     def dead_after_seconds(self) -> float:
+        """Silence after which a worker is dead."""
         return self.heartbeat_seconds * self.missed_heartbeats
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> DispatcherSettings:
-        d = cls()
-        return cls(
-            address=environ.get("FAAS_DISPATCHER_ADDRESS", d.address),
-            mode=environ.get("FAAS_DISPATCHER_MODE", d.mode),
-            local_processes=int(environ.get("FAAS_WORKER_PROCESSES", d.local_processes)),
-            redis_url=environ.get("REDIS_URL", d.redis_url),
-            key_prefix=environ.get("FAAS_KEY_PREFIX", d.key_prefix),
-            heartbeat_seconds=float(environ.get("FAAS_HEARTBEAT_SECONDS", d.heartbeat_seconds)),
-            max_attempts=int(environ.get("FAAS_MAX_ATTEMPTS", d.max_attempts)),
-            prefetch=int(environ.get("FAAS_PREFETCH", d.prefetch)),
-            retry_process_death=environ.get("FAAS_RETRY_PROCESS_DEATH", "") in ("1", "true"),
-            result_ttl_seconds=float(environ.get("FAAS_RESULT_TTL_SECONDS", d.result_ttl_seconds)),
-            log_level=environ.get("FAAS_LOG_LEVEL", d.log_level),
-            log_json=environ.get("FAAS_LOG_JSON", "") in ("1", "true"),
-        )

@@ -1,38 +1,50 @@
-"""The gateway's settings: one frozen value, built from the environment at the entry point."""
+"""The gateway's settings: one frozen model, from which its flags, variables and docs come."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+from services.common.settings import Flag, ListenAddress, LogLevel, Option, ServiceSettings
+
+__all__ = ["GatewaySettings"]
 
 
-@dataclass(frozen=True, slots=True)
-class GatewaySettings:
-    address: str = "127.0.0.1:50051"
-    dispatcher_target: str = "127.0.0.1:50052"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "faas:"
-    max_payload_bytes: int = 16 * 1024 * 1024
-    # Upper bound of a GetResult long poll.
-    max_wait_seconds: float = 60.0
-    # How often a waiter re-reads Redis, as a safety net behind the dispatcher's events.
-    recheck_seconds: float = 2.0
-    redis_timeout_seconds: float = 3.0
-    shutdown_grace_seconds: float = 5.0
-    log_level: str = "INFO"
-    log_json: bool = False
+class GatewaySettings(ServiceSettings):
+    """Where the gateway listens, which dispatcher and Redis it uses, and its request limits."""
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> GatewaySettings:
-        d = cls()
-        return cls(
-            address=environ.get("FAAS_GATEWAY_ADDRESS", d.address),
-            dispatcher_target=environ.get("FAAS_DISPATCHER_TARGET", d.dispatcher_target),
-            redis_url=environ.get("REDIS_URL", d.redis_url),
-            key_prefix=environ.get("FAAS_KEY_PREFIX", d.key_prefix),
-            max_payload_bytes=int(environ.get("FAAS_MAX_PAYLOAD_BYTES", d.max_payload_bytes)),
-            max_wait_seconds=float(environ.get("FAAS_MAX_WAIT_SECONDS", d.max_wait_seconds)),
-            log_level=environ.get("FAAS_LOG_LEVEL", d.log_level),
-            log_json=environ.get("FAAS_LOG_JSON", "") in ("1", "true"),
-        )
+    address: Annotated[
+        ListenAddress,
+        Field(description="gRPC address to listen on (port 0: any free port)"),
+        Option(("--address",), env="FAAS_GATEWAY_ADDRESS"),
+    ] = "127.0.0.1:50051"
+    dispatcher_target: Annotated[
+        str,
+        Field(min_length=1, description="the dispatcher's gRPC target, host:port"),
+        Option(("--dispatcher",), env="FAAS_DISPATCHER_TARGET"),
+    ] = "127.0.0.1:50052"
+    redis_url: Annotated[
+        str,
+        Field(min_length=1, description="the Redis that holds task state"),
+        Option(env="REDIS_URL"),
+    ] = "redis://127.0.0.1:6379/0"
+    key_prefix: Annotated[str, Field(description="prefix of every Redis key")] = "faas:"
+    max_payload_bytes: Annotated[
+        int, Field(ge=1, description="the largest function or arguments payload accepted")
+    ] = 16 * 1024 * 1024
+    max_wait_seconds: Annotated[
+        float, Field(ge=0, description="upper bound of a GetResult long poll")
+    ] = 60.0
+    recheck_seconds: Annotated[
+        float,
+        Field(gt=0, description="how often a waiter re-reads Redis behind the dispatcher's events"),
+    ] = 2.0
+    redis_timeout_seconds: Annotated[
+        float, Field(gt=0, description="timeout of each Redis call")
+    ] = 3.0
+    shutdown_grace_seconds: Annotated[
+        float, Field(ge=0, description="on SIGTERM, how long calls in progress may finish")
+    ] = 5.0
+    log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
+    log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False

@@ -1,45 +1,75 @@
-"""The worker's settings: one frozen value, built from the environment at the entry point."""
+"""The worker's settings: one frozen model, from which its flags, variables and docs come."""
 
 from __future__ import annotations
 
 import os
 import socket
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from services.common.settings import Flag, LogLevel, Option, ServiceSettings
+
+__all__ = ["WorkerSettings"]
 
 
 def _default_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    dispatcher_target: str = "127.0.0.1:50052"
-    processes: int = os.cpu_count() or 1
-    # "pull" or "push" to insist on a dispatcher mode; "" takes whatever the dispatcher runs.
-    mode: str = ""
-    worker_id: str = field(default_factory=_default_id)
-    # On SIGTERM: how long running tasks may take to finish before they are abandoned.
-    drain_grace_seconds: float = 30.0
-    max_backoff_seconds: float = 2.0
-    # The largest serialized result a task may return; over it the task FAILS RESULT_TOO_LARGE.
-    max_result_bytes: int = 16 * 1024 * 1024
-    # How much of a task's stdout and stderr is kept (the rest is dropped, never logged whole).
-    max_output_bytes: int = 64 * 1024
-    log_level: str = "INFO"
-    log_json: bool = False
+def _target(url: str) -> str:
+    """``host:port`` from a dispatcher URL that may start with grpc://, tcp:// or http://."""
+    for scheme in ("grpc://", "tcp://", "http://"):
+        url = url.removeprefix(scheme)
+    url = url.rstrip("/")
+    if not url:
+        raise ValueError("expected the dispatcher's host:port")
+    return url
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
-        d = cls()
-        return cls(
-            dispatcher_target=environ.get("FAAS_DISPATCHER_TARGET", d.dispatcher_target),
-            processes=int(environ.get("FAAS_WORKER_PROCESSES", d.processes)),
-            mode=environ.get("FAAS_WORKER_MODE", d.mode),
-            drain_grace_seconds=float(
-                environ.get("FAAS_DRAIN_GRACE_SECONDS", d.drain_grace_seconds)
-            ),
-            log_level=environ.get("FAAS_LOG_LEVEL", d.log_level),
-            log_json=environ.get("FAAS_LOG_JSON", "") in ("1", "true"),
-        )
+
+class WorkerSettings(ServiceSettings):
+    """Which dispatcher the worker serves, with how many processes, and how it stops."""
+
+    processes: Annotated[
+        int,
+        Field(ge=1, description="worker processes, each running one task at a time"),
+        Option(
+            positional="N_PROCESSES", env="FAAS_WORKER_PROCESSES", default_doc="number of cores"
+        ),
+    ] = os.cpu_count() or 1
+    dispatcher_target: Annotated[
+        str,
+        AfterValidator(_target),
+        Field(description="the dispatcher, host:port (a grpc:// or tcp:// prefix is allowed)"),
+        Option(positional="DISPATCHER_URL", env="FAAS_DISPATCHER_TARGET"),
+    ] = "127.0.0.1:50052"
+    mode: Annotated[
+        Literal["", "pull", "push"],
+        Field(description='insist on this dispatcher mode ("": follow the dispatcher)'),
+        Option(("--mode",), env="FAAS_WORKER_MODE"),
+    ] = ""
+    worker_id: Annotated[
+        str,
+        Field(min_length=1, default_factory=_default_id, description="this worker's id"),
+        Option(default_doc="host-pid-random"),
+    ]
+    drain_grace_seconds: Annotated[
+        float,
+        Field(ge=0, description="on SIGTERM, how long running tasks may take to finish"),
+        Option(("--drain-grace",)),
+    ] = 30.0
+    max_backoff_seconds: Annotated[
+        float, Field(gt=0, description="the longest wait between reconnects to the dispatcher")
+    ] = 2.0
+    max_result_bytes: Annotated[
+        int,
+        Field(
+            ge=1, description="the largest serialized result; over it a task FAILS RESULT_TOO_LARGE"
+        ),
+    ] = 16 * 1024 * 1024
+    max_output_bytes: Annotated[
+        int, Field(ge=0, description="how much of a task's stdout and stderr is kept")
+    ] = 64 * 1024
+    log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
+    log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False

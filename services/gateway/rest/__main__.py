@@ -1,14 +1,13 @@
-"""Entry point: ``python -m services.gateway.rest [--host H] [--port P] [--gateway TARGET]``.
+"""``python -m services.gateway.rest [--host H] [--port P] [--gateway TARGET]``: the REST shim.
 
-Flags default to ``FAAS_REST_HOST``, ``FAAS_REST_PORT`` and ``FAAS_GATEWAY_TARGET``; the log
-level comes from ``FAAS_LOG_LEVEL`` (default INFO). Uvicorn stops gracefully on SIGTERM/SIGINT.
+Every setting is a flag and an environment variable (``--help`` lists them: ``FAAS_REST_HOST``,
+``FAAS_REST_PORT``, ``FAAS_GATEWAY_TARGET``, ``FAAS_LOG_LEVEL``, ...); flags win. Uvicorn stops
+gracefully on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -17,41 +16,24 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 
 from services.common.logs import setup_logging
+from services.common.settings import load
 from services.gateway.rest.app import create_app
 from services.gateway.rest.settings import RestSettings
 
 logger = logging.getLogger(__name__)
 
-_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-
-
-def _parse_args(argv: Sequence[str] | None, defaults: RestSettings) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="faas-rest", description="MPCSFaaS REST shim in front of the gateway."
-    )
-    parser.add_argument("--host", default=defaults.host, help="address to listen on")
-    parser.add_argument("--port", type=int, default=defaults.port, help="port to listen on")
-    parser.add_argument(
-        "--gateway", default=defaults.gateway_target, help="gateway gRPC target host:port"
-    )
-    return parser.parse_args(argv)
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags and the environment, then serve the REST app until stopped."""
-    env_settings = RestSettings.from_env(os.environ)
-    args = _parse_args(argv, env_settings)
-    settings = dataclasses.replace(
-        env_settings, host=args.host, port=args.port, gateway_target=args.gateway
+    settings = load(
+        RestSettings,
+        argv,
+        os.environ,
+        prog="faas-rest",
+        description="MPCSFaaS REST shim in front of the gateway.",
     )
-    level = os.environ.get("FAAS_LOG_LEVEL", "INFO").strip().lower() or "info"
-    if level not in _LOG_LEVELS:
-        level = "info"
-    setup_logging(
-        "rest",
-        "DEBUG" if level == "trace" else level.upper(),
-        os.environ.get("FAAS_LOG_JSON", "") in ("1", "true"),
-    )
+    level = settings.log_level
+    setup_logging("rest", "DEBUG" if level == "TRACE" else level, settings.log_json)
     logger.info("REST shim listening on %s:%d", settings.host, settings.port)
     config = uvicorn.Config(
         create_app(settings),
@@ -59,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=settings.port,
         loop="asyncio",
         http="httptools",
-        log_level=level,
+        log_level=level.lower(),
         access_log=False,
         log_config=None,  # uvicorn logs through the root handler set up above
         timeout_graceful_shutdown=settings.shutdown_grace,
