@@ -1,11 +1,40 @@
-"""Store records to protobuf messages."""
+"""Store records to protobuf messages, and request fields to checked values."""
 
 from __future__ import annotations
 
 from faas.v1 import common_pb2
+from google.protobuf import duration_pb2
 
+from services.common.errors import InvalidArgument
 from services.common.store import TaskRecord
-from services.common.timeutil import ms_timestamp
+from services.common.timeutil import duration_seconds, ms_timestamp
+
+# The range of a google.protobuf.Duration: about 10,000 years either way.
+MAX_DURATION_SECONDS = 315_576_000_000
+_NANOS = 1_000_000_000
+
+
+def duration_arg(value: duration_pb2.Duration, present: bool, what: str) -> float | None:
+    """Seconds in a request's Duration field (None when absent or not positive).
+
+    A Duration outside protobuf's range or not normalized (nanos of 1e9 or more, or of the
+    other sign than seconds) is INVALID_ARGUMENT, as protobuf's own JSON mapping refuses it.
+    """
+    if not present:
+        return None
+    seconds, nanos = value.seconds, value.nanos
+    if (
+        abs(seconds) > MAX_DURATION_SECONDS
+        or abs(nanos) >= _NANOS
+        or (seconds > 0 and nanos < 0)
+        or (seconds < 0 and nanos > 0)
+    ):
+        raise InvalidArgument(
+            f"{what} is not a valid Duration (seconds={seconds}, nanos={nanos}): seconds must "
+            f"be within ±{MAX_DURATION_SECONDS}, |nanos| below 1e9 and of the same sign",
+            "INVALID_DURATION",
+        )
+    return duration_seconds(value, present)
 
 
 def status_value(name: str) -> common_pb2.TaskStatus.ValueType:

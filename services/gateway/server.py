@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 
 import grpc
-from faas.v1 import gateway_pb2, gateway_pb2_grpc
 
 from services.common import grpc_server
 from services.common.store import Keys, TaskStore, connect
 
 from .dispatcher_link import DispatcherLink
+from .handlers import SERVICE, add_gateway_service
+from .payload import PayloadChecker
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
 from .waiters import TaskWaiters
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+SERVICE_NAME = SERVICE.full_name
 
 
 async def serve(settings: GatewaySettings) -> None:
@@ -32,9 +33,14 @@ async def serve(settings: GatewaySettings) -> None:
     )
     waiters = TaskWaiters()
     link = DispatcherLink(channel, waiters)
-    servicer = GatewayServicer(settings, store, link, waiters, channel)
+    checker = PayloadChecker(
+        settings.max_payload_bytes,
+        processes=getattr(settings, "payload_check_processes", 1),
+        max_pending=getattr(settings, "max_pending_payload_checks", 8),
+    )
+    servicer = GatewayServicer(settings, store, link, waiters, channel, checker)
     server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME])
-    gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
+    add_gateway_service(servicer, server)
     await server.start()
     link.start()
     await grpc_server.set_serving(health, [SERVICE_NAME])
@@ -46,6 +52,7 @@ async def serve(settings: GatewaySettings) -> None:
         servicer.close()
         await grpc_server.graceful_stop(server, health, settings.shutdown_grace_seconds)
     finally:
+        checker.close()
         await link.close()
         await channel.close()
         await store.close()

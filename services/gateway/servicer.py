@@ -30,11 +30,11 @@ from services.common.errors import (
     to_status,
 )
 from services.common.store import CreatedTask, NewTask, TaskRecord, TaskStore
-from services.common.timeutil import duration_seconds, to_duration
+from services.common.timeutil import to_duration
 
-from . import payload
-from .convert import status_value, task_state
+from .convert import duration_arg, status_value, task_state
 from .dispatcher_link import DispatcherLink
+from .payload import PayloadChecker
 from .settings import GatewaySettings
 from .waiters import TaskWaiters
 
@@ -82,9 +82,22 @@ def _function_not_found(function_id: str) -> NotFound:
     )
 
 
+# Limits on request fields; the REST shim's OpenAPI schema states the same ones.
+MAX_ID_CHARS = 128
+MAX_NAME_CHARS = 256
+MAX_BATCH_REQUEST_ID_CHARS = 100  # leaves room for the "#index" of each task's key
+DEFAULT_MAX_BATCH_ITEMS = 10_000
+
+
 def _require_id(value: str, what: str) -> None:
-    if not value or len(value) > 128:
-        raise InvalidArgument(f"{what} is required (at most 128 characters)", "INVALID_ID")
+    if not value or len(value) > MAX_ID_CHARS:
+        raise InvalidArgument(
+            f"{what} is required (at most {MAX_ID_CHARS} characters)", "INVALID_ID"
+        )
+
+
+def _timeout(request: Any) -> float | None:
+    return duration_arg(request.timeout, request.HasField("timeout"), "timeout")
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
@@ -97,8 +110,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         link: DispatcherLink,
         waiters: TaskWaiters,
         dispatcher_channel: grpc.aio.Channel,
+        checker: PayloadChecker,
     ) -> None:
         self._settings = settings
+        self._checker = checker
+        self._max_batch_items: int = getattr(settings, "max_batch_items", DEFAULT_MAX_BATCH_ITEMS)
         self._store = store
         self._link = link
         self._waiters = waiters
@@ -115,10 +131,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.RegisterFunctionRequest, context: Context
     ) -> gateway_pb2.RegisterFunctionResponse:
         async with _status_boundary(context):
-            payload.check_function_payload(request.payload, self._settings.max_payload_bytes)
-            if len(request.name) > 256:
-                raise InvalidArgument("name is longer than 256 characters", "INVALID_NAME")
-            timeout = duration_seconds(request.timeout, request.HasField("timeout"))
+            if len(request.name) > MAX_NAME_CHARS:
+                raise InvalidArgument(
+                    f"name is longer than {MAX_NAME_CHARS} characters", "INVALID_NAME"
+                )
+            timeout = _timeout(request)
+            await self._checker.check_function(request.payload)
             function_id = str(uuid.uuid4())
             await self._store.register_function(function_id, request.name, request.payload, timeout)
             return gateway_pb2.RegisterFunctionResponse(function_id=function_id)
@@ -128,14 +146,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.ExecuteFunctionResponse:
         async with _status_boundary(context):
             _require_id(request.function_id, "function_id")
-            payload.check_args_payload(request.payload, self._settings.max_payload_bytes)
-            if len(request.request_id) > 128:
-                raise InvalidArgument("request_id is longer than 128 characters", "INVALID_ID")
+            if len(request.request_id) > MAX_ID_CHARS:
+                raise InvalidArgument(
+                    f"request_id is longer than {MAX_ID_CHARS} characters", "INVALID_ID"
+                )
+            timeout = _timeout(request)
+            await self._checker.check_args([request.payload])
             task = NewTask(
                 task_id=str(uuid.uuid4()),
                 function_id=request.function_id,
                 payload=request.payload,
-                timeout=duration_seconds(request.timeout, request.HasField("timeout")),
+                timeout=timeout,
                 request_id=request.request_id,
             )
             created = await self._creator.submit(task)
@@ -158,11 +179,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             _require_id(request.function_id, "function_id")
             if not request.payloads:
                 raise InvalidArgument("payloads is empty", "EMPTY_BATCH")
-            for item in request.payloads:
-                payload.check_args_payload(item, self._settings.max_payload_bytes)
-            if len(request.request_id) > 100:
-                raise InvalidArgument("request_id is longer than 100 characters", "INVALID_ID")
-            timeout = duration_seconds(request.timeout, request.HasField("timeout"))
+            if len(request.payloads) > self._max_batch_items:
+                raise InvalidArgument(
+                    f"payloads has {len(request.payloads)} items, over the limit of "
+                    f"{self._max_batch_items}",
+                    "BATCH_TOO_LARGE",
+                )
+            if len(request.request_id) > MAX_BATCH_REQUEST_ID_CHARS:
+                raise InvalidArgument(
+                    f"request_id is longer than {MAX_BATCH_REQUEST_ID_CHARS} characters",
+                    "INVALID_ID",
+                )
+            timeout = _timeout(request)
+            await self._checker.check_args(request.payloads)
             rid = request.request_id
             tasks = [
                 NewTask(
@@ -215,7 +244,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.GetResultResponse:
         async with _status_boundary(context):
             _require_id(request.task_id, "task_id")
-            wait = duration_seconds(request.wait, request.HasField("wait")) or 0.0
+            wait = duration_arg(request.wait, request.HasField("wait"), "wait") or 0.0
             wait = min(wait, self._settings.max_wait_seconds)
             record = await self._await_record(
                 request.task_id, _is_terminal, time.monotonic() + wait, terminal_only=True

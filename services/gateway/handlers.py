@@ -1,0 +1,90 @@
+"""The gateway's gRPC method handlers: the generated ones, but a malformed request is answered.
+
+gRPC Python reports a request that does not parse as UNKNOWN (or INTERNAL), a server fault. Here
+each request is parsed by a deserializer that never raises: bytes that are not the method's
+message become INVALID_ARGUMENT (reason MALFORMED_REQUEST) before the servicer sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from faas.v1 import gateway_pb2
+from google.protobuf import message, message_factory
+
+from services.common.errors import InvalidArgument, to_status
+
+SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Unary = Callable[[Any, Context], Awaitable[Any]]
+Streaming = Callable[[Any, Context], AsyncIterator[Any]]
+
+
+class _Malformed:
+    """Stands in for a request that did not parse."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _parser(request_class: type[message.Message]) -> Callable[[bytes], object]:
+    def parse(raw: bytes) -> object:
+        try:
+            return request_class.FromString(raw)
+        except Exception as exc:  # DecodeError, and whatever a hostile message may provoke
+            return _Malformed(str(exc) or type(exc).__name__)
+
+    return parse
+
+
+async def _refuse(request: _Malformed, context: Context) -> None:
+    await context.abort_with_status(
+        to_status(InvalidArgument(f"malformed request: {request.error}", "MALFORMED_REQUEST"))
+    )
+
+
+def _unary(behavior: Unary) -> Unary:
+    async def handle(request: Any, context: Context) -> Any:
+        if isinstance(request, _Malformed):
+            await _refuse(request, context)
+        return await behavior(request, context)
+
+    return handle
+
+
+def _streaming(behavior: Streaming) -> Streaming:
+    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+        if isinstance(request, _Malformed):
+            await _refuse(request, context)
+        async for response in behavior(request, context):
+            yield response
+
+    return handle
+
+
+def add_gateway_service(servicer: object, server: grpc.aio.Server) -> None:
+    """Registers ``servicer``'s methods for ``faas.v1.GatewayService`` on ``server``."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in SERVICE.methods:
+        if method.client_streaming:
+            raise TypeError(f"{method.full_name}: client streaming is not handled here")
+        parse = _parser(message_factory.GetMessageClass(method.input_type))
+        serialize = message_factory.GetMessageClass(method.output_type).SerializeToString
+        behavior = getattr(servicer, method.name)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _streaming(behavior), request_deserializer=parse, response_serializer=serialize
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _unary(behavior), request_deserializer=parse, response_serializer=serialize
+            )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(SERVICE.full_name, handlers)
