@@ -9,8 +9,8 @@ from services.common.errors import InvalidArgument
 from services.common.store import TaskRecord
 from services.common.timeutil import duration_seconds, ms_timestamp
 
-# The range of a google.protobuf.Duration: about 10,000 years either way.
-MAX_DURATION_SECONDS = 315_576_000_000
+from .limits import MAX_DURATION_SECONDS
+
 _NANOS = 1_000_000_000
 
 

@@ -34,6 +34,12 @@ from services.common.timeutil import to_duration
 
 from .convert import duration_arg, status_value, task_state
 from .dispatcher_link import DispatcherLink
+from .limits import (
+    DEFAULT_MAX_BATCH_ITEMS,
+    MAX_BATCH_REQUEST_ID_CHARS,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+)
 from .payload import PayloadChecker
 from .settings import GatewaySettings
 from .waiters import TaskWaiters
@@ -80,13 +86,6 @@ def _function_not_found(function_id: str) -> NotFound:
     return NotFound(
         f"function {function_id!r} not found", "FUNCTION_NOT_FOUND", function_id=function_id
     )
-
-
-# Limits on request fields; the REST shim's OpenAPI schema states the same ones.
-MAX_ID_CHARS = 128
-MAX_NAME_CHARS = 256
-MAX_BATCH_REQUEST_ID_CHARS = 100  # leaves room for the "#index" of each task's key
-DEFAULT_MAX_BATCH_ITEMS = 10_000
 
 
 def _require_id(value: str, what: str) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import dill
@@ -16,6 +18,7 @@ import httpx
 import pytest
 from faas.v1 import common_pb2, gateway_pb2
 
+from services.gateway.limits import DEFAULT_MAX_PAYLOAD_BYTES, base64_chars, max_body_bytes
 from services.gateway.rest import RestSettings, create_app
 from services.gateway.rest._client import GatewayClient
 from services.gateway.rest._codec import (
@@ -31,7 +34,7 @@ from services.gateway.rest._convert import (
     status_name,
     workers_body,
 )
-from services.gateway.rest._errors import http_status_for
+from services.gateway.rest._errors import http_status_for, json_safe
 from services.gateway.rest.app import _gateway
 
 # --- status-code mapping -------------------------------------------------------------------
@@ -433,3 +436,72 @@ def test_lifespan_opens_and_closes_the_channel() -> None:
             assert isinstance(app.state.gateway, GatewayClient)
 
     asyncio.run(run())
+
+
+# --- hostile bodies: surrogates, non-finite numbers, oversized bodies --------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"name": "\\ud800", "payload": "%s"}',
+        b'{"name": "\\ud800"}',
+        b'{"name": "f", "payload": "%s", "timeout": NaN}',
+        b'{"name": "f", "payload": "%s", "timeout": -Infinity}',
+        b'{"name": ["\\udfff", NaN], "payload": "%s"}',
+    ],
+)
+def test_app_surrogates_and_nan_are_422(
+    client: _Client, fake: _FakeGateway, content: bytes
+) -> None:
+    content = content.replace(b"%s", _B64.replace("\n", "").encode())
+    r = client.post(
+        "/register_function", content=content, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422, r.text
+    assert isinstance(r.json()["detail"], list)
+    assert fake.calls == []
+
+
+def test_app_surrogate_in_a_payload_is_400(client: _Client, fake: _FakeGateway) -> None:
+    r = client.post(
+        "/execute_function",
+        content=b'{"function_id": "f", "payload": "YWJj\\ud800"}',
+        headers={"content-type": "application/json"},
+    )
+    assert (r.status_code, r.json()) == (400, {"detail": INVALID_BASE64})
+
+
+def test_json_safe() -> None:
+    value = {"a": ["\ud800", float("nan"), 1.5, (float("-inf"),)], "\udfff": None}
+    assert json_safe(value) == {"a": ["\\ud800", "nan", 1.5, ["-inf"]], "\\udfff": None}
+
+
+def test_max_body_bytes_fits_the_largest_payload_encoding() -> None:
+    payload = b"\xff" * (3 * 1000 + 1)
+    as_json = json.dumps({"payload": codecs.encode(payload, "base64").decode()}).encode()
+    assert len(as_json) <= max_body_bytes(len(payload))
+    assert base64_chars(len(payload)) == len(codecs.encode(payload, "base64"))
+    assert max_body_bytes(16 * 1024 * 1024) < 25 * 1000 * 1000
+
+
+def test_app_body_over_the_limit_is_413(client: _Client, fake: _FakeGateway) -> None:
+    limit = max_body_bytes(DEFAULT_MAX_PAYLOAD_BYTES)
+    r = client.post(
+        "/register_function",
+        content=b"{" + b" " * limit + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert r.json()["detail"].endswith(f"over the limit of {limit} bytes")
+    assert r.headers["connection"] == "close"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"name": "f", "payload": "'
+        for _ in range(limit // (1024 * 1024) + 1):
+            yield b"A" * (1024 * 1024)
+
+    r = client.post("/register_function", content=chunks())
+    assert r.status_code == 413
+    assert "over the limit" in r.json()["detail"]
+    assert fake.calls == []

@@ -15,20 +15,25 @@ anything else         502
 ====================  ====
 
 A payload that is not base64 is a 400. An unexpected exception in the shim itself is logged with
-its traceback and answered with a generic 502. Body validation errors keep FastAPI's 422.
+its traceback and answered with a generic 502. Body validation errors keep FastAPI's 422 and its
+list of errors, made safe for JSON: a rejected NaN or a lone surrogate is echoed as text.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 import grpc
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from services.gateway.rest._codec import InvalidPayloadError
 
-__all__ = ["grpc_error_detail", "http_status_for", "install_error_handlers"]
+__all__ = ["grpc_error_detail", "http_status_for", "install_error_handlers", "json_safe"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +88,26 @@ async def _on_invalid_payload(request: Request, exc: Exception) -> JSONResponse:
     return _detail(400, str(exc))
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every string valid UTF-8 and every float finite, so it renders as JSON."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(
+        status_code=422, content={"detail": json_safe(jsonable_encoder(exc.errors()))}
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises the exception after this answer so the ASGI server logs its traceback.
     logger.error(
@@ -98,4 +123,5 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the exception handlers that apply the mapping above."""
     app.add_exception_handler(grpc.aio.AioRpcError, _on_rpc_error)
     app.add_exception_handler(InvalidPayloadError, _on_invalid_payload)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from services.gateway.limits import (
+    DEFAULT_MAX_BATCH_ITEMS,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_BATCH_REQUEST_ID_CHARS,
+    MAX_DURATION_SECONDS,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    base64_chars,
+)
 
 __all__ = [
     "ExecuteBatchBody",
@@ -21,8 +31,24 @@ __all__ = [
     "WorkersResponse",
 ]
 
-# The largest value a google.protobuf.Duration can hold (10,000 years), in seconds.
-MAX_DURATION_SECONDS = 315_576_000_000
+
+def _unicode(text: str) -> str:
+    """Refuses lone surrogates (JSON "\\ud800"), which no UTF-8 message can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it has a lone surrogate)") from None
+    return text
+
+
+def _stated(**constraints: Any) -> dict[str, Any]:
+    """Constraints the gateway enforces (400, or 413 for a payload's size), for the schema's
+    ``json_schema_extra``: the shim leaves them to the gateway, so their status codes stay."""
+    return constraints
+
+
+# Lone surrogates are a 422 here: the gateway could not even receive them.
+Text = Annotated[str, AfterValidator(_unicode)]
 
 Timeout = Annotated[
     float | None,
@@ -37,14 +63,24 @@ Timeout = Annotated[
 
 Payload = Annotated[
     str,
-    Field(description='Base64 of the dill pickle: codecs.encode(dill.dumps(obj), "base64").'),
+    Field(
+        description='Base64 of the dill pickle: codecs.encode(dill.dumps(obj), "base64"). '
+        f"The pickle may be up to {DEFAULT_MAX_PAYLOAD_BYTES} bytes (the gateway's default "
+        "limit; 413 over it), which is the maxLength below in that encoding.",
+        json_schema_extra=_stated(minLength=1, maxLength=base64_chars(DEFAULT_MAX_PAYLOAD_BYTES)),
+    ),
 ]
+
+FunctionId = Annotated[Text, Field(json_schema_extra=_stated(minLength=1, maxLength=MAX_ID_CHARS))]
 
 
 class RegisterFunctionBody(BaseModel):
     """Body of ``POST /register_function``."""
 
-    name: str = Field(description="A human readable name; need not be unique.")
+    name: Text = Field(
+        description="A human readable name; need not be unique.",
+        json_schema_extra=_stated(maxLength=MAX_NAME_CHARS),
+    )
     payload: Payload
     timeout: Timeout = None
 
@@ -58,12 +94,13 @@ class RegisterFunctionResponse(BaseModel):
 class ExecuteFunctionBody(BaseModel):
     """Body of ``POST /execute_function``; the payload pickles ``((args), {kwargs})``."""
 
-    function_id: str
+    function_id: FunctionId
     payload: Payload
     timeout: Timeout = None
-    request_id: str | None = Field(
+    request_id: Text | None = Field(
         default=None,
         description="Idempotency key: a retry with the same key returns the same task_id.",
+        json_schema_extra=_stated(maxLength=MAX_ID_CHARS),
     )
 
 
@@ -76,12 +113,15 @@ class ExecuteFunctionResponse(BaseModel):
 class ExecuteBatchBody(BaseModel):
     """Body of ``POST /execute_batch``: one payload per task, all stored or none."""
 
-    function_id: str
-    payloads: list[Payload]
+    function_id: FunctionId
+    payloads: list[Payload] = Field(
+        description="One payload per task; the whole request body is bounded too (413).",
+        json_schema_extra=_stated(minItems=1, maxItems=DEFAULT_MAX_BATCH_ITEMS),
+    )
     timeout: Timeout = None
-    request_id: str | None = Field(
+    request_id: Text | None = Field(
         default=None,
-        max_length=100,
+        max_length=MAX_BATCH_REQUEST_ID_CHARS,
         description="Idempotency key: a retry with the same key returns the same task ids.",
     )
 

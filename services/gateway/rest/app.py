@@ -13,6 +13,8 @@ import grpc
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.gateway.limits import DEFAULT_MAX_PAYLOAD_BYTES, max_body_bytes
+from services.gateway.rest._body_limit import BodyLimitMiddleware
 from services.gateway.rest._client import GatewayClient
 from services.gateway.rest._codec import INVALID_BASE64, InvalidPayloadError, decode_payload
 from services.gateway.rest._convert import result_body, status_body, workers_body
@@ -41,7 +43,7 @@ _ERROR_BODY: dict[str, Any] = {
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid argument or payload not base64", **_ERROR_BODY},
     404: {"description": "Unknown function or task", **_ERROR_BODY},
-    413: {"description": "Payload over the size limit", **_ERROR_BODY},
+    413: {"description": "Payload or request body over the size limit", **_ERROR_BODY},
     503: {"description": "Gateway, store or dispatcher unavailable", **_ERROR_BODY},
     504: {"description": "The gateway did not answer in time", **_ERROR_BODY},
 }
@@ -86,6 +88,8 @@ def create_app(settings: RestSettings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    payload_limit: int = getattr(settings, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES)
+    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(payload_limit))
 
     @app.post(
         "/register_function",
