@@ -1,7 +1,8 @@
 """Entry point of a pool child: load functions, run jobs one at a time, report how each ended.
 
-A child imports only dill, pickle and traceback on top of the protocol module; the parent's
-asyncio and protobuf machinery stays out of it so children start fast and stay small.
+A child imports only dill, pickle, traceback and ctypes on top of the protocol and isolation
+modules; the parent's asyncio and protobuf machinery stays out of it so children start fast and
+stay small. A result whose serialized form is over the limit is never sent: the job fails.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import dill
 
 from . import _protocol as proto
+from ._isolation import die_with_parent, lead_own_session, redirect_output
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["child_main"]
 
 _MAX_MESSAGE_CHARS = 2000
+_MAX_REPLACEMENT_CHARS = 200
 
 # (kind, result, message, traceback): the body of a DONE frame.
 _Reply = tuple[str, bytes, str, str]
@@ -38,8 +41,16 @@ class _Rejected(Exception):
         self.context = context
 
 
-def child_main(conn: Connection[Any, Any]) -> None:
-    """Serve jobs arriving on ``conn`` until the parent closes its end of the pipe."""
+def child_main(
+    conn: Connection[Any, Any], output: Connection[Any, Any], config: proto.ChildConfig
+) -> None:
+    """Serve jobs arriving on ``conn`` until the parent closes its end of the pipe.
+
+    Everything the child and its user code write to stdout and stderr goes to ``output``.
+    """
+    lead_own_session()
+    die_with_parent(config.parent_pid)
+    streams = redirect_output(output)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
     owner = os.getpid()
     functions: dict[str, Callable[..., Any]] = {}
@@ -50,7 +61,8 @@ def child_main(conn: Connection[Any, Any]) -> None:
             attempt_id, function_id, function_payload, args_payload, evicted = request
             for evicted_id in evicted:
                 functions.pop(evicted_id, None)
-            reply = _run(functions, function_id, function_payload, args_payload, owner)
+            reply = _run(functions, function_id, function_payload, args_payload, owner, config)
+            streams.flush()  # All of the job's output is in the pipe before its DONE frame.
             _send(conn, (proto.DONE, attempt_id, *reply))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # The parent has gone or closed the pipe: nothing left to do.
@@ -69,23 +81,29 @@ def _run(
     function_payload: bytes | None,
     args_payload: bytes,
     owner: int,
+    config: proto.ChildConfig,
 ) -> _Reply:
+    limit = config.max_result_bytes
     try:
         fn = _load_function(functions, function_id, function_payload)
         args, kwargs = _load_arguments(args_payload)
     except _Rejected as rejected:
-        return _failure(rejected.kind, rejected.error, rejected.context)
+        return _failure(rejected.kind, rejected.error, rejected.context, limit=limit)
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: user code must not end us.
-        return _failure(proto.RAISED, exc, "", skip_frames=1)
+        return _failure(proto.RAISED, exc, "", skip_frames=1, limit=limit)
     finally:
         if os.getpid() != owner:
             os._exit(0)  # A fork made by user code returned here; only the owner may reply.
     try:
         result: bytes = dill.dumps(value)
     except BaseException as exc:
-        return _failure(proto.UNSERIALIZABLE, exc, "result could not be serialized")
+        return _failure(proto.UNSERIALIZABLE, exc, "result could not be serialized", limit=limit)
+    del value
+    if len(result) > limit:
+        message = f"the serialized result of {len(result)} bytes is over the limit of {limit} bytes"
+        return (proto.TOO_LARGE, dill.dumps(ValueError(message)), message, "")
     return (proto.OK, result, "", "")
 
 
@@ -131,8 +149,13 @@ def _load_arguments(payload: bytes) -> tuple[tuple[Any, ...] | list[Any], dict[s
     return args, kwargs
 
 
-def _failure(kind: str, error: BaseException, context: str, *, skip_frames: int = 0) -> _Reply:
-    """Build a failure reply; ``skip_frames`` drops this module's frames from the traceback."""
+def _failure(
+    kind: str, error: BaseException, context: str, *, limit: int, skip_frames: int = 0
+) -> _Reply:
+    """Build a failure reply of at most about ``limit`` bytes.
+
+    ``skip_frames`` drops this module's frames from the traceback.
+    """
     summary = _describe(error)
     message = f"{context}: {summary}" if context else summary
     tb = error.__traceback__
@@ -140,7 +163,15 @@ def _failure(kind: str, error: BaseException, context: str, *, skip_frames: int 
         if tb is not None:
             tb = tb.tb_next
     text = "".join(traceback.format_exception(type(error), error, tb)) if tb is not None else ""
-    return (kind, _dump_exception(error), _one_line(message), text)
+    return (kind, _dump_exception(error, summary, limit), _one_line(message), _clip(text, limit))
+
+
+def _clip(text: str, limit: int) -> str:
+    """Keep the end of a long traceback: the innermost frames and the exception."""
+    if len(text) <= limit:
+        return text
+    marker = f"[{len(text) - limit} characters of traceback cut]\n"
+    return marker + text[len(text) - max(limit - len(marker), 0) :]
 
 
 def _describe(error: BaseException) -> str:
@@ -159,15 +190,23 @@ def _one_line(text: str) -> str:
     return line
 
 
-def _dump_exception(error: BaseException) -> bytes:
-    """Serialize ``error``; one that cannot make a round trip is replaced by a RuntimeError."""
+def _dump_exception(error: BaseException, summary: str, limit: int) -> bytes:
+    """Serialize ``error``; one that cannot make a round trip is replaced by a RuntimeError.
+
+    So is one whose serialized form is over ``limit`` bytes, with a short summary.
+    """
     try:
         data: bytes = dill.dumps(error)
-        dill.loads(data)
+        if len(data) > limit:
+            short = summary[:_MAX_REPLACEMENT_CHARS]
+            text = f"{short} (its serialized form of {len(data)} bytes is over the limit)"
+            data = dill.dumps(RuntimeError(text))
+        else:
+            dill.loads(data)
     except BaseException:
         try:
             text = repr(error)
         except Exception:
             text = type(error).__name__
-        data = dill.dumps(RuntimeError(text))
+        data = dill.dumps(RuntimeError(text[:limit]))
     return data

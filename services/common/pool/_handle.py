@@ -1,14 +1,19 @@
-"""The parent's view of one pool child: process, pipe, current job and loaded functions."""
+"""The parent's view of one pool child: process, pipes, current job and loaded functions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import socket
 from collections import OrderedDict
 from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 from typing import TYPE_CHECKING, Any
 
+from . import _protocol as proto
 from ._child import child_main
+from ._output import OutputCapture
 from ._types import Job
 
 if TYPE_CHECKING:
@@ -20,14 +25,26 @@ Context = SpawnContext | ForkContext | ForkServerContext
 class ChildHandle:
     """One child process and the bookkeeping the pool keeps about it.
 
-    A handle is created, started once and retired once; a retired child is never reused.
+    A handle is created, started once and retired once; a retired child is never reused. The
+    child leads its own process group, and ``kill`` kills the whole group: the child and what
+    its user code started. Its exit is watched through a pidfd (``exit_fd``), not through the
+    pipe or multiprocessing's sentinel, which a process forked by user code holds open.
     """
 
-    def __init__(self, context: Context, name: str) -> None:
+    def __init__(
+        self, context: Context, name: str, config: proto.ChildConfig, max_output_bytes: int
+    ) -> None:
         self.name = name
         self.conn, child_end = context.Pipe(duplex=True)
-        self._child_end: Connection[Any, Any] = child_end
-        self.process = context.Process(target=child_main, args=(child_end,), name=name)
+        output_end, output_child_end = context.Pipe(duplex=False)
+        self._child_ends: tuple[Connection[Any, Any], ...] = (child_end, output_child_end)
+        self.output = OutputCapture(output_end, max_output_bytes)
+        self.process = context.Process(
+            target=child_main, args=(child_end, output_child_end, config), name=name
+        )
+        self.pid: int | None = None
+        self._pidfd: int | None = None
+        self._reaped = False
         self.started = False
         self.ready = False
         self.retired = False
@@ -40,13 +57,22 @@ class ChildHandle:
         self._transfers: set[asyncio.Future[Any]] = set()
 
     def start(self) -> None:
-        """Start the process and drop the parent's copy of the child's end of the pipe."""
+        """Start the process and drop the parent's copies of the child's ends of the pipes."""
         try:
             self.process.start()
             self.started = True
+            self.pid = pid = self.process.pid
+            if pid is not None:
+                with contextlib.suppress(AttributeError, OSError):  # Linux 5.3 and later.
+                    self._pidfd = os.pidfd_open(pid)
         finally:
-            # Once only the child holds its end, the parent reads EOF as soon as the child dies.
-            self._child_end.close()
+            for end in self._child_ends:
+                end.close()
+
+    @property
+    def exit_fd(self) -> int:
+        """A descriptor that becomes readable when the process exits, for ``loop.add_reader``."""
+        return self._pidfd if self._pidfd is not None else self.process.sentinel
 
     @property
     def idle(self) -> bool:
@@ -87,22 +113,51 @@ class ChildHandle:
             self.timer = None
 
     def kill(self) -> None:
-        """Send SIGKILL unless the process never started or was already reaped."""
-        if self.started and self.process.exitcode is None:
+        """SIGKILL the child's process group, and the child, unless it was already reaped.
+
+        Until the parent reaps it, the child (a zombie at worst) holds its pid, so the group id
+        can name no one else; once the child is gone, the group lives on while members remain.
+        """
+        if not self.started or self._reaped or self.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)  # ESRCH before the child's setsid: no group yet.
+        if self.process.exitcode is None:
             self.process.kill()
+
+    def shut_pipe(self) -> None:
+        """End the job pipe for both directions, although others may hold the child's end.
+
+        Reads then see the data already buffered and EOF; blocked reads and writes on executor
+        threads end at once.
+        """
+        with (
+            contextlib.suppress(OSError, ValueError),
+            socket.socket(fileno=os.dup(self.conn.fileno())) as sock,
+        ):
+            sock.shutdown(socket.SHUT_RDWR)
 
     async def reap(self) -> int | None:
         """Wait (off the loop) for the process to exit, release its resources, return its code."""
         if not self.started:
-            self.conn.close()
+            self.close_pipes()
             return None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.process.join)
-        # The process is gone, so executor transfers on its pipe end with EOF or EPIPE.
+        self._reaped = True
+        # The pipe was shut, so executor transfers on it end with EOF or EPIPE.
         if self._transfers:
             await asyncio.gather(*self._transfers, return_exceptions=True)
         exitcode = self.process.exitcode
-        self.conn.close()
+        self.close_pipes()
         with contextlib.suppress(ValueError):  # Only if someone else reaped it behind our back.
             self.process.close()
         return exitcode
+
+    def close_pipes(self) -> None:
+        """Close the parent's ends of the pipes and the pidfd."""
+        self.conn.close()
+        self.output.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None

@@ -15,11 +15,12 @@ _CAUSES: dict[str, int] = {
     proto.BAD_FUNCTION: common_pb2.FAILURE_CAUSE_BAD_PAYLOAD,
     proto.BAD_ARGUMENTS: common_pb2.FAILURE_CAUSE_BAD_PAYLOAD,
     proto.UNSERIALIZABLE: common_pb2.FAILURE_CAUSE_RESULT_NOT_SERIALIZABLE,
+    proto.TOO_LARGE: common_pb2.FAILURE_CAUSE_RESULT_TOO_LARGE,
 }
 
 
-def from_reply(job: Job, done: proto.Done) -> Outcome:
-    """The outcome a child reported for ``job``."""
+def from_reply(job: Job, done: proto.Done, output: str) -> Outcome:
+    """The outcome a child reported for ``job``, which wrote ``output``."""
     if done.kind == proto.OK:
         return Outcome(
             task_id=job.task_id,
@@ -29,25 +30,28 @@ def from_reply(job: Job, done: proto.Done) -> Outcome:
             cause=common_pb2.FAILURE_CAUSE_UNSPECIFIED,
             message="",
             traceback="",
+            output=output,
         )
-    return _failed(job, _CAUSES[done.kind], done.result, done.message, done.traceback)
+    return _failed(job, _CAUSES[done.kind], done.result, done.message, done.traceback, output)
 
 
-def timed_out(job: Job) -> Outcome:
+def timed_out(job: Job, output: str) -> Outcome:
     """The outcome of a job whose child was killed for exceeding ``job.timeout``."""
     message = f"task exceeded its time limit of {job.timeout:g} s"
     error = pickle.dumps(TimeoutError(message), protocol=proto.PICKLE_PROTOCOL)
-    return _failed(job, common_pb2.FAILURE_CAUSE_TIMEOUT, error, message, "")
+    return _failed(job, common_pb2.FAILURE_CAUSE_TIMEOUT, error, message, "", output)
 
 
-def process_died(job: Job, exitcode: int | None) -> Outcome:
+def process_died(job: Job, exitcode: int | None, output: str) -> Outcome:
     """The outcome of a job whose child exited while running it."""
     message = f"worker process died with {_describe_exit(exitcode)} while running the task"
     error = pickle.dumps(ChildProcessError(message), protocol=proto.PICKLE_PROTOCOL)
-    return _failed(job, common_pb2.FAILURE_CAUSE_PROCESS_DIED, error, message, "")
+    return _failed(job, common_pb2.FAILURE_CAUSE_PROCESS_DIED, error, message, "", output)
 
 
-def _failed(job: Job, cause: int, result: bytes, message: str, traceback: str) -> Outcome:
+def _failed(
+    job: Job, cause: int, result: bytes, message: str, traceback: str, output: str
+) -> Outcome:
     return Outcome(
         task_id=job.task_id,
         attempt_id=job.attempt_id,
@@ -56,6 +60,7 @@ def _failed(job: Job, cause: int, result: bytes, message: str, traceback: str) -
         cause=cause,
         message=message,
         traceback=traceback,
+        output=output,
     )
 
 

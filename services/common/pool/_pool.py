@@ -8,6 +8,7 @@ import functools
 import logging
 import multiprocessing
 import multiprocessing.util
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
@@ -37,7 +38,15 @@ class ProcessPool:
     replacement is a free slot only once it is ready, and ``on_slot_ready`` (when given) is
     called at that moment. Each child keeps up to ``max_cached_functions`` deserialized
     functions, and a function's payload is sent to a child only when it does not hold it yet.
-    Every method must be called from the thread running the loop given to ``start``.
+
+    A job whose serialized result is over ``max_result_bytes`` fails (``RESULT_TOO_LARGE``);
+    the child checks before sending, so such a result never crosses the pipe. Each outcome
+    carries up to ``max_output_bytes`` of what the job wrote to stdout and stderr. Each child
+    leads its own process group, which is killed whole when the child is retired, and dies
+    with the pool's process (Linux's parent-death signal).
+
+    Every method must be called from the thread running the loop given to ``start``, which
+    must live as long as the pool: children started from it die when that thread ends.
     """
 
     def __init__(
@@ -48,17 +57,25 @@ class ProcessPool:
         start_method: str = "spawn",
         max_cached_functions: int = 128,
         on_slot_ready: Callable[[], None] | None = None,
+        max_result_bytes: int = 16 * 1024 * 1024,
+        max_output_bytes: int = 64 * 1024,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
         if max_cached_functions < 1:
             raise ValueError(f"max_cached_functions must be at least 1, got {max_cached_functions}")
+        if max_result_bytes < 1:
+            raise ValueError(f"max_result_bytes must be at least 1, got {max_result_bytes}")
+        if max_output_bytes < 0:
+            raise ValueError(f"max_output_bytes must be at least 0, got {max_output_bytes}")
         self._size = size
         self._on_outcome = on_outcome
         self._on_slot_ready = on_slot_ready
         self._start_method = start_method
         self._context = _context(start_method)
         self._max_cached_functions = max_cached_functions
+        self._max_result_bytes = max_result_bytes
+        self._max_output_bytes = max_output_bytes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._children: list[ChildHandle] = []
@@ -133,6 +150,7 @@ class ProcessPool:
             evicted,
         )
         child.job = job
+        child.output.begin()
         self._pending[job.attempt_id] = job
         self._idle.clear()
         if job.timeout is not None and job.timeout > 0:
@@ -185,14 +203,19 @@ class ProcessPool:
     def _launch(self) -> ChildHandle:
         loop = self._require_loop()
         self._launched += 1
-        child = ChildHandle(self._context, f"faas-pool-{self._launched}")
+        # A forkserver child's parent is the fork server, not this process.
+        parent = None if self._start_method == "forkserver" else os.getpid()
+        config = proto.ChildConfig(max_result_bytes=self._max_result_bytes, parent_pid=parent)
+        name = f"faas-pool-{self._launched}"
+        child = ChildHandle(self._context, name, config, self._max_output_bytes)
         try:
             child.start()
         except BaseException:
-            child.conn.close()
+            child.close_pipes()
             raise
         loop.add_reader(child.fileno, self._on_readable, child)
-        loop.add_reader(child.process.sentinel, self._on_exited, child)
+        loop.add_reader(child.exit_fd, self._on_exited, child)
+        loop.add_reader(child.output.fileno, self._on_output, child)
         self._children.append(child)
         logger.debug("started %s (pid %s)", child.name, child.process.pid)
         return child
@@ -216,30 +239,35 @@ class ProcessPool:
         handle = self._require_loop().call_later(_RESTART_DELAY, fire)
         self._restarts.add(handle)
 
-    def _retire(self, child: ChildHandle, *, report: bool = True) -> None:
-        """Kill ``child`` and replace it; its job, if ``report``, fails once it is reaped."""
+    def _retire(self, child: ChildHandle, *, report: bool = True) -> str:
+        """Kill ``child`` and its group and replace it; its job, if ``report``, fails once it is
+        reaped. Returns the output of the job it was running."""
         if child.retired:
-            return
+            return ""
         child.retired = True
         loop = self._require_loop()
         self._children.remove(child)
         loop.remove_reader(child.fileno)
-        loop.remove_reader(child.process.sentinel)
+        loop.remove_reader(child.exit_fd)
+        loop.remove_reader(child.output.fileno)
         child.cancel_timer()
         job, child.job = child.job, None
         child.kill()
-        reap = loop.create_task(self._reap(child, job if report else None))
+        child.shut_pipe()
+        output = child.output.take() if job is not None else ""
+        reap = loop.create_task(self._reap(child, job if report else None, output))
         self._reaps.add(reap)
         reap.add_done_callback(self._reaps.discard)
         if self._closed or (child.ready_waiter is not None and not child.ready):
-            return  # Closing, or start() is failing and will close the pool.
+            return output  # Closing, or start() is failing and will close the pool.
         if child.ready:
             self._replace()
         else:
             logger.error("%s exited during start-up", child.name)
             self._replace_later()
+        return output
 
-    async def _reap(self, child: ChildHandle, job: Job | None) -> None:
+    async def _reap(self, child: ChildHandle, job: Job | None, output: str) -> None:
         try:
             exitcode = await child.reap()
         except Exception:
@@ -257,7 +285,7 @@ class ProcessPool:
                 exitcode,
                 job.attempt_id,
             )
-            self._deliver(outcomes.process_died(job, exitcode))
+            self._deliver(outcomes.process_died(job, exitcode, output))
 
     def _kill_all(self) -> None:
         """At interpreter exit, if close() was never awaited: do not leave children behind."""
@@ -275,10 +303,17 @@ class ProcessPool:
         self._on_data(child, data)
 
     def _on_exited(self, child: ChildHandle) -> None:
-        # Take in whatever the child wrote before it exited, then retire it.
+        # Take in whatever the child wrote before it exited, then retire it. Its pipe may be
+        # held open by processes it forked, so shut it: reads end at the data buffered.
+        child.shut_pipe()
         while not child.retired and not child.reading_off_loop and child.conn.poll():
             self._on_readable(child)
         self._retire(child)
+
+    def _on_output(self, child: ChildHandle) -> None:
+        child.output.read()
+        if child.output.eof:
+            self._require_loop().remove_reader(child.output.fileno)
 
     def _on_data(self, child: ChildHandle, data: bytes) -> None:
         try:
@@ -317,7 +352,7 @@ class ProcessPool:
         child.cancel_timer()
         if done.kind == proto.BAD_FUNCTION:
             child.forget_function(job.function_id)
-        self._deliver(outcomes.from_reply(job, done))
+        self._deliver(outcomes.from_reply(job, done, child.output.take()))
 
     def _on_timeout(self, child: ChildHandle, job: Job) -> None:
         child.timer = None
@@ -329,8 +364,8 @@ class ProcessPool:
             job.timeout,
             child.name,
         )
-        self._retire(child, report=False)
-        self._deliver(outcomes.timed_out(job))
+        output = self._retire(child, report=False)
+        self._deliver(outcomes.timed_out(job, output))
 
     def _broke_protocol(self, child: ChildHandle, reason: str) -> None:
         logger.error("%s broke the pool protocol (%s); killing it", child.name, reason)

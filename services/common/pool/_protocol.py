@@ -6,6 +6,9 @@ Parent to child, one frame per job:
     ``(attempt_id, function_id, function_payload | None, args_payload, evicted_function_ids)``
     The payload is ``None`` when the child already holds ``function_id``.
 
+The child's stdout and stderr (file descriptors 1 and 2) go to a second pipe, which the
+parent reads as plain bytes and keeps a bounded part of per job.
+
 Child to parent:
     ``(READY,)`` once, when the child can take work.
     ``(LARGE, size)`` announces that the next frame is large, so the parent reads it off the loop.
@@ -37,13 +40,26 @@ RAISED: Final = "raised"
 BAD_FUNCTION: Final = "bad_function"
 BAD_ARGUMENTS: Final = "bad_arguments"
 UNSERIALIZABLE: Final = "unserializable"
-KINDS: Final = frozenset({OK, RAISED, BAD_FUNCTION, BAD_ARGUMENTS, UNSERIALIZABLE})
+TOO_LARGE: Final = "too_large"
+KINDS: Final = frozenset({OK, RAISED, BAD_FUNCTION, BAD_ARGUMENTS, UNSERIALIZABLE, TOO_LARGE})
 
 Request = tuple[str, str, bytes | None, bytes, tuple[str, ...]]
 
 
 class ProtocolError(ValueError):
     """A child sent a frame that does not follow this protocol."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildConfig:
+    """What a child is told at start: its result limit, and who its parent must be.
+
+    ``parent_pid`` is the process that starts the child; a child that finds another parent
+    when it starts (the first one is already gone) exits. ``None`` skips that check.
+    """
+
+    max_result_bytes: int
+    parent_pid: int | None
 
 
 @dataclass(frozen=True, slots=True)

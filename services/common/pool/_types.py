@@ -32,7 +32,8 @@ class Outcome:
     ``status`` is ``TASK_STATUS_COMPLETED`` or ``TASK_STATUS_FAILED``. ``result`` holds the
     serialized return value, or a serialized exception when the job failed. ``cause`` is a
     ``FailureCause`` (``FAILURE_CAUSE_UNSPECIFIED`` on success), ``message`` a one-line summary
-    and ``traceback`` the formatted traceback when there is one.
+    and ``traceback`` the formatted traceback when there is one. ``output`` is what the job
+    wrote to stdout and stderr, cut at the pool's ``max_output_bytes`` (with a marker).
     """
 
     task_id: str
@@ -42,3 +43,4 @@ class Outcome:
     cause: int
     message: str
     traceback: str
+    output: str = ""

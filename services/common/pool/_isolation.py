@@ -1,0 +1,97 @@
+"""Child-side set-up: a session of its own, death with the parent, and captured output.
+
+A pool child leads its own session, so the parent can kill it together with every process its
+user code starts (``os.killpg``). It asks the kernel for SIGKILL when its parent dies
+(``PR_SET_PDEATHSIG``), and so do the processes its user code forks, so nothing runs user code
+after the worker that owns it is gone. Its stdout and stderr go to a pipe that the parent reads,
+never to the platform's log. Linux only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+__all__ = ["OutputStreams", "die_with_parent", "lead_own_session", "redirect_output"]
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+# The pid of the process that forked, read by the new process just after the fork.
+_forking_pid = 0
+
+
+def lead_own_session() -> None:
+    """Start a new session (and process group) led by this process."""
+    if os.getsid(0) != os.getpid():
+        os.setsid()
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Have the kernel SIGKILL this process, and processes forked from it, when the parent dies.
+
+    The signal follows the death of the parent *thread* that started this process, so pool
+    children must be started from a thread that lives as long as the pool (the loop's thread).
+    """
+    _set_death_signal(parent_pid)
+    os.register_at_fork(before=_remember_forking_pid, after_in_child=_on_fork)
+
+
+def _set_death_signal(parent_pid: int | None) -> None:
+    if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # The parent died before the signal was armed: it will never come.
+
+
+def _remember_forking_pid() -> None:
+    global _forking_pid
+    _forking_pid = os.getpid()
+
+
+def _on_fork() -> None:
+    # On failure the process still dies with the pool child's group when the pool retires it.
+    with contextlib.suppress(OSError):
+        _set_death_signal(_forking_pid)
+
+
+class OutputStreams:
+    """The child's ``sys.stdout`` and ``sys.stderr``, put back and flushed after every job."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
+        self._stdout = stdout
+        self._stderr = stderr
+
+    def flush(self) -> None:
+        """Push what user code printed into the pipe, and undo any replacement of the streams."""
+        for stream in (sys.stdout, sys.stderr, self._stdout, self._stderr):
+            with contextlib.suppress(BaseException):  # User code may have closed or broken it.
+                stream.flush()
+        _libc.fflush(None)  # C libraries' stdio buffers too.
+        sys.stdout, sys.stderr = self._stdout, self._stderr
+
+
+def redirect_output(output: Connection[Any, Any]) -> OutputStreams:
+    """Point file descriptors 1 and 2 at ``output`` (then closed here), with new, line-buffered
+    ``sys.stdout`` and ``sys.stderr`` over them (the old ones took the descriptors for files)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    fd = output.fileno()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    output.close()
+    stdout, stderr = _line_buffered(1), _line_buffered(2)
+    sys.stdout, sys.stderr = stdout, stderr
+    return OutputStreams(stdout, stderr)
+
+
+def _line_buffered(fd: int) -> TextIO:
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
