@@ -1,43 +1,131 @@
-"""Outgoing stream messages: drained from a queue and merged, so a busy stream sends fewer.
+"""Outgoing stream messages: bounded batches, drained from a queue and merged, so a busy stream
+sends fewer messages and never one over gRPC's message limit.
 
 Every stream message is an envelope with a ``oneof kind`` whose payloads are batches (repeated
-fields). While one write is under way, more messages queue up; the next write merges all that
+fields). While one write is under way, more messages queue up; the next write merges those that
 are waiting by kind (protobuf ``MergeFrom`` concatenates repeated fields), so batches grow with
-load and an idle stream still sends each message at once.
+load and an idle stream still sends each message at once. A merged message stays within a byte
+budget and an item count; a batch built at its source over that budget is ``split`` there.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
+from .grpc_server import MAX_MESSAGE_BYTES
+
 M = TypeVar("M", bound=Message)
 
+BATCH_BYTES = 8 * 1024 * 1024
+"""The most bytes a batch carries, unless one item is bigger; far below ``MAX_MESSAGE_BYTES``."""
 
-def merge(messages: list[M], combine: Callable[[M, M], None] | None = None) -> list[M]:
-    """Messages merged by oneof kind, in order of each kind's first appearance.
+BATCH_ITEMS = 4096
+"""The most items (elements of its repeated fields) a batch carries."""
 
+MAX_ITEM_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+"""The largest item that can still be sent, alone, with room left for its envelope."""
+
+_ITEM_OVERHEAD = 6  # a repeated element's field tag (1 byte) and length prefix (up to 5)
+
+
+def item_count(message: Message) -> int:
+    """How many elements the repeated fields of ``message``'s oneof payload hold."""
+    kind = message.WhichOneof("kind")
+    if kind is None:
+        return 0
+    payload: Message = getattr(message, kind)
+    return sum(len(value) for field, value in payload.ListFields() if field.is_repeated)
+
+
+def split(batch: M, max_bytes: int = BATCH_BYTES, max_items: int = BATCH_ITEMS) -> list[M]:
+    """``batch`` (a message of repeated fields) as batches of its type within the budget.
+
+    Elements keep their order, fields in declaration order (so an ``AssignmentBatch``'s function
+    bodies still come before the assignments that need them). An element over ``max_bytes`` is
+    a batch of its own: the caller decides whether it may be sent (see ``MAX_ITEM_BYTES``).
+    """
+    fields = [(f, v) for f, v in batch.ListFields() if f.is_repeated]
+    if batch.ByteSize() <= max_bytes and sum(len(v) for _, v in fields) <= max_items:
+        return [batch]
+    parts: list[M] = []
+    part: dict[str, list[Any]] = {}
+    size = count = 0
+    for field, values in fields:
+        for value in values:
+            item = _ITEM_OVERHEAD + (
+                value.ByteSize() if isinstance(value, Message) else len(_encoded(value))
+            )
+            if count and (size + item > max_bytes or count >= max_items):
+                parts.append(type(batch)(**part))
+                part, size, count = {}, 0, 0
+            part.setdefault(field.name, []).append(value)
+            size += item
+            count += 1
+    if part:
+        parts.append(type(batch)(**part))
+    return parts
+
+
+def _copy(message: M) -> M:
+    copy = type(message)()
+    copy.CopyFrom(message)
+    return copy
+
+
+def _encoded(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def merge(
+    messages: list[M],
+    combine: Callable[[M, M], None] | None = None,
+    max_bytes: int = BATCH_BYTES,
+    max_items: int = BATCH_ITEMS,
+) -> list[M]:
+    """Messages merged by oneof kind, each merged message within ``max_bytes`` and ``max_items``.
+
+    Order is kept within a kind (a message merges only into the latest one of its kind);
+    kinds come in order of first appearance. A message over the budget by itself goes alone.
     Heartbeats are dropped when anything else is sent. ``combine(into, other)`` replaces
     ``MergeFrom`` for kinds it handles (it returns nothing and must merge in place).
     """
     if len(messages) == 1:
         return messages
-    groups: dict[str, M] = {}
+    groups: list[M] = []
+    sizes: list[int] = []  # the sum of the parts' sizes: never less than the merged size
+    counts: list[int] = []
+    owned: list[bool] = []
+    latest: dict[str, int] = {}  # kind -> index in groups of its latest message
     for message in messages:
         kind = message.WhichOneof("kind") or ""
-        into = groups.get(kind)
-        if into is None:
-            groups[kind] = message
-        elif combine is not None:
+        size, count = message.ByteSize(), item_count(message)
+        at = latest.get(kind)
+        if at is None or sizes[at] + size > max_bytes or counts[at] + count > max_items:
+            latest[kind] = len(groups)
+            groups.append(message)
+            sizes.append(size)
+            counts.append(count)
+            owned.append(False)
+            continue
+        into = groups[at]
+        if not owned[at]:  # never change a message the sender may hold (or send elsewhere)
+            into = groups[at] = _copy(into)
+            owned[at] = True
+        if combine is not None:
             combine(into, message)
         else:
             into.MergeFrom(message)
-    if len(groups) > 1:
-        groups.pop("heartbeat", None)
-    return list(groups.values())
+        sizes[at] += size
+        counts[at] += count
+    if len(latest) > 1:
+        groups = [g for g in groups if g.WhichOneof("kind") != "heartbeat"]
+    return groups
 
 
 async def drain(

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 import grpc
 from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 
+from services.common.streams import split
+
 from .waiters import TaskWaiters
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class DispatcherLink:
                 await self._runner
 
     def send(self, spec: dispatcher_pb2.TaskSpec) -> None:
-        """Queues a task for the dispatcher; all tasks queued in one loop turn go as one message."""
+        """Queues a task for the dispatcher; tasks queued in one loop turn go in bounded batches."""
         if not self.connected:
             return  # the dispatcher picks it up from Redis when the link is back
         self._pending.append(spec)
@@ -61,8 +63,8 @@ class DispatcherLink:
         self._flush_scheduled = False
         tasks, self._pending = self._pending, []
         if tasks:
-            batch = dispatcher_pb2.TaskSpecBatch(tasks=tasks)
-            self._outbox.put_nowait(dispatcher_pb2.LinkRequest(tasks=batch))
+            for batch in split(dispatcher_pb2.TaskSpecBatch(tasks=tasks)):
+                self._outbox.put_nowait(dispatcher_pb2.LinkRequest(tasks=batch))
 
     async def _requests(self) -> AsyncIterator[dispatcher_pb2.LinkRequest]:
         yield dispatcher_pb2.LinkRequest(heartbeat=dispatcher_pb2.Heartbeat())

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import logging
 import os
+import pickle
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.common.pool import Job, Outcome, ProcessPool
-from services.common.streams import drain
+from services.common.streams import MAX_ITEM_BYTES, drain, split
 
 from .settings import WorkerSettings
 
@@ -39,7 +40,11 @@ class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.pool = ProcessPool(
-            settings.processes, self._on_outcome, on_slot_ready=self._on_slot_ready
+            settings.processes,
+            self._on_outcome,
+            on_slot_ready=self._on_slot_ready,
+            max_result_bytes=settings.max_result_bytes,
+            max_output_bytes=settings.max_output_bytes,
         )
         self._bodies: dict[str, bytes] = {}
         self._backlog: collections.deque[Job] = collections.deque()
@@ -156,8 +161,8 @@ class Worker:
         log.info("connected to %s (%s mode)", self.settings.dispatcher_target, welcome.mode)
         if self._unacked:
             log.info("re-sending %d outcome(s)", len(self._unacked))
-            batch = dispatcher_pb2.TaskOutcomeBatch(outcomes=list(self._unacked.values()))
-            outbox.put_nowait(dispatcher_pb2.ConnectRequest(outcomes=batch))
+            for batch in _batches(list(self._unacked.values())):
+                outbox.put_nowait(dispatcher_pb2.ConnectRequest(outcomes=batch))
         if self._draining:
             outbox.put_nowait(dispatcher_pb2.ConnectRequest(drain=dispatcher_pb2.Drain()))
         elif self._mode == "pull":
@@ -210,16 +215,18 @@ class Worker:
     # Outcomes
 
     def _on_outcome(self, outcome: Outcome) -> None:
-        message = dispatcher_pb2.TaskOutcome(
-            task_id=outcome.task_id,
-            attempt_id=outcome.attempt_id,
-            status=outcome.status,  # type: ignore[arg-type]
-            result=outcome.result,
-            error=common_pb2.TaskError(
-                cause=outcome.cause,  # type: ignore[arg-type]
-                message=outcome.message,
-                traceback=outcome.traceback,
-            ),
+        message = _sendable(
+            dispatcher_pb2.TaskOutcome(
+                task_id=outcome.task_id,
+                attempt_id=outcome.attempt_id,
+                status=outcome.status,  # type: ignore[arg-type]
+                result=outcome.result,
+                error=common_pb2.TaskError(
+                    cause=outcome.cause,  # type: ignore[arg-type]
+                    message=outcome.message,
+                    traceback=outcome.traceback,
+                ),
+            )
         )
         self._unacked[outcome.attempt_id] = message
         self._outgoing.append(message)
@@ -230,12 +237,11 @@ class Worker:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Sends the outcomes of one loop turn as one message, then asks for as much work."""
+        """Sends the outcomes of one loop turn (in bounded batches), then asks for as much work."""
         self._flush_scheduled = False
         outcomes, self._outgoing = self._outgoing, []
         freed, self._freed = self._freed, 0
-        if outcomes:
-            batch = dispatcher_pb2.TaskOutcomeBatch(outcomes=outcomes)
+        for batch in _batches(outcomes):
             self._send(dispatcher_pb2.ConnectRequest(outcomes=batch))
         if self._mode == "pull" and not self._draining:
             free = min(freed, self.pool.free_slots - len(self._backlog))
@@ -250,6 +256,35 @@ class Worker:
     def _send(self, request: dispatcher_pb2.ConnectRequest) -> None:
         if self._outbox is not None:  # while disconnected, outcomes wait in _unacked
             self._outbox.put_nowait(request)
+
+
+def _batches(
+    outcomes: list[dispatcher_pb2.TaskOutcome],
+) -> list[dispatcher_pb2.TaskOutcomeBatch]:
+    if not outcomes:
+        return []
+    return split(dispatcher_pb2.TaskOutcomeBatch(outcomes=outcomes))
+
+
+def _sendable(outcome: dispatcher_pb2.TaskOutcome) -> dispatcher_pb2.TaskOutcome:
+    """``outcome``, or a RESULT_TOO_LARGE failure in its place if no message could carry it."""
+    size = outcome.ByteSize()
+    if size <= MAX_ITEM_BYTES:
+        return outcome
+    message = (
+        f"the task's outcome is {size} bytes, over the {MAX_ITEM_BYTES} bytes "
+        "a stream message can carry"
+    )
+    log.warning("attempt %s: %s; reporting it as failed", outcome.attempt_id, message)
+    return dispatcher_pb2.TaskOutcome(
+        task_id=outcome.task_id,
+        attempt_id=outcome.attempt_id,
+        status=common_pb2.TASK_STATUS_FAILED,
+        result=pickle.dumps(ValueError(message)),
+        error=common_pb2.TaskError(
+            cause=common_pb2.FAILURE_CAUSE_RESULT_TOO_LARGE, message=message
+        ),
+    )
 
 
 _BEAT = dispatcher_pb2.ConnectRequest(heartbeat=dispatcher_pb2.Heartbeat())
