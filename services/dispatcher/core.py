@@ -296,9 +296,11 @@ class Dispatcher:
             if task.timeout:
                 assignment.timeout.FromNanoseconds(int(task.timeout * 1e9))
         if session.deliver is not None:
-            session.deliver(
-                dispatcher_pb2.AssignmentBatch(functions=bodies, assignments=assignments)
-            )
+            from services.common.streams import split  # bounded batches: big tasks each alone
+
+            batch = dispatcher_pb2.AssignmentBatch(functions=bodies, assignments=assignments)
+            for part in split(batch):
+                session.deliver(part)
 
     async def _function_body(self, function_id: str) -> bytes:
         payload = await self._retry(lambda: self.store.get_function_payload(function_id))
