@@ -24,7 +24,12 @@ class LocalWorker:
         self._outcomes: list[dispatcher_pb2.TaskOutcome] = []
         self._flush_scheduled = False
         self._backlog: collections.deque[Job] = collections.deque()
-        self.pool = ProcessPool(processes, self._on_outcome, on_slot_ready=self._start_backlog)
+        self.pool = ProcessPool(
+            processes,
+            self._on_outcome,
+            on_slot_ready=self._start_backlog,
+            max_result_bytes=dispatcher.settings.max_result_bytes,
+        )
         self.session = Session(
             worker_id=f"local-{socket.gethostname()}-{os.getpid()}",
             host=socket.gethostname(),

@@ -1,4 +1,4 @@
-"""A worker agent's pool processes over real processes: they do not outlive the agent."""
+"""Pool processes under a real worker agent or dispatcher: limits, and no orphans."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from faas.v1 import common_pb2
 
 from tests.integration.conftest import PlatformFactory
 from tests.support import GrpcClient, wait_until
@@ -26,6 +27,10 @@ def record_pid_then_sleep(path: str) -> str:
     os.rename(path + ".part", path)
     time.sleep(120)
     return "slept"
+
+
+def blob(size: int) -> bytes:
+    return b"x" * size
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -79,3 +84,20 @@ def test_killed_agent_takes_its_pool_processes_with_it(
         if pool_pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pool_pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("mode", ["push", "local"])
+def test_result_limit_is_the_setting(make_platform: PlatformFactory, mode: str) -> None:
+    platform = make_platform(
+        mode=mode, worker_processes=1, extra_env={"FAAS_MAX_RESULT_BYTES": "1000000"}
+    )
+    client = GrpcClient(platform)
+    try:
+        function_id = client.register(blob)
+        big, small = client.wait_all(client.submit(function_id, [(2_000_000,), (10,)]))
+        assert big.status == common_pb2.TASK_STATUS_FAILED
+        assert big.error.cause == common_pb2.FAILURE_CAUSE_RESULT_TOO_LARGE
+        assert "over the limit of 1000000 bytes" in big.error.message
+        assert small.status == common_pb2.TASK_STATUS_COMPLETED
+    finally:
+        client.channel.close()
