@@ -16,6 +16,7 @@ given). From that one declaration come:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -220,14 +221,7 @@ def options(cls: type[ServiceSettings]) -> dict[str, Option]:
         if not flags and not option.positional:
             flags = ("--" + name.replace("_", "-"),)
         env = option.env or cls.variable_prefix + name.upper()
-        found[name] = Option(
-            flags,
-            env,
-            option.positional,
-            option.host_flags,
-            option.port_flags,
-            option.default_doc,
-        )
+        found[name] = dataclasses.replace(option, flags=flags, env=env)
     return found
 
 
@@ -252,6 +246,8 @@ def _default(cls: type[ServiceSettings], name: str, option: Option) -> str:
     field = cls.model_fields[name]
     if option.default_doc:
         return option.default_doc
+    if field.default_factory is not None:
+        return "computed at start"
     value = field.get_default(call_default_factory=False)
     if isinstance(value, bool):
         return "true" if value else "false"
