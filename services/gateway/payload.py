@@ -3,7 +3,7 @@
 Walking a pickle stream costs time in proportion to its opcodes: 16 MiB of one-byte opcodes take
 seconds of CPU. ``PayloadChecker`` keeps that off the event loop: small payloads are walked
 inline (a few milliseconds at most), large ones in a separate process, with a bounded number of
-checks waiting. A busy checker is UNAVAILABLE with its own reason, never a store outage.
+bytes waiting. A busy checker is UNAVAILABLE with its own reason, never a store outage.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # Payloads (or batches) up to this many bytes are walked on the event loop: at worst (one-byte
 # opcodes) about 0.2 µs a byte, so a few milliseconds.
 INLINE_BYTES = 32 * 1024
+# Bytes of large payloads that may be under check or waiting for it: eight at the default limit.
+MAX_PENDING_BYTES = 128 * 1024 * 1024
 
 
 def check_size(payload: bytes, limit: int, what: str = "payload") -> None:
@@ -74,8 +76,9 @@ def _exit_with(parent: int) -> None:
 class PayloadChecker:
     """The gateway's payload checks, off the event loop for anything but small payloads.
 
-    ``processes`` checker processes are started on first need; at most ``max_pending`` large
-    checks run or wait at a time, and one more is refused as UNAVAILABLE (PAYLOAD_CHECKS_BUSY).
+    ``processes`` checker processes are started on first need. Large checks of at most
+    ``max_pending_bytes`` in all run or wait at a time (one is always let through); a check
+    that would pass that is refused as UNAVAILABLE (PAYLOAD_CHECKS_BUSY), and nothing is stored.
     """
 
     def __init__(
@@ -83,14 +86,14 @@ class PayloadChecker:
         limit: int,
         *,
         processes: int = 1,
-        max_pending: int = 8,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
         inline_bytes: int = INLINE_BYTES,
     ) -> None:
         self._limit = limit
         self._processes = processes
-        self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
         self._inline_bytes = inline_bytes
-        self._pending = 0
+        self._pending_bytes = 0
         self._pool: ProcessPoolExecutor | None = None
 
     async def check_function(self, payload: bytes) -> None:
@@ -108,14 +111,16 @@ class PayloadChecker:
             _raise_for(result, f"payloads[{index}]" if many else "payload", function=False)
 
     async def _scan(self, payloads: list[bytes]) -> list[Scan]:
-        if sum(len(p) for p in payloads) <= self._inline_bytes:
+        size = sum(len(p) for p in payloads)
+        if size <= self._inline_bytes:
             return scan_all(payloads)
-        if self._pending >= self._max_pending:
+        if self._pending_bytes and self._pending_bytes + size > self._max_pending_bytes:
             raise Unavailable(
-                f"the gateway is checking {self._pending} other large payloads; retry later",
+                f"the gateway is checking {self._pending_bytes} bytes of other large payloads; "
+                "retry later",
                 "PAYLOAD_CHECKS_BUSY",
             )
-        self._pending += 1
+        self._pending_bytes += size
         try:
             pool = self._pool_now()
             return await asyncio.get_running_loop().run_in_executor(pool, scan_all, payloads)
@@ -126,7 +131,7 @@ class PayloadChecker:
                 "the payload check was interrupted; retry", "PAYLOAD_CHECK_INTERRUPTED"
             ) from None
         finally:
-            self._pending -= 1
+            self._pending_bytes -= size
 
     def _pool_now(self) -> ProcessPoolExecutor:
         if self._pool is None:

@@ -11,7 +11,7 @@ from services.common.store import Keys, TaskStore, connect
 
 from .dispatcher_link import DispatcherLink
 from .handlers import SERVICE, add_gateway_service
-from .payload import PayloadChecker
+from .payload import MAX_PENDING_BYTES, PayloadChecker
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
 from .waiters import TaskWaiters
@@ -36,7 +36,7 @@ async def serve(settings: GatewaySettings) -> None:
     checker = PayloadChecker(
         settings.max_payload_bytes,
         processes=getattr(settings, "payload_check_processes", 1),
-        max_pending=getattr(settings, "max_pending_payload_checks", 8),
+        max_pending_bytes=getattr(settings, "max_pending_check_bytes", MAX_PENDING_BYTES),
     )
     servicer = GatewayServicer(settings, store, link, waiters, channel, checker)
     server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME])

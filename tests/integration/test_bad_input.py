@@ -275,7 +275,8 @@ def test_malformed_protobuf_is_invalid_argument(shared_platform: Platform, raw: 
 
 
 def test_openapi_schema_carries_the_limits(rest: RestClient) -> None:
-    schemas = rest.http.get("/openapi.json").json()["components"]["schemas"]
+    schema = rest.http.get("/openapi.json").json()
+    schemas, paths = schema["components"]["schemas"], schema["paths"]
 
     def prop(model: str, name: str) -> dict[str, object]:
         field: dict[str, object] = schemas[model]["properties"][name]
@@ -303,6 +304,9 @@ def test_openapi_schema_carries_the_limits(rest: RestClient) -> None:
         assert prop(model, "function_id")["minLength"] == 1
     assert prop(execute, "request_id")["maxLength"] == 128
     assert prop(batch, "request_id")["maxLength"] == 100
+    for path in ("/status/{task_id}", "/result/{task_id}"):
+        (param,) = [p for p in paths[path]["get"]["parameters"] if p["name"] == "task_id"]
+        assert (param["schema"]["minLength"], param["schema"]["maxLength"]) == (1, 128)
     payloads = prop(batch, "payloads")
     assert payloads["minItems"] == 1
     assert isinstance(payloads["maxItems"], int)

@@ -95,7 +95,7 @@ def test_checker_checks_inline_and_in_a_process() -> None:
 
 def test_checker_refuses_checks_over_its_queue_as_busy_not_as_a_store_outage() -> None:
     async def run() -> None:
-        checker = payload.PayloadChecker(LIMIT, max_pending=2)
+        checker = payload.PayloadChecker(LIMIT, max_pending_bytes=2 * len(_LARGE))
         try:
             results = await asyncio.gather(
                 *(checker.check_args([_LARGE]) for _ in range(3)), return_exceptions=True

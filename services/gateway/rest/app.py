@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import grpc
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.gateway.limits import DEFAULT_MAX_PAYLOAD_BYTES, max_body_bytes
+from services.gateway.limits import DEFAULT_MAX_PAYLOAD_BYTES, MAX_ID_CHARS, max_body_bytes
 from services.gateway.rest._body_limit import BodyLimitMiddleware
 from services.gateway.rest._client import GatewayClient
 from services.gateway.rest._codec import INVALID_BASE64, InvalidPayloadError, decode_payload
@@ -56,6 +56,8 @@ async def _gateway(request: Request) -> GatewayClient:
 
 
 Gateway = Annotated[GatewayClient, Depends(_gateway)]
+# Checked by the gateway (400), stated here for the schema.
+TaskId = Annotated[str, Path(json_schema_extra={"minLength": 1, "maxLength": MAX_ID_CHARS})]
 
 
 def _decode_batch(payloads: list[str]) -> list[bytes]:
@@ -130,7 +132,7 @@ def create_app(settings: RestSettings) -> FastAPI:
         return ExecuteBatchResponse(task_ids=list(response.task_ids))
 
     @app.get("/status/{task_id}", summary="Get a task's status", responses=_ERRORS)
-    async def get_status(task_id: str, gateway: Gateway) -> StatusResponse:
+    async def get_status(task_id: TaskId, gateway: Gateway) -> StatusResponse:
         return status_body(await gateway.get_status(task_id))
 
     @app.get(
@@ -139,7 +141,7 @@ def create_app(settings: RestSettings) -> FastAPI:
         responses=_ERRORS,
     )
     async def get_result(
-        task_id: str,
+        task_id: TaskId,
         gateway: Gateway,
         wait: Annotated[
             float | None,
