@@ -32,13 +32,21 @@ MAX_ITEM_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
 _ITEM_OVERHEAD = 6  # a repeated element's field tag (1 byte) and length prefix (up to 5)
 
 
-def item_count(message: Message) -> int:
-    """How many elements the repeated fields of ``message``'s oneof payload hold."""
-    kind = message.WhichOneof("kind")
-    if kind is None:
+def item_count(message: Message, kind: str | None = None) -> int:
+    """How many elements the repeated fields of ``message``'s oneof payload (``kind``) hold."""
+    kind = kind or message.WhichOneof("kind")
+    if not kind:
         return 0
     payload: Message = getattr(message, kind)
-    return sum(len(value) for field, value in payload.ListFields() if field.is_repeated)
+    names = _REPEATED.get(type(payload))
+    if names is None:
+        names = _REPEATED[type(payload)] = tuple(
+            f.name for f in payload.DESCRIPTOR.fields if f.is_repeated
+        )
+    return sum(len(getattr(payload, name)) for name in names)
+
+
+_REPEATED: dict[type[Message], tuple[str, ...]] = {}  # a batch type -> its repeated fields
 
 
 def split(batch: M, max_bytes: int = BATCH_BYTES, max_items: int = BATCH_ITEMS) -> list[M]:
@@ -104,7 +112,7 @@ def merge(
     latest: dict[str, int] = {}  # kind -> index in groups of its latest message
     for message in messages:
         kind = message.WhichOneof("kind") or ""
-        size, count = message.ByteSize(), item_count(message)
+        size, count = message.ByteSize(), item_count(message, kind)
         at = latest.get(kind)
         if at is None or sizes[at] + size > max_bytes or counts[at] + count > max_items:
             latest[kind] = len(groups)
