@@ -63,9 +63,9 @@ class BodyLimitMiddleware:
             await self._refuse(send, None)
 
     async def _refuse(self, send: Send, declared: int | None) -> None:
-        size = f"{declared} bytes" if declared is not None else "more bytes"
+        size = f" {declared} bytes," if declared is not None else ""
         body = json.dumps(
-            {"detail": f"request body is {size}, over the limit of {self.limit} bytes"}
+            {"detail": f"request body is{size} over the limit of {self.limit} bytes"}
         ).encode()
         await send(
             {
