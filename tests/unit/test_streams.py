@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import pickle
 
+import grpc
 from faas.v1 import common_pb2
 from faas.v1 import dispatcher_pb2 as pb
 
 from services.common.grpc_server import MAX_MESSAGE_BYTES
 from services.common.pool import Outcome
 from services.common.streams import drain, merge, split
+from services.gateway.dispatcher_link import DispatcherLink
+from services.gateway.waiters import TaskWaiters
 from services.worker.agent import Worker
 from services.worker.settings import WorkerSettings
 
@@ -197,3 +200,19 @@ def test_an_outcome_no_message_can_carry_is_sent_as_a_result_too_large_failure()
     assert isinstance(pickle.loads(big.result), ValueError)
     assert small.status == COMPLETED and small.result == b"x" * 10
     assert worker._unacked["big"] == big  # what is re-sent after a reconnect is the failure
+
+
+def test_the_gateway_hands_big_tasks_of_one_loop_turn_over_in_bounded_messages() -> None:
+    async def main() -> list[pb.LinkRequest]:
+        channel = grpc.aio.insecure_channel("127.0.0.1:9")  # never used: nothing connects
+        link = DispatcherLink(channel, TaskWaiters())
+        link._connected.set()
+        for i in range(5):  # five 15 MiB tasks stored in one batch: 75 MiB
+            link.send(pb.TaskSpec(task_id=str(i), payload=b"a" * 15 * 1024 * 1024))
+        await asyncio.sleep(0)  # the flush runs on the next loop turn
+        await channel.close()
+        return [link._outbox.get_nowait() for _ in range(link._outbox.qsize())]
+
+    sent = asyncio.run(main())
+    assert [t.task_id for m in sent for t in m.tasks.tasks] == ["0", "1", "2", "3", "4"]
+    assert all(m.ByteSize() <= 16 * 1024 * 1024 for m in sent)
