@@ -160,8 +160,13 @@ from services.common.pool import Job, ProcessPool
 
 def work(path):
     import os, time
+    grandchild = os.fork()
+    if grandchild == 0:
+        os.setsid()  # out of the pool process's group: only the parent-death signal is left
+        time.sleep(300)
+        os._exit(0)
     with open(path + ".part", "w") as file:
-        file.write(str(os.getpid()))
+        file.write(f"{os.getpid()} {grandchild}")
     os.rename(path + ".part", path)
     time.sleep(300)
 
@@ -176,7 +181,7 @@ asyncio.run(main())
 """
 
 
-def test_pool_processes_die_with_the_process_that_owns_the_pool(
+def test_pool_processes_and_their_forks_die_with_the_process_that_owns_the_pool(
     tmp_path: Path, strays: list[int]
 ) -> None:
     pid_file = tmp_path / "pool-process"
@@ -187,12 +192,13 @@ def test_pool_processes_die_with_the_process_that_owns_the_pool(
             assert owner.poll() is None, "the pool's owner exited"
             assert time.monotonic() < deadline, "the task never started"
             time.sleep(0.05)
-        pool_process = int(pid_file.read_text())
-        strays.append(pool_process)
-        assert not gone(pool_process)
+        pool_process, grandchild = map(int, pid_file.read_text().split())
+        strays.extend([pool_process, grandchild])
+        assert not gone(pool_process) and not gone(grandchild)
         owner.kill()
         owner.wait(WAIT)
         asyncio.run(until_gone(pool_process, 20))
+        asyncio.run(until_gone(grandchild, 20))
     finally:
         owner.kill()
         owner.wait(WAIT)

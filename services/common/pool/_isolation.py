@@ -14,6 +14,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ __all__ = ["OutputStreams", "die_with_parent", "lead_own_session", "redirect_out
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
-# The pid of the process that forked, read by the new process just after the fork.
+# The pid of the process that forks, read by the new process just after the fork; 0 when the
+# fork comes from a thread other than the main one, which may end long before the new process.
 _forking_pid = 0
 
 
@@ -38,6 +40,8 @@ def die_with_parent(parent_pid: int | None) -> None:
 
     The signal follows the death of the parent *thread* that started this process, so pool
     children must be started from a thread that lives as long as the pool (the loop's thread).
+    For the same reason, only processes ``os.fork``-ed from the main thread get it (programs
+    started with ``subprocess`` do not: they die with the group when the pool retires it).
     """
     _set_death_signal(parent_pid)
     os.register_at_fork(before=_remember_forking_pid, after_in_child=_on_fork)
@@ -53,13 +57,14 @@ def _set_death_signal(parent_pid: int | None) -> None:
 
 def _remember_forking_pid() -> None:
     global _forking_pid
-    _forking_pid = os.getpid()
+    _forking_pid = os.getpid() if threading.current_thread() is threading.main_thread() else 0
 
 
 def _on_fork() -> None:
     # On failure the process still dies with the pool child's group when the pool retires it.
-    with contextlib.suppress(OSError):
-        _set_death_signal(_forking_pid)
+    if _forking_pid:
+        with contextlib.suppress(OSError):
+            _set_death_signal(_forking_pid)
 
 
 class OutputStreams:
