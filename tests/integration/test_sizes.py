@@ -109,10 +109,16 @@ def _broken_streams(platform: Platform) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize(
+    "result_cap",
+    [None, 128 * MiB],  # the pool's cap (16 MiB) stops it; or, past the cap, the stream bound
+    ids=["pool-cap", "stream-bound"],
+)
 def test_a_result_over_the_message_limit_fails_and_the_worker_serves_on(
-    make_platform: PlatformFactory, client_for: Callable[[Platform], Client]
+    make_platform: PlatformFactory, client_for: Callable[[Platform], Client], result_cap: int | None
 ) -> None:
-    platform = make_platform(mode="push", workers=1, worker_processes=2)
+    env = {"FAAS_MAX_RESULT_BYTES": str(result_cap)} if result_cap else {}
+    platform = make_platform(mode="push", workers=1, worker_processes=2, extra_env=env)
     client = client_for(platform)
     (worker_id, before), *_ = client.workers().items()
 
