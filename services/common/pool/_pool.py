@@ -240,8 +240,10 @@ class ProcessPool:
         self._restarts.add(handle)
 
     def _retire(self, child: ChildHandle, *, report: bool = True) -> str:
-        """Kill ``child`` and its group and replace it; its job, if ``report``, fails once it is
-        reaped. Returns the output of the job it was running."""
+        """Kill ``child`` with its group and replace it; return the output of its job.
+
+        That job, if ``report``, fails once the child is reaped.
+        """
         if child.retired:
             return ""
         child.retired = True
