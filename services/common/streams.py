@@ -52,13 +52,15 @@ _REPEATED: dict[type[Message], tuple[str, ...]] = {}  # a batch type -> its repe
 def split(batch: M, max_bytes: int = BATCH_BYTES, max_items: int = BATCH_ITEMS) -> list[M]:
     """``batch`` (a message of repeated fields) as batches of its type within the budget.
 
-    Elements keep their order, fields in declaration order (so an ``AssignmentBatch``'s function
-    bodies still come before the assignments that need them). An element over ``max_bytes`` is
-    a batch of its own: the caller decides whether it may be sent (see ``MAX_ITEM_BYTES``).
+    Elements keep their order, fields in field-number order (so an ``AssignmentBatch``'s
+    function bodies still come before the assignments that need them); any singular field is
+    copied into each part. An element over ``max_bytes`` is a batch of its own: the caller
+    decides whether it may be sent (see ``MAX_ITEM_BYTES``).
     """
     fields = [(f, v) for f, v in batch.ListFields() if f.is_repeated]
     if batch.ByteSize() <= max_bytes and sum(len(v) for _, v in fields) <= max_items:
         return [batch]
+    common = {f.name: v for f, v in batch.ListFields() if not f.is_repeated}
     parts: list[M] = []
     part: dict[str, list[Any]] = {}
     size = count = 0
@@ -68,13 +70,13 @@ def split(batch: M, max_bytes: int = BATCH_BYTES, max_items: int = BATCH_ITEMS) 
                 value.ByteSize() if isinstance(value, Message) else len(_encoded(value))
             )
             if count and (size + item > max_bytes or count >= max_items):
-                parts.append(type(batch)(**part))
+                parts.append(type(batch)(**common, **part))
                 part, size, count = {}, 0, 0
             part.setdefault(field.name, []).append(value)
             size += item
             count += 1
     if part:
-        parts.append(type(batch)(**part))
+        parts.append(type(batch)(**common, **part))
     return parts
 
 

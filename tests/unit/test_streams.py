@@ -216,3 +216,12 @@ def test_the_gateway_hands_big_tasks_of_one_loop_turn_over_in_bounded_messages()
     sent = asyncio.run(main())
     assert [t.task_id for m in sent for t in m.tasks.tasks] == ["0", "1", "2", "3", "4"]
     assert all(m.ByteSize() <= 16 * 1024 * 1024 for m in sent)
+
+
+def test_split_copies_singular_fields_into_each_part() -> None:
+    hello = pb.WorkerHello(worker_id="w", capacity=2, running_attempt_ids=["a", "b", "c"])
+    parts = split(hello, max_items=2)
+    assert [(p.worker_id, p.capacity, list(p.running_attempt_ids)) for p in parts] == [
+        ("w", 2, ["a", "b"]),
+        ("w", 2, ["c"]),
+    ]
