@@ -24,9 +24,15 @@ class Batcher(Generic[T, R]):
         handler: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
         *,
         max_batch: int = 512,
+        size: Callable[[T], int] | None = None,
+        max_bytes: int = 0,
     ) -> None:
+        """``size(item)`` and ``max_bytes`` (when both set) also bound a batch in bytes; an item
+        larger than ``max_bytes`` goes in a batch of its own."""
         self._handler = handler
         self._max_batch = max_batch
+        self._size = size
+        self._max_bytes = max_bytes
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._scheduled = False
         self._running: asyncio.Task[None] | None = None
@@ -44,8 +50,16 @@ class Batcher(Generic[T, R]):
         self._scheduled = False
         if self._running is not None or not self._pending:
             return
-        chunk = self._pending[: self._max_batch]
-        del self._pending[: self._max_batch]
+        count = min(len(self._pending), self._max_batch)
+        if self._size is not None and self._max_bytes > 0:
+            total = 0
+            for i in range(count):
+                total += self._size(self._pending[i][0])
+                if total > self._max_bytes and i > 0:
+                    count = i
+                    break
+        chunk = self._pending[:count]
+        del self._pending[:count]
         self._running = asyncio.ensure_future(self._run(chunk))
         self._running.add_done_callback(self._ran)
 

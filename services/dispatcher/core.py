@@ -20,14 +20,28 @@ import redis.exceptions
 from faas.v1 import common_pb2, dispatcher_pb2
 
 from services.common.batcher import Batcher
-from services.common.store import AttemptOutcome, AttemptStart, LostAttempt, QueuedTask, TaskStore
+from services.common.store import (
+    AttemptOutcome,
+    AttemptStart,
+    LostAttempt,
+    QueuedTask,
+    RunningAttempt,
+    TaskStore,
+)
 
 from .scheduler import Scheduler, Session, Task
 from .settings import DispatcherSettings
+from .sweep import StrandedSweep
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Outcomes stored in one Redis call hold at most this many bytes of results.
+_MAX_BATCH_BYTES = 64 * 1024 * 1024
+# A batch of outcomes whose store step fails (not for want of Redis) this often is left to the
+# sweep, which requeues its tasks.
+_STORE_TRIES = 3
 
 _STATUS_NAMES = {
     common_pb2.TASK_STATUS_COMPLETED: "COMPLETED",
@@ -36,9 +50,34 @@ _STATUS_NAMES = {
 
 
 def _cause_name(cause: int) -> str:
+    """The stored name of a cause; a value this dispatcher does not know is UNSPECIFIED ("")."""
     if cause == common_pb2.FAILURE_CAUSE_UNSPECIFIED:
         return ""
-    return common_pb2.FailureCause.Name(cause).removeprefix("FAILURE_CAUSE_")  # type: ignore[arg-type]
+    try:
+        name = common_pb2.FailureCause.Name(cause)  # type: ignore[arg-type]
+    except ValueError:
+        return ""
+    return name.removeprefix("FAILURE_CAUSE_")
+
+
+def _outcome_record(o: dispatcher_pb2.TaskOutcome) -> AttemptOutcome:
+    """What to store for an outcome; an unknown status or cause is stored as a FAILED task."""
+    status = _STATUS_NAMES.get(o.status, "FAILED")
+    message = o.error.message
+    if status == "FAILED" and o.status != common_pb2.TASK_STATUS_FAILED:
+        message = f"the worker reported an invalid status ({o.status}); {message}".rstrip("; ")
+    elif status == "FAILED" and o.error.cause and not _cause_name(o.error.cause):
+        message = f"the worker reported an unknown failure cause ({o.error.cause}); {message}"
+        message = message.rstrip("; ")
+    return AttemptOutcome(
+        task_id=o.task_id,
+        attempt_id=o.attempt_id,
+        status=status,
+        result=o.result,
+        cause=_cause_name(o.error.cause) if status == "FAILED" else "",
+        message=message,
+        traceback=o.error.traceback,
+    )
 
 
 def _task(spec: QueuedTask) -> Task:
@@ -58,8 +97,15 @@ class Dispatcher:
         self._gateways: set[asyncio.Queue[dispatcher_pb2.LinkResponse | None]] = set()
         self._events: list[dispatcher_pb2.TaskEvent] = []
         self._events_scheduled = False
-        self._finisher: Batcher[AttemptOutcome, bool] = Batcher(self._finish_batch)
-        self._orphans: dict[str, str] = {}  # task_id -> attempt_id, RUNNING before a restart
+        self._finisher: Batcher[AttemptOutcome, bool] = Batcher(
+            self._finish_batch, size=lambda o: len(o.result), max_bytes=_MAX_BATCH_BYTES
+        )
+        # task_id -> its attempt, RUNNING before a restart and waiting for its worker.
+        self._orphans: dict[str, RunningAttempt] = {}
+        # Attempts out of every session whose write to Redis (start, outcome, requeue) is under
+        # way: the sweep leaves them alone.
+        self._settling: set[str] = set()
+        self._sweep = StrandedSweep()
         self._orphan_deadline = 0.0
         self._background: set[asyncio.Task[None]] = set()
         self._reconciling = asyncio.Lock()
@@ -69,7 +115,12 @@ class Dispatcher:
     async def run(self) -> None:
         """Recovers from Redis, then dispatches until cancelled."""
         await self._retry(self._recover)
-        loops = [self._dispatch_loop(), self._monitor_loop(), self._reconcile_loop()]
+        loops = [
+            self._dispatch_loop(),
+            self._monitor_loop(),
+            self._reconcile_loop(),
+            self._sweep_loop(),
+        ]
         await asyncio.gather(*loops)
 
     def spawn(self, coro: Awaitable[None]) -> None:
@@ -132,15 +183,61 @@ class Dispatcher:
         await self.reconcile()
 
     async def _requeue_orphans(self) -> None:
-        lost = [LostAttempt(t, a) for t, a in self._orphans.items()]
+        lost = [LostAttempt(t, a.attempt_id) for t, a in self._orphans.items()]
         self._orphans.clear()
-        results = await self._requeue_in_redis(lost, "its worker did not come back")
-        log.info("requeued %d task(s) whose worker did not reconnect", results.count(1))
+        requeued = await self._requeue_and_reload(lost, "its worker did not come back")
+        log.info("requeued %d task(s) whose worker did not reconnect", requeued)
+
+    async def _requeue_and_reload(self, lost: list[LostAttempt], why: str) -> int:
+        """Requeues attempts that no session holds and queues their tasks here again."""
+        self._settling.update(x.attempt_id for x in lost)
+        try:
+            results = await self._requeue_in_redis(lost, why)
+        finally:
+            self._settling.difference_update(x.attempt_id for x in lost)
         self._announce_requeue(lost, results)
         ids = [x.task_id for x, r in zip(lost, results, strict=True) if r == 1]
-        for spec in await self.store.load_queued(ids):
+        for x, r in zip(lost, results, strict=True):
+            if r == 2:
+                self.scheduler.forget(x.task_id)
+        for task_id in ids:
+            self.scheduler.forget(task_id)  # held in a stale state, if at all
+        for spec in await self._retry(lambda: self.store.load_queued(ids)):
             self.scheduler.add(_task(spec))
         self.wake()
+        return len(ids)
+
+    # Stranded tasks
+
+    async def sweep(self) -> int:
+        """Requeues the RUNNING tasks whose attempt nothing here holds (two sweeps in a row)."""
+        running_ids = await self.store.running_ids()
+        running = await self.store.running_attempts(running_ids) if running_ids else {}
+        stranded = self._sweep.check(
+            {t: a.attempt_id for t, a in running.items()}, self._held_attempts()
+        )
+        if not stranded:
+            return 0
+        log.warning("%d task(s) were RUNNING under an attempt nothing held", len(stranded))
+        return await self._requeue_and_reload(stranded, "nothing held its attempt")
+
+    def _held_attempts(self) -> set[str]:
+        held = set(self._settling)
+        held.update(a.attempt_id for a in self._orphans.values())
+        for session in self.scheduler.sessions.values():
+            held.update(session.in_flight)
+            held.update(session.adopting)
+        return held
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_seconds)  # periodic safety net
+            if self.stopping:
+                continue
+            try:
+                await self.sweep()
+            except redis.exceptions.RedisError as exc:
+                log.warning("sweep skipped: %s", exc)
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -152,20 +249,40 @@ class Dispatcher:
 
     # Sessions
 
+    def live_session(self, worker_id: str) -> Session | None:
+        """The session of ``worker_id`` if it is connected and heard from recently."""
+        session = self.scheduler.sessions.get(worker_id)
+        if session is None or session.closed:
+            return None
+        if time.monotonic() - session.last_seen > self.settings.dead_after_seconds:
+            return None
+        return session
+
     def attach(self, session: Session, running_attempt_ids: Sequence[str]) -> list[str]:
-        """Adds a session; adopts attempts it still runs from before a dispatcher restart."""
+        """Adds a session; adopts attempts it still runs from before a dispatcher restart.
+
+        Only attempts recorded for the session's worker id are adopted. A stale session of the
+        same worker id (one that stopped heartbeating) is closed for good; callers refuse a
+        hello whose worker id has a live session (see :meth:`live_session`).
+        """
         old = self.scheduler.sessions.get(session.worker_id)
         if old is not None:  # the same worker reconnected before its old stream was reaped
             for attempt_id in running_attempt_ids:
                 if attempt_id in old.in_flight:
                     session.in_flight[attempt_id] = old.in_flight.pop(attempt_id)
+                    if attempt_id in old.deadlines:
+                        session.deadlines[attempt_id] = old.deadlines.pop(attempt_id)
+            if old.close is not None:
+                old.close()  # really end its stream, not only forget it
             self.spawn(self.lose(old, "it reconnected"))
-        by_attempt = {a: t for t, a in self._orphans.items()}
+        by_attempt = {
+            a.attempt_id: t for t, a in self._orphans.items() if a.worker_id == session.worker_id
+        }
         adopt = [by_attempt[a] for a in running_attempt_ids if a in by_attempt]
         self.scheduler.attach(session)
         if adopt:
             for task_id in adopt:
-                session.adopting.add(self._orphans.pop(task_id))
+                session.adopting.add(self._orphans.pop(task_id).attempt_id)
             self.spawn(self._adopt(session, adopt))
         self.wake()
         return adopt
@@ -174,13 +291,15 @@ class Dispatcher:
         specs = await self._retry(lambda: self.store.load_queued(task_ids, status="RUNNING"))
         attempts = await self._retry(lambda: self.store.running_attempts(task_ids))
         for spec in specs:
-            attempt_id = attempts.get(spec.task_id)
+            running = attempts.get(spec.task_id)
+            attempt_id = running.attempt_id if running is not None else None
             # Not if its outcome came in meanwhile (report() took it out of `adopting`).
             if attempt_id is not None and attempt_id in session.adopting and not session.closed:
                 session.adopting.discard(attempt_id)
                 task = _task(spec)
                 self.scheduler.tasks[task.task_id] = task
                 session.in_flight[attempt_id] = task
+                self._set_deadline(session, attempt_id, task)
         log.info("worker %s kept %d running task(s)", session.worker_id, len(specs))
 
     async def lose(self, session: Session, reason: str) -> None:
@@ -194,7 +313,11 @@ class Dispatcher:
             "worker %s lost (%s): %d task(s) in flight", session.worker_id, reason, len(lost_items)
         )
         lost = [LostAttempt(task.task_id, attempt) for attempt, task in lost_items]
-        results = await self._requeue_in_redis(lost, f"worker {session.worker_id} was lost")
+        self._settling.update(session_attempts := [a for a, _ in lost_items])
+        try:
+            results = await self._requeue_in_redis(lost, f"worker {session.worker_id} was lost")
+        finally:
+            self._settling.difference_update(session_attempts)
         for (_attempt, task), result in zip(lost_items, results, strict=True):
             if result == 1:
                 self.scheduler.requeue(task)
@@ -249,7 +372,19 @@ class Dispatcher:
     async def _start(self, plan: list[tuple[Session, Task]]) -> None:
         attempts = [(s, t, uuid.uuid4().hex) for s, t in plan]
         starts = [AttemptStart(t.task_id, a, s.worker_id) for s, t, a in attempts]
-        started = await self._retry(lambda: self.store.start_attempts(starts))
+        # A timed-out start is retried with the same attempt ids; the script reports a start
+        # that landed as started, so no task is left RUNNING under an attempt nobody holds.
+        self._settling.update(x.attempt_id for x in starts)
+        try:
+            started = await self._retry(lambda: self.store.start_attempts(starts))
+            await self._started(attempts, started)
+        finally:
+            self._settling.difference_update(x.attempt_id for x in starts)
+        self.wake()
+
+    async def _started(
+        self, attempts: list[tuple[Session, Task, str]], started: list[bool]
+    ) -> None:
         by_session: defaultdict[Session, list[tuple[str, Task]]] = defaultdict(list)
         orphaned: list[tuple[str, Task]] = []
         for (session, task, attempt_id), ok in zip(attempts, started, strict=True):
@@ -264,6 +399,7 @@ class Dispatcher:
                 orphaned.append((attempt_id, task))
                 continue
             session.in_flight[attempt_id] = task
+            self._set_deadline(session, attempt_id, task)
             session.assigned += 1
             by_session[session].append((attempt_id, task))
         for session, items in by_session.items():
@@ -271,7 +407,6 @@ class Dispatcher:
         if orphaned:
             gone = Session("", "", 0, 0, self.settings.mode, in_flight=dict(orphaned))
             await self.lose(gone, "it disconnected while tasks were being assigned")
-        self.wake()
 
     async def _deliver(self, session: Session, items: list[tuple[str, Task]]) -> None:
         bodies: list[dispatcher_pb2.FunctionBody] = []
@@ -309,23 +444,54 @@ class Dispatcher:
 
     # Outcomes
 
+    def _may_report(self, session: Session, outcome: dispatcher_pb2.TaskOutcome) -> bool:
+        """Whether the session holds the attempt: given to it, adopted, or its own orphan."""
+        attempt_id = outcome.attempt_id
+        if attempt_id in session.in_flight or attempt_id in session.adopting:
+            return True
+        orphan = self._orphans.get(outcome.task_id)
+        return (
+            orphan is not None
+            and orphan.attempt_id == attempt_id
+            and orphan.worker_id == session.worker_id
+        )
+
     def report(self, session: Session, outcomes: Sequence[dispatcher_pb2.TaskOutcome]) -> None:
-        """Outcomes from a session: frees its slots now, stores them, then acknowledges them."""
+        """Outcomes from a session: frees its slots now, stores them, then acknowledges them.
+
+        Outcomes of attempts the session does not hold (never given to it, superseded, or
+        timed out here) are acknowledged, so the worker drops them, and never stored.
+        """
         final: list[dispatcher_pb2.TaskOutcome] = []
         crashed: list[tuple[str, Task]] = []
+        refused: list[str] = []
         for outcome in outcomes:
+            if not self._may_report(session, outcome):
+                refused.append(outcome.attempt_id)
+                continue
             session.adopting.discard(outcome.attempt_id)
+            session.deadlines.pop(outcome.attempt_id, None)
             task = session.in_flight.pop(outcome.attempt_id, None)
             if task is not None and self._retries(outcome):
                 crashed.append((outcome.attempt_id, task))
+                self._settling.add(outcome.attempt_id)
                 continue
             final.append(outcome)
+            self._settling.add(outcome.attempt_id)
             if task is not None:
                 if outcome.status == common_pb2.TASK_STATUS_COMPLETED:
                     session.completed += 1
                 else:
                     session.failed += 1
         self.wake()
+        if refused:
+            log.warning(
+                "worker %s reported %d attempt(s) it does not hold; ignored",
+                session.worker_id,
+                len(refused),
+            )
+            if session.acknowledge is not None and not session.closed:
+                session.acknowledge(refused)
         if final:
             self.spawn(self._store_outcomes(session, final))
         if crashed:
@@ -341,7 +507,10 @@ class Dispatcher:
     async def _retry_crashed(self, session: Session, crashed: list[tuple[str, Task]]) -> None:
         """Process deaths, when configured to retry: the tasks go back to the queue."""
         lost = [LostAttempt(task.task_id, attempt) for attempt, task in crashed]
-        results = await self._requeue_in_redis(lost, "its process died", "PROCESS_DIED")
+        try:
+            results = await self._requeue_in_redis(lost, "its process died", "PROCESS_DIED")
+        finally:
+            self._settling.difference_update(attempt for attempt, _ in crashed)
         for (_attempt, task), result in zip(crashed, results, strict=True):
             if result == 1:
                 self.scheduler.requeue(task)
@@ -356,19 +525,13 @@ class Dispatcher:
     async def _store_outcomes(
         self, session: Session, outcomes: list[dispatcher_pb2.TaskOutcome]
     ) -> None:
-        records = [
-            AttemptOutcome(
-                task_id=o.task_id,
-                attempt_id=o.attempt_id,
-                status=_STATUS_NAMES.get(o.status, "FAILED"),
-                result=o.result,
-                cause=_cause_name(o.error.cause),
-                message=o.error.message,
-                traceback=o.error.traceback,
-            )
-            for o in outcomes
-        ]
-        applied = await asyncio.gather(*(self._finisher.submit(r) for r in records))
+        try:
+            records = [_outcome_record(o) for o in outcomes]
+            applied = await self._store_records(records)
+        finally:
+            self._settling.difference_update(o.attempt_id for o in outcomes)
+        if applied is None:
+            return  # not acknowledged: the worker sends them again, the sweep requeues them
         for record, ok in zip(records, applied, strict=True):
             if ok:
                 self.scheduler.forget(record.task_id)
@@ -376,6 +539,16 @@ class Dispatcher:
                 self.emit(record.task_id, _status_value(record.status))
         if session.acknowledge is not None and not session.closed:
             session.acknowledge([o.attempt_id for o in outcomes])
+
+    async def _store_records(self, records: list[AttemptOutcome]) -> list[bool] | None:
+        """Stores outcomes (waiting out Redis outages); None when the store step keeps failing."""
+        for tries in range(1, _STORE_TRIES + 1):
+            try:
+                return list(await asyncio.gather(*(self._finisher.submit(r) for r in records)))
+            except Exception:
+                log.exception("storing %d outcome(s) failed (try %d)", len(records), tries)
+                await asyncio.sleep(0.5 * tries)  # a transient server-side error may pass
+        return None
 
     async def _finish_batch(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
         return await self._retry(lambda: self.store.finish_attempts(outcomes))
@@ -415,12 +588,53 @@ class Dispatcher:
     async def _monitor_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)  # the heartbeat period itself
-            limit = time.monotonic() - self.settings.dead_after_seconds
+            now = time.monotonic()
+            limit = now - self.settings.dead_after_seconds
             for session in list(self.scheduler.sessions.values()):
                 if session.remote and session.last_seen < limit:
                     log.warning("worker %s missed its heartbeats", session.worker_id)
                     if session.close is not None:
                         session.close()
+                self._expire_overdue(session, now)
+
+    # Timeouts the dispatcher enforces itself
+
+    def _set_deadline(self, session: Session, attempt_id: str, task: Task) -> None:
+        if task.timeout and session.remote:
+            grace = self.settings.timeout_grace_seconds
+            session.deadlines[attempt_id] = time.monotonic() + task.timeout + grace
+
+    def _expire_overdue(self, session: Session, now: float) -> None:
+        """A worker holding a task past its timeout plus a grace loses it: it FAILS TIMEOUT."""
+        overdue = [a for a, deadline in session.deadlines.items() if deadline <= now]
+        expired: list[dispatcher_pb2.TaskOutcome] = []
+        for attempt_id in overdue:
+            del session.deadlines[attempt_id]
+            task = session.in_flight.pop(attempt_id, None)
+            if task is None:
+                continue
+            session.failed += 1
+            self._settling.add(attempt_id)
+            message = (
+                f"worker {session.worker_id} held the task past its time limit of "
+                f"{task.timeout:g} s plus a grace of {self.settings.timeout_grace_seconds:g} s"
+            )
+            error = common_pb2.TaskError(cause=common_pb2.FAILURE_CAUSE_TIMEOUT, message=message)
+            expired.append(
+                dispatcher_pb2.TaskOutcome(
+                    task_id=task.task_id,
+                    attempt_id=attempt_id,
+                    status=common_pb2.TASK_STATUS_FAILED,
+                    result=pickle.dumps(TimeoutError(message)),
+                    error=error,
+                )
+            )
+        if expired:
+            log.warning("worker %s overran %d task(s)", session.worker_id, len(expired))
+            gone = Session("", "", 0, 0, self.settings.mode)  # nothing to acknowledge to
+            gone.closed = True
+            self.spawn(self._store_outcomes(gone, expired))
+            self.wake()
 
     def worker_stats(self) -> list[common_pb2.WorkerStats]:
         out = []

@@ -45,16 +45,33 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "dispatcher runs in local mode and takes no workers; start it with -m push or pull",
             )
-        first = await anext(request_iterator, None)
+        settings = dispatcher.settings
+        try:
+            first = await asyncio.wait_for(
+                anext(request_iterator, None), timeout=settings.hello_timeout_seconds
+            )
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no hello within {settings.hello_timeout_seconds:g} s",
+            )
+            return
         if first is None or not first.HasField("hello"):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello"
             )
             return
         hello = first.hello
-        if not hello.worker_id or hello.capacity < 1:
+        if not hello.worker_id or not 1 <= hello.capacity <= settings.max_worker_capacity:
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "hello needs a worker_id and a capacity >= 1"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"hello needs a worker_id and a capacity from 1 to {settings.max_worker_capacity}",
+            )
+        if dispatcher.live_session(hello.worker_id) is not None:
+            log.warning("refused a second connection as worker %s", hello.worker_id)
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"worker {hello.worker_id} is connected already; a worker id is one connection",
             )
         outbox: WorkerOutbox = asyncio.Queue()
         session = Session(

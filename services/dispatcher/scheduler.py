@@ -37,6 +37,8 @@ class Session:
     mode: str
     prefetch: int = 0
     in_flight: dict[str, Task] = field(default_factory=dict)  # attempt_id -> task
+    # attempt_id -> monotonic time past which the dispatcher takes a timed task away.
+    deadlines: dict[str, float] = field(default_factory=dict)
     reserved: int = 0  # chosen for tasks whose start is being written to Redis
     credits: int = 0  # pull mode: slots the worker asked for
     credit_since: float = 0.0
@@ -111,9 +113,12 @@ class Scheduler:
             del self.sessions[session.worker_id]
 
     def grant(self, session: Session, slots: int) -> None:
+        """Pull mode: the worker asks for ``slots`` more tasks, up to its processes + prefetch."""
+        if slots <= 0:
+            return
         if session.credits == 0:
             session.credit_since = time.monotonic()
-        session.credits += slots
+        session.credits = min(session.credits + slots, session.capacity + session.prefetch)
 
     # Planning
 

@@ -13,6 +13,7 @@ from services.common.store import (
     Keys,
     LostAttempt,
     NewTask,
+    RunningAttempt,
     TaskStore,
     connect,
 )
@@ -73,7 +74,8 @@ def test_status_moves_forward_and_the_first_outcome_wins(redis_url: str) -> None
         done = AttemptOutcome("t1", "a1", "COMPLETED", b"r1")
         assert await store.finish_attempts([done]) == [True]
         late = AttemptOutcome("t1", "a1", "FAILED", b"r2", "RAISED", "boom")
-        assert await store.finish_attempts([late]) == [False]
+        assert await store.finish_attempts([late]) == [True]  # a repeat: reported, not applied
+        assert await store.finish_attempts([AttemptOutcome("t1", "a2", "FAILED", b"")]) == [False]
         record = await store.get_task("t1")
         assert record is not None and record.status == "COMPLETED" and record.result == b"r1"
         assert await store.requeue_attempts(
@@ -102,6 +104,49 @@ def test_a_superseded_attempt_cannot_report(redis_url: str) -> None:
         assert record is not None and record.result == b"new" and record.attempts == 2
 
     _run(redis_url, "supersede:", scenario)
+
+
+def test_a_retried_write_reports_what_the_first_send_did(redis_url: str) -> None:
+    """A timed-out write is retried with the same attempt id: each script is idempotent."""
+
+    async def scenario(store: TaskStore) -> None:
+        await _queued_task(store)
+        start = [AttemptStart("t1", "a1", "w1")]
+        assert await store.start_attempts(start) == [True]
+        assert await store.start_attempts(start) == [True]  # the retry of a start that landed
+        record = await store.get_task("t1")
+        assert record is not None and (record.status, record.attempts) == ("RUNNING", 1)
+        assert await store.running_attempts(["t1"]) == {"t1": RunningAttempt("a1", "w1")}
+        lost = [LostAttempt("t1", "a1")]
+        kwargs = {"max_attempts": 3, "final_result": b"", "final_message": ""}
+        assert await store.requeue_attempts(lost, **kwargs) == [1]  # type: ignore[arg-type]
+        assert await store.requeue_attempts(lost, **kwargs) == [1]  # type: ignore[arg-type]
+        assert await store.queued_ids() == ["t1"] and await store.running_ids() == []
+        assert await store.start_attempts([AttemptStart("t1", "a2", "w2")]) == [True]
+        assert await store.requeue_attempts(lost, **kwargs) == [0]  # superseded now
+        done = [AttemptOutcome("t1", "a2", "COMPLETED", b"r")]
+        assert await store.finish_attempts(done) == [True]
+        assert await store.finish_attempts(done) == [True]
+        assert await store.start_attempts([AttemptStart("t1", "a2", "w2")]) == [False]
+        record = await store.get_task("t1")
+        assert record is not None and (record.status, record.attempts) == ("COMPLETED", 2)
+
+    _run(redis_url, "retried:", scenario)
+
+
+def test_a_retried_final_requeue_reports_the_failure(redis_url: str) -> None:
+    async def scenario(store: TaskStore) -> None:
+        await _queued_task(store)
+        await store.start_attempts([AttemptStart("t1", "a1", "w")])
+        lost = [LostAttempt("t1", "a1")]
+        kwargs = {"max_attempts": 1, "final_result": b"E", "final_message": "m"}
+        assert await store.requeue_attempts(lost, **kwargs) == [2]  # type: ignore[arg-type]
+        assert await store.requeue_attempts(lost, **kwargs) == [2]  # type: ignore[arg-type]
+        assert await store.finish_attempts([AttemptOutcome("t1", "a1", "COMPLETED", b"")]) == [
+            False
+        ]
+
+    _run(redis_url, "final:", scenario)
 
 
 def test_requeue_fails_the_task_after_max_attempts(redis_url: str) -> None:

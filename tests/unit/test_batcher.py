@@ -52,3 +52,18 @@ def test_a_failing_batch_fails_each_caller() -> None:
 
     with pytest.raises(ConnectionError):
         asyncio.run(main())
+
+
+def test_max_bytes_splits_and_a_big_item_goes_alone() -> None:
+    calls: list[list[int]] = []
+
+    async def handler(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        return list(items)
+
+    async def main() -> list[int]:
+        batcher: Batcher[int, int] = Batcher(handler, size=lambda n: n, max_bytes=10)
+        return list(await asyncio.gather(*(batcher.submit(n) for n in (4, 4, 4, 30, 1))))
+
+    assert asyncio.run(main()) == [4, 4, 4, 30, 1]
+    assert calls == [[4, 4], [4], [30], [1]]

@@ -9,6 +9,7 @@ from ._records import (
     LostAttempt,
     NewTask,
     QueuedTask,
+    RunningAttempt,
     TaskRecord,
 )
 from ._store import TaskStore, connect
@@ -24,6 +25,7 @@ __all__ = [
     "LostAttempt",
     "NewTask",
     "QueuedTask",
+    "RunningAttempt",
     "TaskRecord",
     "TaskStore",
     "connect",

@@ -81,6 +81,14 @@ class AttemptOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningAttempt:
+    """The attempt a RUNNING task is under, and the worker it was started on."""
+
+    attempt_id: str
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class LostAttempt:
     task_id: str
     attempt_id: str = ""  # "" matches whatever attempt is RUNNING

@@ -16,6 +16,7 @@ from ._records import (
     LostAttempt,
     NewTask,
     QueuedTask,
+    RunningAttempt,
     TaskRecord,
 )
 from .keys import Keys
@@ -196,15 +197,15 @@ class TaskStore:
                 )
         return out
 
-    async def running_attempts(self, task_ids: Sequence[str]) -> dict[str, str]:
-        """task_id -> current attempt_id for those of ``task_ids`` that are RUNNING."""
+    async def running_attempts(self, task_ids: Sequence[str]) -> dict[str, RunningAttempt]:
+        """task_id -> its current attempt, for those of ``task_ids`` that are RUNNING."""
         async with self.client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.hmget(self.keys.task(task_id), ["status", "attempt_id"])
+                pipe.hmget(self.keys.task(task_id), ["status", "attempt_id", "worker_id"])
             rows = await pipe.execute()
         return {
-            task_id: attempt.decode()
-            for task_id, (status, attempt) in zip(task_ids, rows, strict=True)
+            task_id: RunningAttempt(attempt.decode(), _text(worker))
+            for task_id, (status, attempt, worker) in zip(task_ids, rows, strict=True)
             if status == b"RUNNING" and attempt
         }
 

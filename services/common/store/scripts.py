@@ -4,6 +4,12 @@ Each script works on a batch: one round trip stores or moves many tasks. Keys ar
 (built by :class:`~services.common.store.keys.Keys`); values in ARGV. Status only moves forward
 (QUEUED -> RUNNING -> COMPLETED | FAILED), except that a lost attempt goes back to QUEUED, and
 an outcome is stored only for the task's current attempt while it is not terminal.
+
+A write whose reply was lost (a timeout while Redis hung) is of unknown outcome and is retried
+with the same attempt ids, so every script is idempotent for an attempt: a repeated start, finish
+or requeue of the same attempt reports what the first one did. A task's ``settled`` field records
+how its last attempt ended (``<attempt_id>:F`` finished, ``:R`` requeued, ``:X`` failed for having
+used all attempts) so that a repeat can tell its own earlier write from another attempt's.
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ return out
 
 # KEYS: queued, running, then one task key per task.
 # ARGV: now, then per task (task_id, attempt_id, worker_id).
-# Returns per task 1 when the attempt started, 0 when the task was not QUEUED.
+# Returns per task 1 when the attempt started (now, or by an earlier send of the same attempt),
+# 0 when the task was not QUEUED.
 START_ATTEMPTS = """
 local queued, running = KEYS[1], KEYS[2]
 local now = ARGV[1]
@@ -60,7 +67,10 @@ local out = {}
 for i = 3, #KEYS do
   local base = 2 + 3 * (i - 3)
   local tid, aid, wid = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-  if redis.call('HGET', KEYS[i], 'status') == 'QUEUED' then
+  local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id')
+  if fields[2] == aid and fields[1] == 'RUNNING' then
+    out[#out + 1] = 1
+  elseif fields[1] == 'QUEUED' then
     redis.call('HSET', KEYS[i], 'status', 'RUNNING', 'attempt_id', aid, 'worker_id', wid,
       'started', now)
     redis.call('HINCRBY', KEYS[i], 'attempts', 1)
@@ -77,7 +87,8 @@ return out
 # KEYS: queued, running, then one task key per task.
 # ARGV: now, result TTL in ms (0: keep), then per task
 #       (task_id, attempt_id, status, result, cause, message, traceback).
-# Returns per task 1 when stored, 0 when the task was terminal or the attempt is not current.
+# Returns per task 1 when stored (now, or by an earlier send for the same attempt), 0 when the
+# task was terminal or the attempt is not current.
 FINISH_ATTEMPTS = """
 local queued, running = KEYS[1], KEYS[2]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
@@ -85,11 +96,13 @@ local out = {}
 for i = 3, #KEYS do
   local base = 3 + 7 * (i - 3)
   local tid, aid = ARGV[base], ARGV[base + 1]
-  local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id')
-  if fields[1] == 'RUNNING' and fields[2] == aid then
+  local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'settled')
+  if fields[3] == aid .. ':F' then
+    out[#out + 1] = 1
+  elseif fields[1] == 'RUNNING' and fields[2] == aid then
     redis.call('HSET', KEYS[i], 'status', ARGV[base + 2], 'result', ARGV[base + 3],
       'cause', ARGV[base + 4], 'message', ARGV[base + 5], 'traceback', ARGV[base + 6],
-      'finished', now)
+      'finished', now, 'settled', aid .. ':F')
     redis.call('HDEL', KEYS[i], 'payload')
     if ttl > 0 then
       redis.call('PEXPIRE', KEYS[i], ttl)
@@ -108,7 +121,8 @@ return out
 # ARGV: now, max_attempts, result TTL in ms (0: keep), then the result, message and cause of a
 #       final failure,
 #       then per task (task_id, attempt_id or "" for any RUNNING attempt).
-# Returns per task 1 when requeued, 2 when FAILED for having used all attempts, 0 otherwise.
+# Returns per task 1 when requeued, 2 when FAILED for having used all attempts, 0 otherwise;
+# a repeat for the same attempt returns what the first one did.
 REQUEUE_ATTEMPTS = """
 local queued, running = KEYS[1], KEYS[2]
 local now, max_attempts, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -117,19 +131,24 @@ local out = {}
 for i = 3, #KEYS do
   local base = 7 + 2 * (i - 3)
   local tid, aid = ARGV[base], ARGV[base + 1]
-  local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'attempts')
-  if fields[1] == 'RUNNING' and (aid == '' or fields[2] == aid) then
+  local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'attempts', 'settled')
+  if aid ~= '' and fields[4] == aid .. ':R' and fields[1] == 'QUEUED' then
+    out[#out + 1] = 1
+  elseif aid ~= '' and fields[4] == aid .. ':X' then
+    out[#out + 1] = 2
+  elseif fields[1] == 'RUNNING' and (aid == '' or fields[2] == aid) then
     redis.call('ZREM', running, tid)
     if tonumber(fields[3] or '0') >= max_attempts then
       redis.call('HSET', KEYS[i], 'status', 'FAILED', 'result', result, 'cause', cause,
-        'message', message, 'traceback', '', 'finished', now)
+        'message', message, 'traceback', '', 'finished', now,
+        'settled', (fields[2] or '') .. ':X')
       redis.call('HDEL', KEYS[i], 'payload')
       if ttl > 0 then
         redis.call('PEXPIRE', KEYS[i], ttl)
       end
       out[#out + 1] = 2
     else
-      redis.call('HSET', KEYS[i], 'status', 'QUEUED')
+      redis.call('HSET', KEYS[i], 'status', 'QUEUED', 'settled', (fields[2] or '') .. ':R')
       redis.call('ZADD', queued, now, tid)
       out[#out + 1] = 1
     end
