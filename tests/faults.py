@@ -22,8 +22,10 @@ from typing import Any
 
 import dill
 import grpc
+import redis
 from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
+from services.common.store.keys import Keys
 from services.launcher import Platform
 from services.launcher.platform import ServiceProcess
 from tests.support import TERMINAL_CODES
@@ -275,6 +277,32 @@ class Ledger:
         return Tally(len(records), completed, lost, stranded, wrong, duplicated)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def stored_view(redis_url: str, tasks: list[str]) -> list[str]:
+    """What Redis holds for each of ``tasks`` (an id, or a tally line starting with one)."""
+    keys = Keys()
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    lines = []
+    try:
+        for task in tasks:
+            task_id = task.split()[0]
+            fields = client.hgetall(keys.task(task_id))
+            shown = {
+                _text(k): _text(v)[:60]
+                for k, v in sorted(fields.items())
+                if _text(k) not in ("payload", "result", "traceback")
+            }
+            running = client.zscore(keys.running, task_id) is not None
+            queued = client.zscore(keys.queued, task_id) is not None
+            lines.append(f"{task_id}: in running={running} queued={queued} {shown}")
+    finally:
+        client.close()
+    return lines
+
+
 class Poller:
     """A thread that keeps reading every pending task, and some terminal ones again."""
 
@@ -365,7 +393,8 @@ class Chaos:
     """Breaks one part of the platform at a time, at random from ``seed``, and brings it back.
 
     Each fault is one of: ``kill`` (SIGKILL, then start it again through the Platform API),
-    ``stop`` (SIGSTOP for a few seconds, then SIGCONT) and ``restart`` (SIGTERM, then start).
+    ``stop`` (SIGSTOP for a few seconds, then SIGCONT; Redis longer than the services' Redis
+    timeout) and ``restart`` (SIGTERM, then start).
     Every (part, action) pair comes once per shuffled round, so a long enough run covers all.
     """
 
@@ -376,12 +405,14 @@ class Chaos:
         *,
         pause: tuple[float, float] = (1.5, 3.5),
         frozen: tuple[float, float] = (2.0, 5.0),
+        redis_frozen: tuple[float, float] = (4.0, 7.0),
     ) -> None:
         self.platform = platform
         self.seed = seed
         self.rng = random.Random(seed)
         self.pause = pause
         self.frozen = frozen
+        self.redis_frozen = redis_frozen  # past the services' 3 s Redis timeout
         self.log: list[FaultRecord] = []
         self.orphans: dict[int, str] = {}  # pool processes of killed workers
         self._stopped: list[int] = []
@@ -417,7 +448,7 @@ class Chaos:
         service = self._parts()[part]
         before = self._pid(service)
         if action == "stop":
-            seconds = self.rng.uniform(*self.frozen)
+            seconds = self.rng.uniform(*(self.frozen if service else self.redis_frozen))
             self._freeze(before, seconds)
             detail = f"pid {before} for {seconds:.1f}s"
         else:

@@ -12,7 +12,7 @@ import time
 import pytest
 from faas.v1 import common_pb2
 
-from tests.faults import Ledger, Probe, frozen
+from tests.faults import Ledger, Probe, frozen, stored_view
 from tests.integration.conftest import PlatformFactory
 from tests.support import GrpcClient, wait_until
 
@@ -62,5 +62,7 @@ def test_a_redis_hang_strands_no_task(make_platform: PlatformFactory, offset: fl
         probe.close()
         client.channel.close()
     print(f"redis hang at +{offset}s for {HANG_SECONDS}s: settled in {took:.1f}s; {tally.report()}")
+    for line in stored_view(platform.redis_url, tally.stranded):
+        print(f"  stranded in Redis: {line}")
     assert tally.clean, tally.report()
     assert tally.completed == TASKS
