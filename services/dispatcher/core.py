@@ -28,6 +28,7 @@ from services.common.store import (
     RunningAttempt,
     TaskStore,
 )
+from services.common.streams import split
 
 from .scheduler import Scheduler, Session, Task
 from .settings import DispatcherSettings
@@ -431,8 +432,6 @@ class Dispatcher:
             if task.timeout:
                 assignment.timeout.FromNanoseconds(int(task.timeout * 1e9))
         if session.deliver is not None:
-            from services.common.streams import split  # bounded batches: big tasks each alone
-
             batch = dispatcher_pb2.AssignmentBatch(functions=bodies, assignments=assignments)
             for part in split(batch):
                 session.deliver(part)
@@ -579,9 +578,10 @@ class Dispatcher:
     def _flush_events(self) -> None:
         self._events_scheduled = False
         events, self._events = self._events, []
-        message = dispatcher_pb2.LinkResponse(events=dispatcher_pb2.TaskEventBatch(events=events))
-        for outbox in self._gateways:
-            outbox.put_nowait(message)
+        for batch in split(dispatcher_pb2.TaskEventBatch(events=events)):
+            message = dispatcher_pb2.LinkResponse(events=batch)
+            for outbox in self._gateways:
+                outbox.put_nowait(message)
 
     # Liveness
 

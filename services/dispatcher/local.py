@@ -29,6 +29,7 @@ class LocalWorker:
             self._on_outcome,
             on_slot_ready=self._start_backlog,
             max_result_bytes=dispatcher.settings.max_result_bytes,
+            max_output_bytes=dispatcher.settings.max_output_bytes,
         )
         self.session = Session(
             worker_id=f"local-{socket.gethostname()}-{os.getpid()}",

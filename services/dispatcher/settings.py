@@ -98,6 +98,9 @@ class DispatcherSettings(ServiceSettings):
     max_result_bytes: Annotated[
         int, Field(ge=1, description="local mode: the largest serialized result a task may return")
     ] = 16 * _MIB
+    max_output_bytes: Annotated[
+        int, Field(ge=1, description="local mode: how much of a task's stdout and stderr is kept")
+    ] = 64 * 1024
     shutdown_grace_seconds: Annotated[
         float, Field(ge=0, description="on SIGTERM, how long work in progress may finish")
     ] = 5.0

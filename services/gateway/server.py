@@ -11,7 +11,7 @@ from services.common.store import Keys, TaskStore, connect
 
 from .dispatcher_link import DispatcherLink
 from .handlers import SERVICE, add_gateway_service
-from .payload import MAX_PENDING_BYTES, PayloadChecker
+from .payload import PayloadChecker
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
 from .waiters import TaskWaiters
@@ -35,8 +35,8 @@ async def serve(settings: GatewaySettings) -> None:
     link = DispatcherLink(channel, waiters)
     checker = PayloadChecker(
         settings.max_payload_bytes,
-        processes=getattr(settings, "payload_check_processes", 1),
-        max_pending_bytes=getattr(settings, "max_pending_check_bytes", MAX_PENDING_BYTES),
+        processes=settings.payload_check_processes,
+        max_pending_bytes=settings.max_pending_check_bytes,
     )
     servicer = GatewayServicer(settings, store, link, waiters, channel, checker)
     server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME])

@@ -35,7 +35,6 @@ from services.common.timeutil import to_duration
 from .convert import duration_arg, status_value, task_state
 from .dispatcher_link import DispatcherLink
 from .limits import (
-    DEFAULT_MAX_BATCH_ITEMS,
     MAX_BATCH_REQUEST_ID_CHARS,
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
@@ -113,7 +112,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> None:
         self._settings = settings
         self._checker = checker
-        self._max_batch_items: int = getattr(settings, "max_batch_items", DEFAULT_MAX_BATCH_ITEMS)
+        self._max_batch_items = settings.max_batch_items
         self._store = store
         self._link = link
         self._waiters = waiters

@@ -33,6 +33,16 @@ class GatewaySettings(ServiceSettings):
     max_payload_bytes: Annotated[
         int, Field(ge=1, description="the largest function or arguments payload accepted")
     ] = 16 * 1024 * 1024
+    max_batch_items: Annotated[
+        int, Field(ge=1, description="the most payloads one ExecuteBatch may carry")
+    ] = 10_000
+    payload_check_processes: Annotated[
+        int, Field(ge=1, description="processes that check large payloads off the event loop")
+    ] = 1
+    max_pending_check_bytes: Annotated[
+        int,
+        Field(ge=1, description="payload bytes being checked or waiting; past it: UNAVAILABLE"),
+    ] = 128 * 1024 * 1024
     max_wait_seconds: Annotated[
         float, Field(ge=0, description="upper bound of a GetResult long poll")
     ] = 60.0

@@ -144,7 +144,7 @@ class TaskErrorBody(BaseModel):
 
     cause: str = Field(
         description="RAISED, TIMEOUT, PROCESS_DIED, WORKER_LOST, BAD_PAYLOAD, "
-        "RESULT_NOT_SERIALIZABLE or UNSPECIFIED."
+        "RESULT_NOT_SERIALIZABLE, RESULT_TOO_LARGE or UNSPECIFIED."
     )
     message: str
     traceback: str

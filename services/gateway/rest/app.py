@@ -13,7 +13,7 @@ import grpc
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.gateway.limits import DEFAULT_MAX_PAYLOAD_BYTES, MAX_ID_CHARS, max_body_bytes
+from services.gateway.limits import MAX_ID_CHARS, max_body_bytes
 from services.gateway.rest._body_limit import BodyLimitMiddleware
 from services.gateway.rest._client import GatewayClient
 from services.gateway.rest._codec import INVALID_BASE64, InvalidPayloadError, decode_payload
@@ -90,7 +90,7 @@ def create_app(settings: RestSettings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    payload_limit: int = getattr(settings, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES)
+    payload_limit = settings.max_payload_bytes
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(payload_limit))
 
     @app.post(

@@ -32,6 +32,11 @@ class RestSettings(ServiceSettings):
         Field(min_length=1, description="the gateway's gRPC target, host:port"),
         Option(("--gateway",), env="FAAS_GATEWAY_TARGET"),
     ] = "127.0.0.1:50051"
+    max_payload_bytes: Annotated[
+        int,
+        Field(ge=1, description="the gateway's payload limit; bodies over it (base64) are 413"),
+        Option(env="FAAS_MAX_PAYLOAD_BYTES"),
+    ] = 16 * 1024 * 1024
     call_timeout: Annotated[
         float, Field(gt=0, description="seconds every gRPC call to the gateway may take")
     ] = 10.0
