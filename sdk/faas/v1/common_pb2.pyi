@@ -3,9 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -63,6 +66,12 @@ class _FailureCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailureC
     """The function returned a value that could not be serialized."""
     FAILURE_CAUSE_RESULT_TOO_LARGE: _FailureCause.ValueType  # 7
     """The function returned a value whose serialized form is over the worker's result limit."""
+    FAILURE_CAUSE_CODE_NOT_IMPORTABLE: _FailureCause.ValueType  # 8
+    """The function is pickled by reference and its module cannot be imported on the worker
+    (register it by value, or put the module on the workers' code path).
+    """
+    FAILURE_CAUSE_NO_COMPATIBLE_WORKER: _FailureCause.ValueType  # 9
+    """No connected worker could take the task (runtime, labels or resources) within the wait."""
 
 class FailureCause(_FailureCause, metaclass=_FailureCauseEnumTypeWrapper):
     """Why a task FAILED, as a value a program can branch on."""
@@ -82,7 +91,125 @@ FAILURE_CAUSE_RESULT_NOT_SERIALIZABLE: FailureCause.ValueType  # 6
 """The function returned a value that could not be serialized."""
 FAILURE_CAUSE_RESULT_TOO_LARGE: FailureCause.ValueType  # 7
 """The function returned a value whose serialized form is over the worker's result limit."""
+FAILURE_CAUSE_CODE_NOT_IMPORTABLE: FailureCause.ValueType  # 8
+"""The function is pickled by reference and its module cannot be imported on the worker
+(register it by value, or put the module on the workers' code path).
+"""
+FAILURE_CAUSE_NO_COMPATIBLE_WORKER: FailureCause.ValueType  # 9
+"""No connected worker could take the task (runtime, labels or resources) within the wait."""
 Global___FailureCause: _TypeAlias = FailureCause  # noqa: Y015
+
+@_typing.final
+class Runtime(_message.Message):
+    """The interpreter and serializer a function was serialized with, or a worker runs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PYTHON_VERSION_FIELD_NUMBER: _builtins.int
+    DILL_VERSION_FIELD_NUMBER: _builtins.int
+    PICKLE_PROTOCOL_FIELD_NUMBER: _builtins.int
+    SERIALIZER_FIELD_NUMBER: _builtins.int
+    CLOUDPICKLE_VERSION_FIELD_NUMBER: _builtins.int
+    python_version: _builtins.str
+    """"3.11.7": major.minor.micro of the interpreter."""
+    dill_version: _builtins.str
+    """The dill version, e.g. "0.4.0"; empty when unknown."""
+    pickle_protocol: _builtins.int
+    """The pickle protocol of the payload (read from its stream by the gateway)."""
+    serializer: _builtins.str
+    """"dill" or "cloudpickle": the library that serialized the payload; empty when unknown."""
+    cloudpickle_version: _builtins.str
+    """The cloudpickle version when serializer is "cloudpickle"."""
+    def __init__(
+        self,
+        *,
+        python_version: _builtins.str = ...,
+        dill_version: _builtins.str = ...,
+        pickle_protocol: _builtins.int = ...,
+        serializer: _builtins.str = ...,
+        cloudpickle_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cloudpickle_version", b"cloudpickle_version", "dill_version", b"dill_version", "pickle_protocol", b"pickle_protocol", "python_version", b"python_version", "serializer", b"serializer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Runtime: _TypeAlias = Runtime  # noqa: Y015
+
+@_typing.final
+class Placement(_message.Message):
+    """What a task needs of the worker that runs it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ResourcesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    LABELS_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    ANY_PYTHON_FIELD_NUMBER: _builtins.int
+    any_python: _builtins.bool
+    """Run on any Python version; by default only workers of the function's major.minor."""
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Labels the worker must carry with these exact values (e.g. gpu=h200)."""
+
+    @_builtins.property
+    def resources(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Resources the worker must offer at least this much of (e.g. gpu=1)."""
+
+    def __init__(
+        self,
+        *,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        resources: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        any_python: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_python", b"any_python", "labels", b"labels", "resources", b"resources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Placement: _TypeAlias = Placement  # noqa: Y015
 
 @_typing.final
 class TaskError(_message.Message):
@@ -129,6 +256,7 @@ class TaskState(_message.Message):
     CREATED_TIME_FIELD_NUMBER: _builtins.int
     STARTED_TIME_FIELD_NUMBER: _builtins.int
     FINISHED_TIME_FIELD_NUMBER: _builtins.int
+    PENDING_REASON_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     function_id: _builtins.str
     status: Global___TaskStatus.ValueType
@@ -138,6 +266,10 @@ class TaskState(_message.Message):
     """How many times the task was assigned to a worker."""
     worker_id: _builtins.str
     """The worker of the current or last attempt, if any."""
+    pending_reason: _builtins.str
+    """Why a QUEUED task is waiting, when it is not only for a free worker (e.g. no connected
+    worker has its labels or Python version).
+    """
     @_builtins.property
     def error(self) -> Global___TaskError:
         """Set when status is FAILED."""
@@ -161,10 +293,11 @@ class TaskState(_message.Message):
         created_time: _timestamp_pb2.Timestamp | None = ...,
         started_time: _timestamp_pb2.Timestamp | None = ...,
         finished_time: _timestamp_pb2.Timestamp | None = ...,
+        pending_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "error", b"error", "finished_time", b"finished_time", "started_time", b"started_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_time", b"created_time", "error", b"error", "finished_time", b"finished_time", "function_id", b"function_id", "result", b"result", "started_time", b"started_time", "status", b"status", "task_id", b"task_id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_time", b"created_time", "error", b"error", "finished_time", b"finished_time", "function_id", b"function_id", "pending_reason", b"pending_reason", "result", b"result", "started_time", b"started_time", "status", b"status", "task_id", b"task_id", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -175,6 +308,46 @@ class WorkerStats(_message.Message):
     """Load and counters of one worker connected to the dispatcher."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ResourcesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     WORKER_ID_FIELD_NUMBER: _builtins.int
     HOST_FIELD_NUMBER: _builtins.int
@@ -187,6 +360,9 @@ class WorkerStats(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
     CONNECTED_TIME_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     host: _builtins.str
     pid: _builtins.int
@@ -202,6 +378,12 @@ class WorkerStats(_message.Message):
     draining: _builtins.bool
     @_builtins.property
     def connected_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def runtime(self) -> Global___Runtime: ...
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def resources(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     def __init__(
         self,
         *,
@@ -216,11 +398,78 @@ class WorkerStats(_message.Message):
         mode: _builtins.str = ...,
         draining: _builtins.bool = ...,
         connected_time: _timestamp_pb2.Timestamp | None = ...,
+        runtime: Global___Runtime | None = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        resources: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["connected_time", b"connected_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connected_time", b"connected_time", "runtime", b"runtime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "capacity", b"capacity", "completed", b"completed", "connected_time", b"connected_time", "draining", b"draining", "failed", b"failed", "host", b"host", "in_flight", b"in_flight", "mode", b"mode", "pid", b"pid", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "capacity", b"capacity", "completed", b"completed", "connected_time", b"connected_time", "draining", b"draining", "failed", b"failed", "host", b"host", "in_flight", b"in_flight", "labels", b"labels", "mode", b"mode", "pid", b"pid", "resources", b"resources", "runtime", b"runtime", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkerStats: _TypeAlias = WorkerStats  # noqa: Y015
+
+@_typing.final
+class FunctionInfo(_message.Message):
+    """A registered function, as the gateway recorded it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    CREATED_TIME_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    BY_REFERENCE_FIELD_NUMBER: _builtins.int
+    MODULE_FIELD_NUMBER: _builtins.int
+    QUALNAME_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
+    function_id: _builtins.str
+    name: _builtins.str
+    size_bytes: _builtins.int
+    """Size of the serialized function in bytes."""
+    by_reference: _builtins.bool
+    """True when the pickle holds only a reference (module and name) to the function, so it runs
+    only where `module` can be imported.
+    """
+    module: _builtins.str
+    """The module the pickle refers to, when by_reference."""
+    qualname: _builtins.str
+    """The qualified name the pickle refers to, when by_reference."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """The function's default time limit; unset means none."""
+
+    @_builtins.property
+    def created_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def runtime(self) -> Global___Runtime:
+        """The runtime the client said it serialized the function with (protocol read from the stream)."""
+
+    @_builtins.property
+    def placement(self) -> Global___Placement:
+        """What the function's tasks need of a worker."""
+
+    def __init__(
+        self,
+        *,
+        function_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        created_time: _timestamp_pb2.Timestamp | None = ...,
+        runtime: Global___Runtime | None = ...,
+        by_reference: _builtins.bool = ...,
+        module: _builtins.str = ...,
+        qualname: _builtins.str = ...,
+        placement: Global___Placement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "placement", b"placement", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_reference", b"by_reference", "created_time", b"created_time", "function_id", b"function_id", "module", b"module", "name", b"name", "placement", b"placement", "qualname", b"qualname", "runtime", b"runtime", "size_bytes", b"size_bytes", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FunctionInfo: _TypeAlias = FunctionInfo  # noqa: Y015

@@ -27,6 +27,8 @@ class RegisterFunctionRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """A human readable name; need not be unique."""
     payload: _builtins.bytes
@@ -35,16 +37,28 @@ class RegisterFunctionRequest(_message.Message):
     def timeout(self) -> _duration_pb2.Duration:
         """Default time limit for the function's tasks; unset means none."""
 
+    @_builtins.property
+    def runtime(self) -> _common_pb2.Runtime:
+        """The runtime the client serialized the function with (the SDK fills it in). The gateway
+        reads the pickle protocol from the payload itself.
+        """
+
+    @_builtins.property
+    def placement(self) -> _common_pb2.Placement:
+        """What every task of the function needs of a worker."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         payload: _builtins.bytes = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        runtime: _common_pb2.Runtime | None = ...,
+        placement: _common_pb2.Placement | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "payload", b"payload", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "payload", b"payload", "placement", b"placement", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -77,6 +91,7 @@ class ExecuteFunctionRequest(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
     function_id: _builtins.str
     payload: _builtins.bytes
     """dill.dumps(((args), {kwargs}))."""
@@ -86,6 +101,10 @@ class ExecuteFunctionRequest(_message.Message):
     def timeout(self) -> _duration_pb2.Duration:
         """Time limit for this task; overrides the function's default."""
 
+    @_builtins.property
+    def placement(self) -> _common_pb2.Placement:
+        """Extra needs of this task, added to the function's placement."""
+
     def __init__(
         self,
         *,
@@ -93,10 +112,11 @@ class ExecuteFunctionRequest(_message.Message):
         payload: _builtins.bytes = ...,
         timeout: _duration_pb2.Duration | None = ...,
         request_id: _builtins.str = ...,
+        placement: _common_pb2.Placement | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "payload", b"payload", "request_id", b"request_id", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "payload", b"payload", "placement", b"placement", "request_id", b"request_id", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -129,6 +149,7 @@ class ExecuteBatchRequest(_message.Message):
     PAYLOADS_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
     function_id: _builtins.str
     request_id: _builtins.str
     """Optional idempotency key (AIP-155): a retried request with the same key returns the same
@@ -140,6 +161,10 @@ class ExecuteBatchRequest(_message.Message):
 
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def placement(self) -> _common_pb2.Placement:
+        """Extra needs of these tasks, added to the function's placement."""
+
     def __init__(
         self,
         *,
@@ -147,10 +172,11 @@ class ExecuteBatchRequest(_message.Message):
         payloads: _abc.Iterable[_builtins.bytes] | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         request_id: _builtins.str = ...,
+        placement: _common_pb2.Placement | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "payloads", b"payloads", "request_id", b"request_id", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "payloads", b"payloads", "placement", b"placement", "request_id", b"request_id", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -345,3 +371,42 @@ class ListWorkersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
+
+@_typing.final
+class GetFunctionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    function_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        function_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFunctionRequest: _TypeAlias = GetFunctionRequest  # noqa: Y015
+
+@_typing.final
+class GetFunctionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def function(self) -> _common_pb2.FunctionInfo: ...
+    def __init__(
+        self,
+        *,
+        function: _common_pb2.FunctionInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFunctionResponse: _TypeAlias = GetFunctionResponse  # noqa: Y015

@@ -75,6 +75,11 @@ class GatewayServiceStub:
                 request_serializer=faas_dot_v1_dot_gateway__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=faas_dot_v1_dot_gateway__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.GetFunction = channel.unary_unary(
+                '/faas.v1.GatewayService/GetFunction',
+                request_serializer=faas_dot_v1_dot_gateway__pb2.GetFunctionRequest.SerializeToString,
+                response_deserializer=faas_dot_v1_dot_gateway__pb2.GetFunctionResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -143,6 +148,14 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFunction(self, request, context):
+        """Returns what the gateway recorded about a registered function (not its payload).
+        Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +193,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=faas_dot_v1_dot_gateway__pb2.ListWorkersRequest.FromString,
                     response_serializer=faas_dot_v1_dot_gateway__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'GetFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFunction,
+                    request_deserializer=faas_dot_v1_dot_gateway__pb2.GetFunctionRequest.FromString,
+                    response_serializer=faas_dot_v1_dot_gateway__pb2.GetFunctionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -377,6 +395,33 @@ class GatewayService:
             '/faas.v1.GatewayService/ListWorkers',
             faas_dot_v1_dot_gateway__pb2.ListWorkersRequest.SerializeToString,
             faas_dot_v1_dot_gateway__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/faas.v1.GatewayService/GetFunction',
+            faas_dot_v1_dot_gateway__pb2.GetFunctionRequest.SerializeToString,
+            faas_dot_v1_dot_gateway__pb2.GetFunctionResponse.FromString,
             options,
             channel_credentials,
             insecure,

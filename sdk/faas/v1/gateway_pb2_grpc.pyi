@@ -67,6 +67,10 @@ class GatewayServiceStub:
     """Lists the workers connected to the dispatcher with their load.
     Fails with UNAVAILABLE when the dispatcher cannot be reached.
     """
+    GetFunction: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetFunctionRequest, _gateway_pb2.GetFunctionResponse]
+    """Returns what the gateway recorded about a registered function (not its payload).
+    Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
+    """
 
 @_typing.type_check_only
 class GatewayServiceAsyncStub(GatewayServiceStub):
@@ -106,6 +110,10 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     ListWorkers: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListWorkersRequest, _gateway_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Lists the workers connected to the dispatcher with their load.
     Fails with UNAVAILABLE when the dispatcher cannot be reached.
+    """
+    GetFunction: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetFunctionRequest, _gateway_pb2.GetFunctionResponse]  # type: ignore[assignment]
+    """Returns what the gateway recorded about a registered function (not its payload).
+    Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
     """
 
 class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -185,6 +193,16 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_pb2.ListWorkersResponse, _abc.Awaitable[_gateway_pb2.ListWorkersResponse]]:
         """Lists the workers connected to the dispatcher with their load.
         Fails with UNAVAILABLE when the dispatcher cannot be reached.
+        """
+
+    @_abc_1.abstractmethod
+    def GetFunction(
+        self,
+        request: _gateway_pb2.GetFunctionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.GetFunctionResponse, _abc.Awaitable[_gateway_pb2.GetFunctionResponse]]:
+        """Returns what the gateway recorded about a registered function (not its payload).
+        Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
         """
 
 def add_GatewayServiceServicer_to_server(servicer: GatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
