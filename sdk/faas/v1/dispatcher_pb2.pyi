@@ -31,6 +31,7 @@ class TaskSpec(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     PLACEMENT_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     function_id: _builtins.str
     payload: _builtins.bytes
@@ -43,6 +44,12 @@ class TaskSpec(_message.Message):
     def placement(self) -> _common_pb2.Placement:
         """What the task needs of a worker: the function's placement and the execution's, merged."""
 
+    @_builtins.property
+    def runtime(self) -> _common_pb2.Runtime:
+        """The runtime the function was serialized with: unless placement.any_python, the task runs
+        only on workers of its python_version's major.minor. Unset or empty: on any worker.
+        """
+
     def __init__(
         self,
         *,
@@ -51,10 +58,11 @@ class TaskSpec(_message.Message):
         payload: _builtins.bytes = ...,
         timeout: _duration_pb2.Duration | None = ...,
         placement: _common_pb2.Placement | None = ...,
+        runtime: _common_pb2.Runtime | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "payload", b"payload", "placement", b"placement", "task_id", b"task_id", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "payload", b"payload", "placement", b"placement", "runtime", b"runtime", "task_id", b"task_id", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from faas.v1 import common_pb2 as faas_dot_v1_dot_common__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x61\x61s/v1/gateway.proto\x12\x07\x66\x61\x61s.v1\x1a\x14\x66\x61\x61s/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xae\x01\n\x17RegisterFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x07runtime\x18\x04 \x01(\x0b\x32\x10.faas.v1.Runtime\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"/\n\x18RegisterFunctionResponse\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\"\xa5\x01\n\x16\x45xecuteFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"*\n\x17\x45xecuteFunctionResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xa3\x01\n\x13\x45xecuteBatchRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x10\n\x08payloads\x18\x02 \x03(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"(\n\x14\x45xecuteBatchResponse\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"#\n\x10GetStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"I\n\x11GetStatusResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.faas.v1.TaskStatus\"L\n\x10GetResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x04wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"5\n\x11GetResultResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.faas.v1.TaskState\"#\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"5\n\x11WatchTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.faas.v1.TaskState\"\x14\n\x12ListWorkersRequest\"Z\n\x13ListWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.faas.v1.WorkerStats\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x0e\n\x06queued\x18\x03 \x01(\x04\")\n\x12GetFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\">\n\x13GetFunctionResponse\x12\'\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x15.faas.v1.FunctionInfo2\xee\x04\n\x0eGatewayService\x12W\n\x10RegisterFunction\x12 .faas.v1.RegisterFunctionRequest\x1a!.faas.v1.RegisterFunctionResponse\x12T\n\x0f\x45xecuteFunction\x12\x1f.faas.v1.ExecuteFunctionRequest\x1a .faas.v1.ExecuteFunctionResponse\x12K\n\x0c\x45xecuteBatch\x12\x1c.faas.v1.ExecuteBatchRequest\x1a\x1d.faas.v1.ExecuteBatchResponse\x12\x42\n\tGetStatus\x12\x19.faas.v1.GetStatusRequest\x1a\x1a.faas.v1.GetStatusResponse\x12\x42\n\tGetResult\x12\x19.faas.v1.GetResultRequest\x1a\x1a.faas.v1.GetResultResponse\x12\x44\n\tWatchTask\x12\x19.faas.v1.WatchTaskRequest\x1a\x1a.faas.v1.WatchTaskResponse0\x01\x12H\n\x0bListWorkers\x12\x1b.faas.v1.ListWorkersRequest\x1a\x1c.faas.v1.ListWorkersResponse\x12H\n\x0bGetFunction\x12\x1b.faas.v1.GetFunctionRequest\x1a\x1c.faas.v1.GetFunctionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x61\x61s/v1/gateway.proto\x12\x07\x66\x61\x61s.v1\x1a\x14\x66\x61\x61s/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xae\x01\n\x17RegisterFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x07runtime\x18\x04 \x01(\x0b\x32\x10.faas.v1.Runtime\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"/\n\x18RegisterFunctionResponse\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\"\xa5\x01\n\x16\x45xecuteFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"*\n\x17\x45xecuteFunctionResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xa3\x01\n\x13\x45xecuteBatchRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x10\n\x08payloads\x18\x02 \x03(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"(\n\x14\x45xecuteBatchResponse\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"#\n\x10GetStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"a\n\x11GetStatusResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.faas.v1.TaskStatus\x12\x16\n\x0epending_reason\x18\x03 \x01(\t\"L\n\x10GetResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x04wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"5\n\x11GetResultResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.faas.v1.TaskState\"#\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"5\n\x11WatchTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.faas.v1.TaskState\"\x14\n\x12ListWorkersRequest\"Z\n\x13ListWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.faas.v1.WorkerStats\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x0e\n\x06queued\x18\x03 \x01(\x04\")\n\x12GetFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\">\n\x13GetFunctionResponse\x12\'\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x15.faas.v1.FunctionInfo2\xee\x04\n\x0eGatewayService\x12W\n\x10RegisterFunction\x12 .faas.v1.RegisterFunctionRequest\x1a!.faas.v1.RegisterFunctionResponse\x12T\n\x0f\x45xecuteFunction\x12\x1f.faas.v1.ExecuteFunctionRequest\x1a .faas.v1.ExecuteFunctionResponse\x12K\n\x0c\x45xecuteBatch\x12\x1c.faas.v1.ExecuteBatchRequest\x1a\x1d.faas.v1.ExecuteBatchResponse\x12\x42\n\tGetStatus\x12\x19.faas.v1.GetStatusRequest\x1a\x1a.faas.v1.GetStatusResponse\x12\x42\n\tGetResult\x12\x19.faas.v1.GetResultRequest\x1a\x1a.faas.v1.GetResultResponse\x12\x44\n\tWatchTask\x12\x19.faas.v1.WatchTaskRequest\x1a\x1a.faas.v1.WatchTaskResponse0\x01\x12H\n\x0bListWorkers\x12\x1b.faas.v1.ListWorkersRequest\x1a\x1c.faas.v1.ListWorkersResponse\x12H\n\x0bGetFunction\x12\x1b.faas.v1.GetFunctionRequest\x1a\x1c.faas.v1.GetFunctionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,23 +48,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSREQUEST']._serialized_start=734
   _globals['_GETSTATUSREQUEST']._serialized_end=769
   _globals['_GETSTATUSRESPONSE']._serialized_start=771
-  _globals['_GETSTATUSRESPONSE']._serialized_end=844
-  _globals['_GETRESULTREQUEST']._serialized_start=846
-  _globals['_GETRESULTREQUEST']._serialized_end=922
-  _globals['_GETRESULTRESPONSE']._serialized_start=924
-  _globals['_GETRESULTRESPONSE']._serialized_end=977
-  _globals['_WATCHTASKREQUEST']._serialized_start=979
-  _globals['_WATCHTASKREQUEST']._serialized_end=1014
-  _globals['_WATCHTASKRESPONSE']._serialized_start=1016
-  _globals['_WATCHTASKRESPONSE']._serialized_end=1069
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1071
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1091
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1093
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1183
-  _globals['_GETFUNCTIONREQUEST']._serialized_start=1185
-  _globals['_GETFUNCTIONREQUEST']._serialized_end=1226
-  _globals['_GETFUNCTIONRESPONSE']._serialized_start=1228
-  _globals['_GETFUNCTIONRESPONSE']._serialized_end=1290
-  _globals['_GATEWAYSERVICE']._serialized_start=1293
-  _globals['_GATEWAYSERVICE']._serialized_end=1915
+  _globals['_GETSTATUSRESPONSE']._serialized_end=868
+  _globals['_GETRESULTREQUEST']._serialized_start=870
+  _globals['_GETRESULTREQUEST']._serialized_end=946
+  _globals['_GETRESULTRESPONSE']._serialized_start=948
+  _globals['_GETRESULTRESPONSE']._serialized_end=1001
+  _globals['_WATCHTASKREQUEST']._serialized_start=1003
+  _globals['_WATCHTASKREQUEST']._serialized_end=1038
+  _globals['_WATCHTASKRESPONSE']._serialized_start=1040
+  _globals['_WATCHTASKRESPONSE']._serialized_end=1093
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1095
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1115
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1117
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1207
+  _globals['_GETFUNCTIONREQUEST']._serialized_start=1209
+  _globals['_GETFUNCTIONREQUEST']._serialized_end=1250
+  _globals['_GETFUNCTIONRESPONSE']._serialized_start=1252
+  _globals['_GETFUNCTIONRESPONSE']._serialized_end=1314
+  _globals['_GATEWAYSERVICE']._serialized_start=1317
+  _globals['_GATEWAYSERVICE']._serialized_end=1939
 # @@protoc_insertion_point(module_scope)

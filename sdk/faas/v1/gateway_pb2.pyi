@@ -229,17 +229,21 @@ class GetStatusResponse(_message.Message):
 
     TASK_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    PENDING_REASON_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     status: _common_pb2.TaskStatus.ValueType
+    pending_reason: _builtins.str
+    """Why a QUEUED task is waiting, when it is not only for a free worker (see TaskState)."""
     def __init__(
         self,
         *,
         task_id: _builtins.str = ...,
         status: _common_pb2.TaskStatus.ValueType = ...,
+        pending_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pending_reason", b"pending_reason", "status", b"status", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
