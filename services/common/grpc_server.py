@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Iterable
 
 import grpc
@@ -16,6 +18,9 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 SERVER_OPTIONS = [
+    # gRPC sets SO_REUSEPORT by default: a second server on a busy port would start silently
+    # and take half of the connections. A port belongs to one server.
+    ("grpc.so_reuseport", 0),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 20_000),
@@ -35,17 +40,57 @@ CHANNEL_OPTIONS = [
 ]
 
 
+class PortInUse(OSError):
+    """The port a server should listen on is taken; the message is one line naming it."""
+
+    def __init__(self, host: str, port: int, detail: str = "is in use") -> None:
+        super().__init__(errno.EADDRINUSE, f"port {port} on {host} {detail}")
+        self.host = host
+        self.port = port
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raises PortInUse when something listens on ``host:port`` (port 0 is always free).
+
+    The probe sets SO_REUSEADDR as the servers do, so connections of a process that just died
+    (TIME_WAIT) do not count, and a listening socket does.
+    """
+    if port == 0:
+        return
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(host, port) from None
+                raise PortInUse(host, port, f"cannot be bound: {exc.strerror}") from None
+
+
 def create_server(
     address: str, service_names: Iterable[str]
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server bound to ``address`` (port 0 picks a free one) with health and reflection on.
 
     Returns the server, the bound port and the health servicer, whose statuses start SERVING.
+    Raises PortInUse when the port is taken (by any process, another gRPC server included).
     """
+    host, _, port_text = address.rpartition(":")
+    check_port_free(host, int(port_text))
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # taken between the check and the bind
+        raise PortInUse(host, int(port_text)) from None
     if port == 0:
-        raise OSError(f"could not bind {address}")
+        raise PortInUse(host, int(port_text))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = list(service_names)

