@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from faas.v1 import common_pb2
 
 from services.common.store import (
     AttemptOutcome,
@@ -186,3 +187,35 @@ def test_aof_is_on(redis_url: str) -> None:
         assert await store.client.config_get("appendonly") == {"appendonly": "yes"}
 
     _run(redis_url, "aof:", scenario)
+
+
+def test_a_function_is_read_back_with_what_the_gateway_recorded(redis_url: str) -> None:
+    async def scenario(store: TaskStore) -> None:
+        assert await store.get_function("missing") is None
+        runtime = common_pb2.Runtime(python_version="3.11.7", dill_version="0.4.1")
+        runtime.pickle_protocol = 4
+        placement = common_pb2.Placement(labels={"gpu": "h200"}, resources={"gpu": 1.0})
+        await store.register_function(
+            "f1",
+            "double",
+            b"p" * 300,
+            2.5,
+            by_reference=True,
+            module="mylib",
+            qualname="double",
+            runtime=runtime,
+            placement=placement,
+        )
+        record = await store.get_function("f1")
+        assert record is not None
+        assert (record.name, record.size_bytes, record.timeout) == ("double", 300, 2.5)
+        assert (record.by_reference, record.module, record.qualname) == (True, "mylib", "double")
+        assert record.runtime == runtime and record.placement == placement
+        assert record.created_ms > 0
+        await store.register_function("f2", "plain", b"q", None)
+        plain = await store.get_function("f2")
+        assert plain is not None and plain.timeout is None and not plain.by_reference
+        assert plain.runtime == common_pb2.Runtime() and plain.placement == common_pb2.Placement()
+        assert await store.get_function_payload("f1") == b"p" * 300
+
+    _run(redis_url, "function:", scenario)

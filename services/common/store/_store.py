@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from faas.v1 import common_pb2
 
 from . import scripts
 from ._records import (
@@ -34,6 +36,40 @@ _RECORD_FIELDS = (
     "started",
     "finished",
 )
+
+
+_FUNCTION_FIELDS = (
+    "name",
+    "timeout",
+    "created",
+    "by_reference",
+    "module",
+    "qualname",
+    "runtime",
+    "placement",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRecord:
+    """A registered function as stored, without its payload.
+
+    ``by_reference`` says the payload holds only ``module`` and ``qualname`` (it runs only where
+    the module imports); ``runtime`` is what the client said it serialized the function with,
+    plus the pickle protocol read from the stream; ``placement``, what its tasks need of a
+    worker. A function stored before these were recorded reads as by value, with empty ones.
+    """
+
+    function_id: str
+    name: str
+    size_bytes: int
+    timeout: float | None
+    created_ms: int
+    by_reference: bool = False
+    module: str = ""
+    qualname: str = ""
+    runtime: common_pb2.Runtime = field(default_factory=common_pb2.Runtime)
+    placement: common_pb2.Placement = field(default_factory=common_pb2.Placement)
 
 
 def _now_ms() -> int:
@@ -104,8 +140,19 @@ class TaskStore:
     # Functions
 
     async def register_function(
-        self, function_id: str, name: str, payload: bytes, timeout: float | None
+        self,
+        function_id: str,
+        name: str,
+        payload: bytes,
+        timeout: float | None,
+        *,
+        by_reference: bool = False,
+        module: str = "",
+        qualname: str = "",
+        runtime: common_pb2.Runtime | None = None,
+        placement: common_pb2.Placement | None = None,
     ) -> None:
+        """Stores a function with what the gateway found out about it (see FunctionRecord)."""
         await self.client.hset(
             self.keys.function(function_id),
             mapping={
@@ -113,7 +160,35 @@ class TaskStore:
                 "payload": payload,
                 "timeout": _timeout_arg(timeout),
                 "created": _now_ms(),
+                "by_reference": "1" if by_reference else "0",
+                "module": module,
+                "qualname": qualname,
+                "runtime": runtime.SerializeToString() if runtime is not None else b"",
+                "placement": placement.SerializeToString() if placement is not None else b"",
             },
+        )
+
+    async def get_function(self, function_id: str) -> FunctionRecord | None:
+        """The function without its payload, or None when there is no such function."""
+        key = self.keys.function(function_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(key, list(_FUNCTION_FIELDS))
+            pipe.hstrlen(key, "payload")
+            values, size = await pipe.execute()
+        fields = dict(zip(_FUNCTION_FIELDS, cast("list[bytes | None]", values), strict=True))
+        if fields["created"] is None:
+            return None
+        return FunctionRecord(
+            function_id=function_id,
+            name=_text(fields["name"]),
+            size_bytes=int(size),
+            timeout=_timeout_value(fields["timeout"]),
+            created_ms=_int(fields["created"]),
+            by_reference=fields["by_reference"] == b"1",
+            module=_text(fields["module"]),
+            qualname=_text(fields["qualname"]),
+            runtime=common_pb2.Runtime.FromString(fields["runtime"] or b""),
+            placement=common_pb2.Placement.FromString(fields["placement"] or b""),
         )
 
     async def get_function_payload(self, function_id: str) -> bytes | None:

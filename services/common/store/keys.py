@@ -6,6 +6,10 @@ Layout (prefix ``faas:`` by default):
 key                            type    holds
 =============================  ======  ==========================================================
 ``faas:function:{id}``         hash    ``name``, ``payload`` (dill bytes), ``timeout``, ``created``
+                                       (ms), ``by_reference`` (1/0), ``module``, ``qualname``
+                                       (what a bare reference names), ``runtime`` and
+                                       ``placement`` (serialized ``faas.v1.Runtime`` and
+                                       ``faas.v1.Placement``; empty: none given)
 ``faas:task:{id}``             hash    ``function_id``, ``status``, ``payload`` (args, removed once
                                        terminal), ``timeout``, ``attempts``, ``attempt_id``,
                                        ``worker_id``, ``result``, ``cause``, ``message``,
