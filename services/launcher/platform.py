@@ -113,7 +113,7 @@ class ServiceProcess:
         while not self.ready():
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode}{self._tail()}"
+                    f"{self.name} ended during start-up ({self.exit_description()}){self._tail()}"
                 )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} was not ready within {timeout}s{self._tail()}")
@@ -293,7 +293,8 @@ class Platform:
 
     def parts(self) -> list[Supervised]:
         """Every process of the platform: Redis if embedded, the services, the workers."""
-        services: list[Supervised] = [self.dispatcher, self.gateway, self.rest, *self.workers]
+        workers = [worker for worker in self.workers if worker.process is not None]
+        services: list[Supervised] = [self.dispatcher, self.gateway, self.rest, *workers]
         return services if self.redis is None else [self.redis, *services]
 
     @property
@@ -353,7 +354,9 @@ class Platform:
                     self.add_worker()
             for part in self.parts():
                 if not part.alive():
-                    raise RuntimeError(f"{part.name} ended ({part.exit_description()})")
+                    raise RuntimeError(
+                        f"{part.name} ended during start-up ({part.exit_description()})"
+                    )
         except BaseException:
             self.stop()
             raise

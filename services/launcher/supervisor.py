@@ -105,7 +105,10 @@ class Supervisor:
 
     def _run(self) -> None:
         while not self._stopping.wait(self._interval):
-            self.step(time.monotonic())
+            try:
+                self.step(time.monotonic())
+            except Exception:  # a bug here must not end supervision silently
+                log.exception("supervision step failed")
 
     def step(self, now: float) -> None:
         """One look at every child at time ``now``: notes deaths, restarts those that are due."""

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -99,7 +100,8 @@ def descendants(root: int) -> dict[tuple[int, int], str]:
             if ppid == parent and (stat := _stat(pid)) is not None:
                 with contextlib.suppress(OSError):
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                    found[(pid, stat[1])] = cmdline.decode(errors="replace")
+                    if cmdline:  # empty for a zombie
+                        found[(pid, stat[1])] = cmdline.decode(errors="replace")
                 frontier.append(pid)
     return found
 
@@ -337,3 +339,36 @@ def test_refuses_a_data_folder_written_by_a_newer_redis(
     assert "99.0.0" in line and "6.2" in line, line
     assert (redis_dir / "redis-version").read_text() == "99.0.0\n"
     assert sorted(p.name for p in redis_dir.iterdir()) == ["redis-version"]
+
+
+def test_a_part_that_fails_to_start_is_a_one_line_error(
+    tmp_path: Path, ports: dict[str, int]
+) -> None:
+    read, write = os.pipe()
+    launcher = subprocess.Popen(
+        _argv(tmp_path / "data", ports),
+        env={**_env(), "FAAS_MAX_ATTEMPTS": "not-a-number"},  # the dispatcher cannot start
+        stdin=subprocess.DEVNULL,
+        stdout=write,
+        stderr=write,
+    )
+    os.close(write)
+    output = Output(read)
+    seen: dict[tuple[int, int], str] = {}
+    try:
+        while launcher.poll() is None:  # remembers its processes, to check they are gone
+            seen.update(descendants(launcher.pid))
+            time.sleep(0.02)
+        assert launcher.wait(120) == 1
+        wait_until(lambda: not running(seen), 30, f"its processes to end: {running(seen)}")
+        output.wait_for("faas up:", 10)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        _kill_all(seen)
+        output.close()
+    text = output.text()
+    assert BANNER not in text, text
+    last = text.strip().splitlines()[-1]
+    assert re.fullmatch(r"faas up: dispatcher ended during start-up \(exit code \d+\)", last), text
+    assert any("redis-server" in cmdline for cmdline in seen.values()), seen
