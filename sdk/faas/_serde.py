@@ -1,27 +1,159 @@
-"""The wire format of payloads: dill pickles of functions, ``(args, kwargs)`` and results.
+"""The wire format of payloads: pickles of functions, ``(args, kwargs)`` and results.
+
+A function is pickled with cloudpickle, *by value* when it comes from the user's own code: its
+module, and every other module of the user's that is loaded, are registered with
+``cloudpickle.register_pickle_by_value`` for the call, so the pickle carries the function's code
+with the helpers, classes and constants it uses, and workers need not import those modules.
+Functions of installed packages (the standard library, anything under site-packages, this SDK)
+stay references, imported on the worker. Workers read every payload with ``dill.loads``, which
+loads cloudpickle's pickles too. Should cloudpickle fail on an object, dill
+(``recurse=True``) is tried, as the SDK always did.
 
 Unpickling a result runs code from the pickle: only read results of a gateway you trust.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+import functools
+import os
+import platform
+import site
+import sys
+import sysconfig
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
 
+import cloudpickle  # type: ignore[import-untyped]
 import dill
+
+from faas.v1 import common_pb2
 
 from ._models import TaskInfo, TaskStatus
 from .errors import FaaSError, TaskFailed
 
-__all__ = ["dumps_call", "dumps_function", "outcome"]
+__all__ = [
+    "PickledFunction",
+    "dumps_call",
+    "dumps_function",
+    "is_user_module",
+    "outcome",
+    "pickle_function",
+    "runtime",
+]
+
+# cloudpickle's by-value registry is one set for the whole process: changed under this lock only.
+_REGISTRY_LOCK = threading.Lock()
+# Module name and file -> whether it is the user's own code (the answer never changes).
+_USER_MODULE_CACHE: dict[tuple[str, str], bool] = {}
+_INSTALLED_PARTS = frozenset({"site-packages", "dist-packages"})
+
+
+class PickledFunction(NamedTuple):
+    """A pickled function and the library that pickled it (``"cloudpickle"`` or ``"dill"``)."""
+
+    payload: bytes
+    serializer: str
+
+
+def pickle_function(fn: Callable[..., Any]) -> PickledFunction:
+    """``fn`` pickled so that workers can run it: the user's own code by value (see above)."""
+    if not callable(fn):
+        raise TypeError(f"expected a callable, got {type(fn).__name__}")
+    try:
+        return PickledFunction(_cloudpickle_by_value(fn), "cloudpickle")
+    except Exception as exc:
+        first = exc
+    try:
+        data: bytes = dill.dumps(fn, recurse=True)
+    except Exception:
+        raise first from None
+    return PickledFunction(data, "dill")
 
 
 def dumps_function(fn: Callable[..., Any]) -> bytes:
-    """``fn`` pickled by value, with the globals it refers to, so workers need not import it."""
-    if not callable(fn):
-        raise TypeError(f"expected a callable, got {type(fn).__name__}")
-    data: bytes = dill.dumps(fn, recurse=True)
+    """The payload of ``pickle_function(fn)``."""
+    return pickle_function(fn).payload
+
+
+def runtime(serializer: str) -> common_pb2.Runtime:
+    """What a function was serialized with, as ``RegisterFunctionRequest.runtime`` says it."""
+    return common_pb2.Runtime(
+        python_version=platform.python_version(),
+        dill_version=str(dill.__version__),
+        serializer=serializer,
+        cloudpickle_version=str(cloudpickle.__version__) if serializer == "cloudpickle" else "",
+    )
+
+
+def _cloudpickle_by_value(fn: Callable[..., Any]) -> bytes:
+    """``cloudpickle.dumps(fn)`` with every loaded user module registered by value meanwhile.
+
+    Modules the caller registered already stay registered afterwards.
+    """
+    with _REGISTRY_LOCK:
+        registered = cloudpickle.list_registry_pickle_by_value()
+        added = [module for module in _user_modules() if module.__name__ not in registered]
+        for module in added:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            data: bytes = cloudpickle.dumps(fn)
+        finally:
+            for module in added:
+                cloudpickle.unregister_pickle_by_value(module)
     return data
+
+
+def _user_modules() -> Iterator[ModuleType]:
+    """The loaded modules of the user's own code (each under its own name, not an alias)."""
+    for name, module in list(sys.modules.items()):
+        if (
+            isinstance(module, ModuleType)
+            and getattr(module, "__name__", None) == name
+            and is_user_module(module)
+        ):
+            yield module
+
+
+def is_user_module(module: ModuleType) -> bool:
+    """Whether ``module`` is the user's own code, to be shipped by value.
+
+    It is when it comes from a ``.py`` file outside the standard library, outside every
+    site-packages or dist-packages directory and outside this SDK. ``__main__`` is not counted:
+    cloudpickle always pickles its functions by value.
+    """
+    name = module.__name__
+    path = getattr(module, "__file__", None)
+    if name == "__main__" or not isinstance(path, str) or not path.endswith(".py"):
+        return False
+    key = (name, path)
+    known = _USER_MODULE_CACHE.get(key)
+    if known is None:
+        known = _USER_MODULE_CACHE[key] = _is_user_source(name, path)
+    return known
+
+
+def _is_user_source(name: str, path: str) -> bool:
+    if name.partition(".")[0] in sys.stdlib_module_names:
+        return False
+    real = Path(os.path.realpath(path))
+    if _INSTALLED_PARTS.intersection(real.parts):
+        return False
+    return not any(real.is_relative_to(root) for root in _installed_roots())
+
+
+@functools.cache
+def _installed_roots() -> tuple[Path, ...]:
+    """The directories of installed code: the standard library, site-packages, this SDK."""
+    found = {Path(__file__).resolve().parent}
+    for scheme_vars in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
+        paths = sysconfig.get_paths(vars=scheme_vars)
+        found.update(Path(paths[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib"))
+    found.update(Path(p) for p in getattr(site, "getsitepackages", list)())
+    found.add(Path(site.getusersitepackages()))
+    return tuple(Path(os.path.realpath(p)) for p in found)
 
 
 def dumps_call(args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:

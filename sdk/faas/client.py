@@ -167,8 +167,12 @@ class FaaSClient:
     def register(
         self, fn: Callable[..., Any], name: str | None = None, *, timeout: float | None = None
     ) -> str:
-        """Registers ``fn`` (pickled by value with dill) and returns its function id.
+        """Registers ``fn`` and returns its function id.
 
+        ``fn`` is pickled with cloudpickle: by value when it comes from your own code (with
+        the helpers, classes and constants of its module that it uses), so workers need not
+        import its module; functions of installed packages and the standard library go as
+        references. The request says which Python, dill and cloudpickle pickled it.
         ``name`` defaults to the function's qualified name; ``timeout`` is the default time
         limit in seconds of its tasks (none if unset)::
 
@@ -176,8 +180,12 @@ class FaaSClient:
         """
         if name is None:
             name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "function"))
+        pickled = _serde.pickle_function(fn)
         request = gateway_pb2.RegisterFunctionRequest(
-            name=name[:256], payload=_serde.dumps_function(fn), timeout=_duration(timeout)
+            name=name[:256],
+            payload=pickled.payload,
+            timeout=_duration(timeout),
+            runtime=_serde.runtime(pickled.serializer),
         )
         reply = self._call(self._transport.stub.RegisterFunction, request)
         return str(reply.function_id)

@@ -29,10 +29,12 @@ __all__ = ["FaaSExecutor"]
 class FaaSExecutor(concurrent.futures.Executor):
     """Runs callables on the platform and returns ``TaskFuture`` objects.
 
-    Each callable is registered once (cached by identity) and its futures complete from
-    WatchTask streams, not by polling. ``map`` queues every call in one ExecuteBatch and keeps
-    the order. Pass a ``FaaSClient`` to share one (it is then not closed on shutdown), or a
-    ``target`` and the client's keyword options (``retries``, ``backoff``, ``timeout``...).
+    Each callable is registered once (cached by identity), pickled as ``FaaSClient.register``
+    pickles it (your own code by value, installed packages by reference), and its futures
+    complete from WatchTask streams, not by polling. ``map`` queues every call in one
+    ExecuteBatch and keeps the order. Pass a ``FaaSClient`` to share one (it is then not
+    closed on shutdown), or a ``target`` and the client's keyword options (``retries``,
+    ``backoff``, ``timeout``...).
     ``task_timeout`` is the time limit in seconds of each task (none if unset).
     """
 

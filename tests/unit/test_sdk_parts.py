@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
 import io
+import json
+import logging
 import pickle
+import platform
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
+import cloudpickle
 import dill
 import grpc
 import pytest
-from faas import errors
+from faas import _serde, _transport, errors
 from faas._models import TaskInfo, TaskStatus, WorkerInfo, WorkersReport
 from faas._serde import dumps_call, outcome
 from faas._transport import RetryPolicy
 from faas.cli import _exit, _inputs, _output, build_parser
-from faas.cli._progress import Progress
+from faas.cli._progress import ConnectingNotice, Progress
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from tests.support import wait_until
 
 
 class FakeRpcError(grpc.RpcError):
@@ -79,6 +91,28 @@ def test_retry_policy_backs_off_exponentially_up_to_a_cap() -> None:
     policy = RetryPolicy(retries=4, backoff=0.5, max_backoff=2.0)
     assert policy.budget() == 0.5 + 1.0 + 2.0 + 2.0
     assert 0.8 <= policy.delay(1) <= 1.0 and 1.6 <= policy.delay(9) <= 2.0
+
+
+def test_a_first_connection_waits_seconds_not_the_whole_backoff() -> None:
+    assert RetryPolicy().budget() == 12.75
+    assert RetryPolicy().connect_budget() == 3.5  # half a second per retry, plus one
+    assert RetryPolicy(retries=0).connect_budget() == 0.5
+    assert RetryPolicy(retries=6, backoff=0.01).connect_budget() == pytest.approx(0.5 + 0.63)
+
+
+def test_connecting_notice_spins_until_the_first_connection_ends() -> None:
+    shown = io.StringIO()
+    notice = ConnectingNotice(shown, delay=0).attach()
+    log = logging.getLogger(_transport.__name__)
+    try:
+        log.info("x", extra={"faas_connection": _transport.CONNECTING, "faas_target": "h:1"})
+        wait_until(lambda: "connecting to h:1 ..." in shown.getvalue(), 30, "the spinner")
+        log.info("x", extra={"faas_connection": _transport.UNREACHABLE, "faas_target": "h:1"})
+    finally:
+        notice.detach()
+    assert "connecting to h:1 ..." in shown.getvalue()
+    assert shown.getvalue().endswith("\r")  # erased before whatever comes next
+    assert notice not in log.handlers
     with pytest.raises(ValueError):
         RetryPolicy(retries=-1)
 
@@ -111,16 +145,139 @@ def test_call_payload_is_args_and_kwargs() -> None:
     assert dill.loads(dumps_call([1], {"a": 2})) == ((1,), {"a": 2})
 
 
-def test_load_function_sends_it_by_value(tmp_path: Path) -> None:
+USER_MODULE = """
+import functools
+import math
+
+OFFSET = 5
+
+
+def helper(x):
+    return x + OFFSET
+
+
+class Box:
+    def __init__(self, x):
+        self.x = x
+
+    def grow(self):
+        return Box(helper(self.x))
+
+
+def twice(fn):
+    @functools.wraps(fn)
+    def wrapper(x):
+        return fn(fn(x))
+
+    return wrapper
+
+
+@twice
+def task(x):
+    return Box(x).grow().x * 2 + math.floor(0.5)
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path: Path) -> Iterator[ModuleType]:
+    """A module of the user's, imported from a folder that is on ``sys.path`` only meanwhile."""
+    name = f"userlib_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(USER_MODULE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        importlib.invalidate_caches()
+        module = importlib.import_module(name)
+    finally:
+        sys.path.remove(str(tmp_path))
+    yield module
+    sys.modules.pop(name, None)
+
+
+def forget(module: ModuleType) -> None:
+    """Makes ``module`` unimportable here, as it is on a worker."""
+    sys.modules.pop(module.__name__)
+    Path(str(module.__file__)).unlink()
+    importlib.invalidate_caches()
+
+
+def test_user_module_function_is_pickled_by_value(user_module: ModuleType) -> None:
+    payload = _serde.dumps_function(user_module.task)
+    reference = dill.dumps(user_module.helper)  # what dill alone sends: a reference
+    forget(user_module)
+    with pytest.raises(ModuleNotFoundError):
+        dill.loads(reference)
+    assert dill.loads(payload)(1) == 34  # helper, constant, class and decorator travel
+    assert cloudpickle.list_registry_pickle_by_value() == set()  # registrations undone
+
+
+def test_a_module_registered_by_the_caller_stays_registered(user_module: ModuleType) -> None:
+    cloudpickle.register_pickle_by_value(user_module)
+    try:
+        _serde.pickle_function(user_module.task)
+        assert user_module.__name__ in cloudpickle.list_registry_pickle_by_value()
+    finally:
+        cloudpickle.unregister_pickle_by_value(user_module)
+
+
+def test_installed_code_stays_a_reference(user_module: ModuleType) -> None:
+    for installed in (json, threading, dill, grpc, _serde, sys.modules["faas"]):
+        assert not _serde.is_user_module(installed), installed
+    assert _serde.is_user_module(user_module)
+    assert not _serde.is_user_module(sys.modules["__main__"])
+    payload = _serde.dumps_function(json.dumps)
+    assert b"cloudpickle" not in payload and dill.loads(payload) is json.dumps
+
+
+def test_nested_functions_go_by_value_and_dill_is_the_fallback() -> None:
+    def outer(n: int) -> object:
+        def inner(x: int) -> int:
+            return x + n
+
+        return inner
+
+    pickled = _serde.pickle_function(outer(3))  # type: ignore[arg-type]
+    assert pickled.serializer == "cloudpickle" and dill.loads(pickled.payload)(1) == 4
+
+    lock = threading.Lock()  # cloudpickle cannot pickle a lock; dill can
+
+    def locked(x: int) -> int:
+        with lock:
+            return x
+
+    fallback = _serde.pickle_function(locked)
+    assert fallback.serializer == "dill" and dill.loads(fallback.payload)(7) == 7
+    with pytest.raises(TypeError, match="expected a callable"):
+        _serde.pickle_function(42)  # type: ignore[arg-type]
+
+
+def test_runtime_says_what_pickled_the_function() -> None:
+    runtime = _serde.runtime("cloudpickle")
+    assert runtime.python_version == platform.python_version()
+    assert (runtime.dill_version, runtime.serializer) == (dill.__version__, "cloudpickle")
+    assert runtime.cloudpickle_version == cloudpickle.__version__
+    assert runtime.pickle_protocol == 0  # the gateway reads it from the payload
+    assert _serde.runtime("dill").cloudpickle_version == ""
+
+
+def test_load_function_sends_it_by_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sibling = f"sibling_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{sibling}.py").write_text("def base():\n    return 100\n")
     path = tmp_path / "tasks.py"
     path.write_text(
-        "OFFSET = 5\n\ndef helper(x):\n    return x + OFFSET\n\n"
-        "def task(x):\n    return helper(x) * 2\n\n"
+        f"from {sibling} import base\n\nOFFSET = 5\n\ndef helper(x):\n    return x + OFFSET\n\n"
+        "def task(x):\n    return helper(x) * 2 + base()\n\n"
         "if __name__ == '__main__':\n    raise SystemExit('must not run')\n"
     )
-    fn = _inputs.load_function(f"{path}:task")
-    path.unlink()  # the pickle must not need the file
-    assert dill.loads(dill.dumps(fn, recurse=True))(1) == 12
+    monkeypatch.chdir("/")  # the file's folder is put on sys.path while it loads
+    try:
+        fn = _inputs.load_function(f"{path}:task")
+        assert str(tmp_path) not in sys.path
+        payload = _serde.dumps_function(fn)
+        forget(sys.modules[sibling])
+    finally:
+        sys.modules.pop(sibling, None)
+    path.unlink()  # the pickle needs neither the file nor its sibling
+    assert dill.loads(payload)(1) == 112
     for spec, message in [
         ("no-colon", "expected FILE.py:FUNC"),
         (f"{tmp_path}/missing.py:f", "no such file"),

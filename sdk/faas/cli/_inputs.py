@@ -23,9 +23,11 @@ class UsageError(Exception):
 def load_function(spec: str) -> Callable[..., Any]:
     """The function ``FUNC`` of ``FILE.py:FUNC`` (``FUNC`` may be dotted, e.g. ``Cls.method``).
 
-    The file runs as a module under a private name that is then forgotten, so dill pickles
-    the function, and what it uses from the file, by value: workers need not have the file.
-    Modules the file imports must be importable on the workers.
+    The file runs as a module under a private name that is then forgotten, with its directory
+    first on ``sys.path`` meanwhile, as ``python FILE.py`` would have it. Registering then
+    pickles the function by value, with what it uses from the file and from the user's other
+    modules the file imports (its siblings, say): workers need neither. Installed packages the
+    file imports (the standard library, numpy...) must be importable on the workers.
     """
     path_text, sep, name = spec.rpartition(":")
     if not sep or not path_text or not name:
@@ -39,12 +41,18 @@ def load_function(spec: str) -> Callable[..., Any]:
         raise UsageError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module  # while it runs: dataclasses and the like look it up
+    folder = str(path.resolve().parent)
+    on_path = folder in sys.path
+    if not on_path:
+        sys.path.insert(0, folder)
     try:
         module_spec.loader.exec_module(module)
     except Exception as exc:
         raise UsageError(f"{path}: {type(exc).__name__}: {exc}") from None
     finally:
         sys.modules.pop(module_name, None)
+        if not on_path and folder in sys.path:
+            sys.path.remove(folder)
     try:
         fn = functools.reduce(getattr, name.split("."), module)
     except AttributeError:
