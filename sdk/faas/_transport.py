@@ -1,6 +1,13 @@
 """The async side of the client: one grpc.aio channel, retries with backoff, task watches.
 
 Everything here runs on the client's loop thread (see ``_loop.py``).
+
+Until the channel has connected once, a call waits only ``RetryPolicy.connect_budget()`` for
+the gateway (3.5 s with the default policy) and then fails with the address it tried: nothing
+listening there is a mistake to report, not an outage to ride out. Once connected, calls that
+find the gateway UNAVAILABLE are retried with the whole backoff. The wait for the first
+connection is logged (INFO, ``extra={"faas_connection": ..., "faas_target": ...}``) so that a
+front end can say what is being tried: the CLI draws "connecting to ADDRESS ..." from it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 from .errors import ServiceUnavailable, from_rpc_error
 
-__all__ = ["CHANNEL_OPTIONS", "RetryPolicy", "Transport"]
+__all__ = ["CHANNEL_OPTIONS", "CONNECTED", "CONNECTING", "UNREACHABLE", "RetryPolicy", "Transport"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,16 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1_000),
 ]
+
+# The ``faas_connection`` values of the first connection's log records.
+CONNECTING = "connecting"
+CONNECTED = "connected"
+UNREACHABLE = "unreachable"
+
+# Before the first connection, each retry is worth this many seconds of waiting for it.
+_CONNECT_SECONDS_PER_RETRY = 0.5
+# How long the probe that finds out why the gateway cannot be reached may take.
+_PROBE_SECONDS = 0.5
 
 _TERMINAL = (common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED)
 # A watch stream that ends this way is re-opened (after a backoff), not failed.
@@ -65,6 +82,14 @@ class RetryPolicy:
         """The longest the retries of one call wait in total, in seconds."""
         return sum(min(self.max_backoff, self.backoff * 2.0**n) for n in range(self.retries))
 
+    def connect_budget(self) -> float:
+        """How long a client that has never reached the gateway waits for it, in seconds.
+
+        Half a second per retry (never more than ``budget()``), plus half a second for the
+        attempt itself: 3.5 s with the defaults, where ``budget()`` is 12.75 s.
+        """
+        return min(self.budget(), _CONNECT_SECONDS_PER_RETRY * self.retries) + _PROBE_SECONDS
+
 
 class Transport:
     """A grpc.aio channel to the gateway, its stub, and the policies for using them.
@@ -91,6 +116,7 @@ class Transport:
         )
         self.stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._watch_slots = asyncio.Semaphore(max_watches)
+        self._reached = False  # whether the channel has been READY once
 
     async def close(self) -> None:
         await self._channel.close()
@@ -108,6 +134,7 @@ class Transport:
         A call that is not idempotent first waits (within the retry budget) for the channel to
         connect and is then sent exactly once, so a failure never duplicates its effect.
         """
+        await self._first_connection()
         attempt = 0
         while True:
             if not idempotent:
@@ -122,6 +149,50 @@ class Transport:
             log.debug("%s unavailable; retry %d in %.2fs", self.target, attempt + 1, delay)
             await asyncio.sleep(delay)
             attempt += 1
+
+    async def _first_connection(self) -> None:
+        """Returns once the channel has connected (at once after the first time); if it does
+        not within ``policy.connect_budget()``, ServiceUnavailable naming the address and why."""
+        if self._reached:
+            return
+        state = self._channel.get_state(try_to_connect=True)
+        if state != grpc.ChannelConnectivity.READY:
+            budget = self.policy.connect_budget()
+            self._log_connection(CONNECTING, "connecting to the gateway at %s", self.target)
+            try:
+                await asyncio.wait_for(self._channel.channel_ready(), budget)
+            except TimeoutError:
+                why = await self._why_unreachable()
+                if why:
+                    self._log_connection(UNREACHABLE, "cannot reach %s: %s", self.target, why)
+                    raise ServiceUnavailable(
+                        f"cannot reach the gateway at {self.target}: {why} (tried for "
+                        f"{budget:.1f}s; is the platform running? `make run` starts it)",
+                        code="UNAVAILABLE",
+                    ) from None
+        self._reached = True
+        self._log_connection(CONNECTED, "connected to the gateway at %s", self.target)
+
+    async def _why_unreachable(self) -> str:
+        """Why the channel is not connected, from one health check sent without waiting for
+        a connection ("connection refused", ...); "" if that check got an answer after all."""
+        check = self._channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=bytes,  # b"": an empty HealthCheckRequest
+            response_deserializer=bytes,
+        )
+        try:
+            await check(b"", timeout=_PROBE_SECONDS)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return "no answer (still connecting)"
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                details = exc.details() or "unavailable"
+                return details.rpartition(": ")[2].strip(" []").lower() or details
+        return ""  # an answer (even UNIMPLEMENTED): the gateway is there now
+
+    def _log_connection(self, event: str, message: str, *args: object) -> None:
+        log.info(message, *args, extra={"faas_connection": event, "faas_target": self.target})
 
     async def _connected(self) -> None:
         """Returns once the channel is READY; ServiceUnavailable after the retry budget."""
@@ -145,6 +216,7 @@ class Transport:
         re-opened after a backoff (up to ``policy.retries`` times in a row); one that reaches
         ``stream_timeout`` is re-opened at once. No call polls.
         """
+        await self._first_connection()
         request = gateway_pb2.WatchTaskRequest(task_id=task_id)
         failures = 0
         while True:

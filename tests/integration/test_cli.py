@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,12 +165,17 @@ def test_execute_then_status_result_and_watch(target: str, functions: dict[str, 
     assert faas("status", task_id, target=target).stdout == "COMPLETED\n"
 
 
-def test_failed_task_exits_1_with_a_one_line_error(target: str, functions: dict[str, str]) -> None:
+def test_failed_task_exits_1_with_its_traceback_and_a_summary_line(
+    target: str, functions: dict[str, str]
+) -> None:
     run = faas("execute", functions["fail"], "--args", '["no luck"]', "--wait", target=target)
     assert run.returncode == 1
     assert run.stdout == ""
-    line = one_line_error(run)
-    assert "FAILED (RAISED)" in line and "ValueError: no luck" in line
+    lines = run.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):", run.stderr
+    assert "in fail" in run.stderr and "ValueError: no luck" in lines[-2]
+    assert "FAILED (RAISED)" in lines[-1] and "ValueError: no luck" in lines[-1]
+    assert lines[-1].startswith("faas: task ")
 
     task_id = faas("execute", functions["fail"], "--args", '["again"]', target=target).stdout
     result = faas("result", task_id.strip(), "--wait", "--json", target=target)
@@ -178,6 +186,7 @@ def test_failed_task_exits_1_with_a_one_line_error(target: str, functions: dict[
 
     watch = faas("watch", task_id.strip(), target=target)
     assert watch.returncode == 1 and "FAILED" in watch.stdout
+    assert "Traceback" in watch.stderr and "ValueError: again" in watch.stderr
 
 
 def test_waits_that_run_out_exit_5(target: str, functions: dict[str, str]) -> None:
@@ -219,9 +228,57 @@ def test_usage_errors_exit_2(target: str, args: list[str]) -> None:
 
 
 def test_unavailable_gateway_exits_4() -> None:
-    run = faas("--retries", "1", "status", "some-task", target=f"127.0.0.1:{free_port()}")
+    address = f"127.0.0.1:{free_port()}"
+    run = faas("--retries", "1", "status", "some-task", target=address)
     assert run.returncode == 4
-    assert "cannot reach the gateway" in one_line_error(run)
+    assert f"cannot reach the gateway at {address}" in one_line_error(run)
+
+
+@pytest.mark.parametrize("command", [["status", "some-task"], ["workers", "--json"]])
+def test_no_gateway_fails_promptly_with_the_address_tried(command: list[str]) -> None:
+    """Nothing listens: the default retries give up within seconds (about 3.5 s), not 12 s."""
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    run = faas(*command, target=address, timeout=60)
+    elapsed = time.monotonic() - started
+    assert run.returncode == 4, run.stderr
+    line = one_line_error(run)
+    assert address in line and "connection refused" in line, line
+    assert elapsed < 30, f"took {elapsed:.1f}s"
+
+
+def test_a_terminal_is_told_at_once_what_is_being_tried() -> None:
+    """On a terminal, stderr shows "connecting to ADDRESS ..." while the first connection waits,
+    erased before the error line."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if k != "FAAS_TARGET"}
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "faas", "status", "some-task", "--target", address],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            env=env,
+        )
+        os.close(follower)
+        follower = -1
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+            while chunk := os.read(leader, 4096):
+                shown += chunk
+        assert process.wait(timeout=60) == 4
+        assert process.stdout is not None and process.stdout.read() == b""
+        process.stdout.close()
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    text = shown.decode()
+    assert f"connecting to {address} ..." in text, text
+    assert (
+        text.rstrip().rpartition("\r")[2].startswith(f"faas: cannot reach the gateway at {address}")
+    )
 
 
 def test_workers_table_and_json(target: str, shared_platform: Platform) -> None:
@@ -270,7 +327,9 @@ def test_batch_from_an_args_file(target: str, functions: dict[str, str], tmp_pat
     assert failing.returncode == 1
     lines = failing.stdout.splitlines()
     assert len(lines) == 2 and all(line.startswith("FAILED: ") for line in lines)
-    assert one_line_error(failing) == "faas: 2 of 2 tasks FAILED"
+    errors = failing.stderr.strip().splitlines()  # the first failure's traceback, a summary
+    assert errors[0] == "Traceback (most recent call last):" and "ValueError: a" in errors[-2]
+    assert errors[-1] == "faas: 2 of 2 tasks FAILED"
 
 
 @pytest.mark.slow

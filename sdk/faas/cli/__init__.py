@@ -10,8 +10,9 @@
     faas workers
 
 Every command takes ``--target HOST:PORT`` (default ``$FAAS_TARGET``, else 127.0.0.1:50051) and
-``--json`` (one JSON document per line on stdout, for scripts). Errors are one line on stderr;
-the exit codes are listed in ``faas --help``.
+``--json`` (one JSON document per line on stdout, for scripts). Errors are one line on stderr
+(a FAILED task's traceback comes first); the exit codes are listed in ``faas --help``. On a
+terminal, stderr shows what is being waited for: the first connection, then the task.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..client import DEFAULT_TARGET
 from . import _exit
 from ._commands import COMMANDS, Session
 from ._output import dumps
+from ._progress import ConnectingNotice
 
 __all__ = ["build_parser", "main"]
 
@@ -151,15 +153,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "wait_timeout", None) is not None:
         args.wait = True
     session = Session(target=args.target, json=args.json, retries=args.retries)
+    notice = ConnectingNotice(session.stderr).attach() if session.stderr.isatty() else None
     try:
         return COMMANDS[args.command](args, session)
     except KeyboardInterrupt:
         session.note("interrupted")
         return _exit.INTERRUPTED
     except Exception as exc:
+        if notice is not None:
+            notice.stop()
         return _fail(session, exc)
     finally:
         session.close()
+        if notice is not None:
+            notice.detach()
 
 
 def _fail(session: Session, error: BaseException) -> int:

@@ -53,6 +53,11 @@ class Session:
     def note(self, text: str) -> None:
         print(f"faas: {text}", file=self.stderr, flush=True)
 
+    def traceback(self, info: TaskInfo) -> None:
+        """A FAILED task's remote traceback, on stderr (``--json`` has it in ``error``)."""
+        if info.traceback.strip():
+            print(info.traceback.rstrip("\n"), file=self.stderr, flush=True)
+
 
 def up(args: argparse.Namespace, session: Session) -> int:
     """Starts the whole platform (the launcher's own options follow ``up``)."""
@@ -119,9 +124,11 @@ def _execute_batch(args: argparse.Namespace, session: Session) -> int:
     else:
         for outcome in outcomes:
             session.out(f"FAILED: {outcome.failure}" if outcome.failed else repr(outcome.value))
-    failures = sum(1 for o in outcomes if o.failed)
-    if failures:
-        session.note(f"{failures} of {len(outcomes)} tasks FAILED")
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        if not session.json:
+            session.traceback(failed[0].info)
+        session.note(f"{len(failed)} of {len(outcomes)} tasks FAILED")
         return FAILED
     return OK
 
@@ -181,6 +188,8 @@ def _report(session: Session, info: TaskInfo) -> int:
     elif not outcome.failed:
         session.out(repr(outcome.value))
     if outcome.failed:
+        if not session.json:
+            session.traceback(info)
         session.note(outcome.failure)
         return FAILED
     return OK

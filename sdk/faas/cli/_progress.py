@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 import time
 from typing import TextIO
 
-__all__ = ["Progress"]
+from .. import _transport
+
+__all__ = ["ConnectingNotice", "Progress"]
 
 _SPINNER = "|/-\\"
 _BAR_WIDTH = 30
@@ -67,3 +71,62 @@ class Progress:
             self._stream.write("\r" + " " * self._width + "\r")
             self._stream.flush()
             self._width = 0
+
+
+class ConnectingNotice(logging.Handler):
+    """A spinner, "connecting to ADDRESS ...", on a terminal while the SDK waits for its first
+    connection to the gateway; erased once it connects or gives up. It follows the SDK's log
+    records of that wait (see ``faas._transport``); install it with ``attach()``."""
+
+    _LOGGER = logging.getLogger(_transport.__name__)
+
+    def __init__(self, stream: TextIO, delay: float = 0.15) -> None:
+        super().__init__(logging.INFO)
+        self._stream = stream
+        self._delay = delay  # a connection made within this long shows nothing
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._level = logging.NOTSET
+
+    def attach(self) -> ConnectingNotice:
+        self._level = self._LOGGER.level
+        if not self._LOGGER.isEnabledFor(logging.INFO):
+            self._LOGGER.setLevel(logging.INFO)
+        self._LOGGER.addHandler(self)
+        return self
+
+    def detach(self) -> None:
+        self._LOGGER.removeHandler(self)
+        self._LOGGER.setLevel(self._level)
+        self.stop()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "faas_connection", None)
+        if event == _transport.CONNECTING:
+            self._start(str(getattr(record, "faas_target", "the gateway")))
+        elif event is not None:
+            self.stop()
+
+    def _start(self, target: str) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._done.clear()
+            self._thread = threading.Thread(
+                target=self._spin, args=(f"connecting to {target} ...",), daemon=True
+            )
+            self._thread.start()
+
+    def _spin(self, text: str) -> None:
+        with Progress(self._stream, enabled=True, delay=self._delay) as progress:
+            while not self._done.wait(0.1):
+                progress.spin(text)
+
+    def stop(self) -> None:
+        """Erases the spinner (if it is drawn) and waits for its thread."""
+        with self._lock:
+            self._done.set()
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
