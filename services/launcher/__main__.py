@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -121,6 +122,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1)
 
 
+def _python() -> str:
+    """This interpreter, as a command that runs from here (``.venv/bin/python`` in a clone)."""
+    here = os.getcwd() + os.sep
+    return os.path.relpath(sys.executable) if sys.executable.startswith(here) else sys.executable
+
+
 def _banner(platform: Platform) -> None:
     config = platform.config
     redis_note = "external" if config.redis_url else f"embedded, data in {config.data_dir}/redis"
@@ -135,7 +142,7 @@ def _banner(platform: Platform) -> None:
         f"  gateway     {platform.gateway_target}  (gRPC, reflection on)\n"
         f"  dispatcher  {platform.dispatcher_target}  ({config.mode} mode, {workers})\n"
         f"  redis       {platform.redis_url}  ({redis_note})\n"
-        f"Add a worker: python -m services.worker N {platform.dispatcher_target}\n"
+        f"Add a worker: {_python()} -m services.worker N {platform.dispatcher_target}\n"
         "Ctrl-C stops everything."
     )
 

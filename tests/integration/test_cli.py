@@ -348,17 +348,42 @@ def test_faas_up_runs_the_platform_until_interrupted(tmp_path: Path) -> None:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     target = f"127.0.0.1:{ports['gateway']}"
+    assert up.stdout is not None
+    extra: subprocess.Popen[str] | None = None
+    seen = []
     try:
         wait_until(grpc_serving(target), 60, "the gateway started by faas up")
         workers = faas("workers", "--json", target=target)
         assert workers.returncode == 0, workers.stderr
         assert json_out(workers)["mode"] == "push"
+        # The banner's "Add a worker" command runs as printed (here, from the same directory).
+        while not (line := up.stdout.readline()).startswith("Add a worker: "):
+            assert line, "no 'Add a worker' line in the banner"
+            seen.append(line)
+        command = line.removeprefix("Add a worker: ").split()
+        assert command[1:] == ["-m", "services.worker", "N", f"127.0.0.1:{ports['dispatcher']}"]
+        extra = subprocess.Popen(
+            [*command[:3], "1", command[4]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def two_workers() -> bool:
+            listed = faas("workers", "--json", target=target)
+            return listed.returncode == 0 and len(json_out(listed)["workers"]) == 2
+
+        wait_until(two_workers, 60, "the worker started from the banner's command")
     finally:
+        if extra is not None:
+            extra.terminate()
+            extra.wait(timeout=60)
         up.send_signal(signal.SIGINT)
         try:
             output, _ = up.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             up.kill()
             output, _ = up.communicate()
+    output = "".join(seen) + output
     assert up.returncode == 0, output
     assert "MPCSFaaS is up" in output and "stopped" in output
