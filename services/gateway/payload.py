@@ -50,10 +50,15 @@ def _raise_for(result: Scan, what: str, *, function: bool) -> None:
         )
 
 
-def check_function_payload(payload: bytes, limit: int) -> None:
-    """A well-formed pickle that refers to code (a plain value such as ``5`` refers to none)."""
+def check_function_payload(payload: bytes, limit: int) -> Scan:
+    """A well-formed pickle that refers to code (a plain value such as ``5`` refers to none).
+
+    Returns what the walk found: whether the function is a bare reference, and its protocol.
+    """
     check_size(payload, limit)
-    _raise_for(scan(payload), "payload", function=True)
+    result = scan(payload)
+    _raise_for(result, "payload", function=True)
+    return result
 
 
 def check_args_payload(payload: bytes, limit: int) -> None:
@@ -96,11 +101,12 @@ class PayloadChecker:
         self._pending_bytes = 0
         self._pool: ProcessPoolExecutor | None = None
 
-    async def check_function(self, payload: bytes) -> None:
+    async def check_function(self, payload: bytes) -> Scan:
         """As ``check_function_payload``."""
         check_size(payload, self._limit)
         (result,) = await self._scan([payload])
         _raise_for(result, "payload", function=True)
+        return result
 
     async def check_args(self, payloads: Sequence[bytes]) -> None:
         """As ``check_args_payload`` for each; a batch's items are named ``payloads[i]``."""
