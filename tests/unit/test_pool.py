@@ -307,7 +307,8 @@ def test_bad_args_payload(args_payload: bytes, message: str) -> None:
 
 
 def test_bad_function_payload(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A function pickled by reference to a module that the child cannot import.
+    # A function pickled by reference to a module that the child cannot import has a cause of
+    # its own (tests/unit/test_pool_code_path.py); a broken stream or a plain value is BAD_PAYLOAD.
     module = types.ModuleType("faas_pool_test_missing_module")
     exec("def answer():\n    return 42\n", module.__dict__)
     monkeypatch.setitem(sys.modules, module.__name__, module)
@@ -319,13 +320,15 @@ def test_bad_function_payload(monkeypatch: pytest.MonkeyPatch) -> None:
             outcome = await rec.next()
             assert (outcome.status, outcome.cause) == (
                 FAILED,
-                common_pb2.FAILURE_CAUSE_BAD_PAYLOAD,
+                common_pb2.FAILURE_CAUSE_CODE_NOT_IMPORTABLE,
             )
-            assert outcome.message == (
-                "function could not be deserialized: ModuleNotFoundError: "
-                "No module named 'faas_pool_test_missing_module'"
-            )
+            assert "module 'faas_pool_test_missing_module'" in outcome.message
             assert isinstance(dill.loads(outcome.result), ModuleNotFoundError)
+
+            pool.submit(make_job(None, function_payload=dill.dumps(len)[:-1]))
+            outcome = await rec.next()
+            assert outcome.cause == common_pb2.FAILURE_CAUSE_BAD_PAYLOAD
+            assert outcome.message.startswith("function could not be deserialized: ")
 
             pool.submit(make_job(None, function_payload=dill.dumps(42)))
             outcome = await rec.next()

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._imports import code_path_entries, normalized_code_path
 from ._types import Job, Outcome
 
 if TYPE_CHECKING:
     from ._pool import ProcessPool
 
-__all__ = ["Job", "Outcome", "ProcessPool"]
+__all__ = ["Job", "Outcome", "ProcessPool", "code_path_entries", "normalized_code_path"]
 
 
 def __getattr__(name: str) -> object:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import dill
 
 from . import _protocol as proto
+from ._imports import NotImportable, loads, use_code_path
 from ._isolation import die_with_parent, lead_own_session, redirect_output
 
 if TYPE_CHECKING:
@@ -32,13 +33,24 @@ _Reply = tuple[str, bytes, str, str]
 
 
 class _Rejected(Exception):
-    """A job whose function or arguments cannot be used; carries the failure to report."""
+    """A job whose function or arguments cannot be used; carries the failure to report.
 
-    def __init__(self, kind: str, error: BaseException, context: str) -> None:
+    ``message``, when given, is the whole one-line message (else ``context: error``).
+    """
+
+    def __init__(
+        self, kind: str, error: BaseException, context: str, message: str | None = None
+    ) -> None:
         super().__init__(context)
         self.kind = kind
         self.error = error
         self.context = context
+        self.message = message
+
+
+def _not_importable(unknown: NotImportable, what: str, code_path: tuple[str, ...]) -> _Rejected:
+    message = unknown.explain(what, code_path)
+    return _Rejected(proto.NOT_IMPORTABLE, unknown.error, message, message)
 
 
 def child_main(
@@ -52,6 +64,7 @@ def child_main(
     die_with_parent(config.parent_pid)
     streams = redirect_output(output)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
+    use_code_path(config.code_path)  # after our own imports: users' modules shadow none of them
     owner = os.getpid()
     functions: dict[str, Callable[..., Any]] = {}
     try:
@@ -85,10 +98,14 @@ def _run(
 ) -> _Reply:
     limit = config.max_result_bytes
     try:
-        fn = _load_function(functions, function_id, function_payload)
-        args, kwargs = _load_arguments(args_payload)
+        fn = _load_function(functions, function_id, function_payload, config.code_path)
+        args, kwargs = _load_arguments(args_payload, config.code_path)
     except _Rejected as rejected:
-        return _failure(rejected.kind, rejected.error, rejected.context, limit=limit)
+        if rejected.kind == proto.NOT_IMPORTABLE:
+            functions.pop(function_id, None)  # the parent forgets it too: both agree
+        return _failure(
+            rejected.kind, rejected.error, rejected.context, limit=limit, message=rejected.message
+        )
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: user code must not end us.
@@ -108,12 +125,17 @@ def _run(
 
 
 def _load_function(
-    functions: dict[str, Callable[..., Any]], function_id: str, payload: bytes | None
+    functions: dict[str, Callable[..., Any]],
+    function_id: str,
+    payload: bytes | None,
+    code_path: tuple[str, ...],
 ) -> Callable[..., Any]:
     if payload is not None:
         context = "function could not be deserialized"
         try:
-            loaded = dill.loads(payload)
+            loaded = loads(payload)
+        except NotImportable as unknown:
+            raise _not_importable(unknown, "function", code_path) from None
         except BaseException as exc:
             raise _Rejected(proto.BAD_FUNCTION, exc, context) from None
         if not callable(loaded):
@@ -127,9 +149,13 @@ def _load_function(
     return fn
 
 
-def _load_arguments(payload: bytes) -> tuple[tuple[Any, ...] | list[Any], dict[str, Any]]:
+def _load_arguments(
+    payload: bytes, code_path: tuple[str, ...]
+) -> tuple[tuple[Any, ...] | list[Any], dict[str, Any]]:
     try:
-        loaded = dill.loads(payload)
+        loaded = loads(payload)
+    except NotImportable as unknown:
+        raise _not_importable(unknown, "arguments", code_path) from None
     except BaseException as exc:
         raise _Rejected(proto.BAD_ARGUMENTS, exc, "arguments could not be deserialized") from None
     context = "invalid arguments payload"
@@ -150,14 +176,22 @@ def _load_arguments(payload: bytes) -> tuple[tuple[Any, ...] | list[Any], dict[s
 
 
 def _failure(
-    kind: str, error: BaseException, context: str, *, limit: int, skip_frames: int = 0
+    kind: str,
+    error: BaseException,
+    context: str,
+    *,
+    limit: int,
+    skip_frames: int = 0,
+    message: str | None = None,
 ) -> _Reply:
     """Build a failure reply of at most about ``limit`` bytes.
 
-    ``skip_frames`` drops this module's frames from the traceback.
+    ``skip_frames`` drops this module's frames from the traceback; ``message`` replaces the
+    default one, ``context: error``.
     """
     summary = _describe(error)
-    message = f"{context}: {summary}" if context else summary
+    if message is None:
+        message = f"{context}: {summary}" if context else summary
     tb = error.__traceback__
     for _ in range(skip_frames):
         if tb is not None:

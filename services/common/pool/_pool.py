@@ -9,7 +9,7 @@ import logging
 import multiprocessing
 import multiprocessing.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from . import _outcomes as outcomes
@@ -41,7 +41,10 @@ class ProcessPool:
 
     A job whose serialized result is over ``max_result_bytes`` fails (``RESULT_TOO_LARGE``);
     the child checks before sending, so such a result never crosses the pipe. Each outcome
-    carries up to ``max_output_bytes`` of what the job wrote to stdout and stderr. Each child
+    carries up to ``max_output_bytes`` of what the job wrote to stdout and stderr. Children
+    import users' modules from ``code_path`` (put at the front of their ``sys.path``); a job
+    whose function or arguments name a module they cannot import fails with
+    ``CODE_NOT_IMPORTABLE`` and a message naming the module. Each child
     leads its own process group, which is killed whole when the child is retired, and dies
     with the pool's process (Linux's parent-death signal).
 
@@ -59,6 +62,7 @@ class ProcessPool:
         on_slot_ready: Callable[[], None] | None = None,
         max_result_bytes: int = 16 * 1024 * 1024,
         max_output_bytes: int = 64 * 1024,
+        code_path: Sequence[str] = (),
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
@@ -76,6 +80,7 @@ class ProcessPool:
         self._max_cached_functions = max_cached_functions
         self._max_result_bytes = max_result_bytes
         self._max_output_bytes = max_output_bytes
+        self._code_path = tuple(code_path)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._children: list[ChildHandle] = []
@@ -205,7 +210,9 @@ class ProcessPool:
         self._launched += 1
         # A forkserver child's parent is the fork server, not this process.
         parent = None if self._start_method == "forkserver" else os.getpid()
-        config = proto.ChildConfig(max_result_bytes=self._max_result_bytes, parent_pid=parent)
+        config = proto.ChildConfig(
+            max_result_bytes=self._max_result_bytes, parent_pid=parent, code_path=self._code_path
+        )
         name = f"faas-pool-{self._launched}"
         child = ChildHandle(self._context, name, config, self._max_output_bytes)
         try:
@@ -352,7 +359,7 @@ class ProcessPool:
             return
         child.job = None
         child.cancel_timer()
-        if done.kind == proto.BAD_FUNCTION:
+        if done.kind in (proto.BAD_FUNCTION, proto.NOT_IMPORTABLE):
             child.forget_function(job.function_id)
         self._deliver(outcomes.from_reply(job, done, child.output.take()))
 

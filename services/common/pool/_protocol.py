@@ -41,7 +41,12 @@ BAD_FUNCTION: Final = "bad_function"
 BAD_ARGUMENTS: Final = "bad_arguments"
 UNSERIALIZABLE: Final = "unserializable"
 TOO_LARGE: Final = "too_large"
-KINDS: Final = frozenset({OK, RAISED, BAD_FUNCTION, BAD_ARGUMENTS, UNSERIALIZABLE, TOO_LARGE})
+# The function or arguments refer to a module this child cannot import; the child then holds
+# no copy of the job's function (as after BAD_FUNCTION).
+NOT_IMPORTABLE: Final = "not_importable"
+KINDS: Final = frozenset(
+    {OK, RAISED, BAD_FUNCTION, BAD_ARGUMENTS, UNSERIALIZABLE, TOO_LARGE, NOT_IMPORTABLE}
+)
 
 Request = tuple[str, str, bytes | None, bytes, tuple[str, ...]]
 
@@ -52,14 +57,17 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ChildConfig:
-    """What a child is told at start: its result limit, and who its parent must be.
+    """What a child is told at start: its result limit, who its parent must be, its code path.
 
     ``parent_pid`` is the process that starts the child; a child that finds another parent
     when it starts (the first one is already gone) exits. ``None`` skips that check.
+    ``code_path`` goes at the front of the child's ``sys.path`` before it loads any payload,
+    so functions pickled by reference to users' modules import from there.
     """
 
     max_result_bytes: int
     parent_pid: int | None
+    code_path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
