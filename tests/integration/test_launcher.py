@@ -275,16 +275,45 @@ def _one_line(text: str) -> str:
     return lines[0]
 
 
+def run_until_exit(
+    argv: list[str], env: dict[str, str] | None = None, timeout: float = 120.0
+) -> tuple[int | None, str, list[str]]:
+    """Runs a launcher that should exit by itself: its exit code (None if it had to be
+    killed), its output, and the processes it started that were still running 30 s later.
+    """
+    read, write = os.pipe()
+    process = subprocess.Popen(
+        argv, env=env or _env(), stdin=subprocess.DEVNULL, stdout=write, stderr=write
+    )
+    os.close(write)
+    output = Output(read)
+    seen: dict[tuple[int, int], str] = {}
+    code: int | None = None
+    try:
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline:
+            seen.update(descendants(process.pid))
+            time.sleep(0.02)  # sampling its children while it runs
+        code = process.poll()
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not running(seen), 30, "its processes to end")
+        left = running(seen)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        _kill_all(seen)
+        output.close()
+    return code, output.text(), left
+
+
 @pytest.mark.parametrize("part", ["gateway", "dispatcher", "rest"])
 def test_a_busy_port_is_a_one_line_error(part: str, tmp_path: Path, ports: dict[str, int]) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", ports[part]))
         busy.listen()
-        done = subprocess.run(
-            _argv(tmp_path / "data", ports), env=_env(), capture_output=True, text=True, timeout=120
-        )
-    output = done.stdout + done.stderr
-    assert done.returncode != 0, output
+        code, output, left = run_until_exit(_argv(tmp_path / "data", ports))
+    assert code == 1 and not left, (output, left)
     assert BANNER not in output
     line = _one_line(output)
     assert f"port {ports[part]}" in line and part in line, line
@@ -329,11 +358,8 @@ def test_refuses_a_data_folder_written_by_a_newer_redis(
     redis_dir = tmp_path / "data" / "redis"
     redis_dir.mkdir(parents=True)
     (redis_dir / "redis-version").write_text("99.0.0\n")
-    done = subprocess.run(
-        _argv(tmp_path / "data", ports), env=_env(), capture_output=True, text=True, timeout=120
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode != 0, output
+    code, output, left = run_until_exit(_argv(tmp_path / "data", ports))
+    assert code == 1 and not left, (output, left)
     assert BANNER not in output
     line = _one_line(output)
     assert "99.0.0" in line and "6.2" in line, line
@@ -344,31 +370,10 @@ def test_refuses_a_data_folder_written_by_a_newer_redis(
 def test_a_part_that_fails_to_start_is_a_one_line_error(
     tmp_path: Path, ports: dict[str, int]
 ) -> None:
-    read, write = os.pipe()
-    launcher = subprocess.Popen(
-        _argv(tmp_path / "data", ports),
-        env={**_env(), "FAAS_MAX_ATTEMPTS": "not-a-number"},  # the dispatcher cannot start
-        stdin=subprocess.DEVNULL,
-        stdout=write,
-        stderr=write,
-    )
-    os.close(write)
-    output = Output(read)
-    seen: dict[tuple[int, int], str] = {}
-    try:
-        while launcher.poll() is None:  # remembers its processes, to check they are gone
-            seen.update(descendants(launcher.pid))
-            time.sleep(0.02)
-        assert launcher.wait(120) == 1
-        wait_until(lambda: not running(seen), 30, f"its processes to end: {running(seen)}")
-        output.wait_for("faas up:", 10)
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-        _kill_all(seen)
-        output.close()
-    text = output.text()
+    env = {**_env(), "FAAS_MAX_ATTEMPTS": "not-a-number"}  # the dispatcher cannot start
+    code, text, left = run_until_exit(_argv(tmp_path / "data", ports), env)
+    assert code == 1 and not left, (text, left)
     assert BANNER not in text, text
     last = text.strip().splitlines()[-1]
     assert re.fullmatch(r"faas up: dispatcher ended during start-up \(exit code \d+\)", last), text
-    assert any("redis-server" in cmdline for cmdline in seen.values()), seen
+    assert (tmp_path / "data" / "redis" / "redis.log").exists(), "Redis had started"
