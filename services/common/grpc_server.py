@@ -44,13 +44,16 @@ class PortInUse(OSError):
     """The port a server should listen on is taken; the message is one line naming it."""
 
     def __init__(self, host: str, port: int, detail: str = "is in use") -> None:
-        super().__init__(errno.EADDRINUSE, f"port {port} on {host} {detail}")
+        super().__init__(errno.EADDRINUSE, f"port {port} on {host or '*'} {detail}")
         self.host = host
         self.port = port
         self.detail = detail
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+_NOT_BOUND = "could not be bound (in use, or not an address of this host)"
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -62,7 +65,7 @@ def check_port_free(host: str, port: int) -> None:
     if port == 0:
         return
     for family, kind, proto, _, sockaddr in socket.getaddrinfo(
-        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     ):
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,7 +74,7 @@ def check_port_free(host: str, port: int) -> None:
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
                     raise PortInUse(host, port) from None
-                raise PortInUse(host, port, f"cannot be bound: {exc.strerror}") from None
+                # Other errors (no IPv6 for "localhost", say) are left to the server's bind.
 
 
 def create_server(
@@ -87,10 +90,10 @@ def create_server(
     server = grpc.aio.server(options=SERVER_OPTIONS)
     try:
         port = server.add_insecure_port(address)
-    except RuntimeError:  # taken between the check and the bind
-        raise PortInUse(host, int(port_text)) from None
+    except RuntimeError:  # taken since the check, or not an address of this host
+        raise PortInUse(host, int(port_text), _NOT_BOUND) from None
     if port == 0:
-        raise PortInUse(host, int(port_text))
+        raise PortInUse(host, int(port_text), _NOT_BOUND)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = list(service_names)
