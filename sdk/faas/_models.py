@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 from google.protobuf import timestamp_pb2
 
 from faas.v1 import common_pb2, gateway_pb2
 
-__all__ = ["TaskInfo", "TaskStatus", "WorkerInfo", "WorkersReport"]
+__all__ = [
+    "FunctionInfo",
+    "PlacementInfo",
+    "RuntimeInfo",
+    "TaskInfo",
+    "TaskStatus",
+    "WorkerInfo",
+    "WorkersReport",
+]
 
 
 class TaskStatus(enum.StrEnum):
@@ -46,7 +56,7 @@ def cause_name(value: int) -> str:
     return name.removeprefix("FAILURE_CAUSE_")
 
 
-def _time(message: common_pb2.TaskState, name: str) -> datetime | None:
+def _time(message: common_pb2.TaskState | common_pb2.FunctionInfo, name: str) -> datetime | None:
     if not message.HasField(name):  # type: ignore[arg-type]
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, name)
@@ -140,4 +150,81 @@ class WorkersReport:
                 )
                 for w in reply.workers
             ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeInfo:
+    """The interpreter and serializer a function was serialized with; empty when not given."""
+
+    python_version: str = ""
+    dill_version: str = ""
+    pickle_protocol: int = 0
+    serializer: str = ""
+    cloudpickle_version: str = ""
+
+    @classmethod
+    def from_proto(cls, runtime: common_pb2.Runtime) -> RuntimeInfo:
+        return cls(
+            python_version=runtime.python_version,
+            dill_version=runtime.dill_version,
+            pickle_protocol=runtime.pickle_protocol,
+            serializer=runtime.serializer,
+            cloudpickle_version=runtime.cloudpickle_version,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementInfo:
+    """What a function's tasks need of a worker: labels, resources, and any Python or not."""
+
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    resources: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    any_python: bool = False
+
+    @classmethod
+    def from_proto(cls, placement: common_pb2.Placement) -> PlacementInfo:
+        return cls(
+            labels=MappingProxyType(dict(placement.labels)),
+            resources=MappingProxyType(dict(placement.resources)),
+            any_python=placement.any_python,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionInfo:
+    """What the gateway recorded about a registered function (``FaaSClient.get_function``).
+
+    ``by_reference`` is True when the pickle holds only ``module`` and ``qualname``: the
+    function then runs only on workers that can import ``module`` (from their code path).
+    ``timeout`` is the default time limit of its tasks in seconds (``None``: none).
+    """
+
+    function_id: str
+    name: str
+    size_bytes: int
+    by_reference: bool
+    module: str = ""
+    qualname: str = ""
+    timeout: float | None = None
+    created_time: datetime | None = None
+    runtime: RuntimeInfo = field(default_factory=RuntimeInfo)
+    placement: PlacementInfo = field(default_factory=PlacementInfo)
+
+    @classmethod
+    def from_proto(cls, info: common_pb2.FunctionInfo) -> FunctionInfo:
+        timeout = None
+        if info.HasField("timeout"):
+            timeout = info.timeout.ToNanoseconds() / 1e9
+        return cls(
+            function_id=info.function_id,
+            name=info.name,
+            size_bytes=info.size_bytes,
+            by_reference=info.by_reference,
+            module=info.module,
+            qualname=info.qualname,
+            timeout=timeout,
+            created_time=_time(info, "created_time"),
+            runtime=RuntimeInfo.from_proto(info.runtime),
+            placement=PlacementInfo.from_proto(info.placement),
         )

@@ -33,7 +33,7 @@ from faas.v1 import common_pb2, gateway_pb2
 from . import _serde
 from ._futures import TaskFuture, results_in_order
 from ._loop import LoopThread
-from ._models import TaskInfo, TaskStatus, WorkersReport
+from ._models import FunctionInfo, TaskInfo, TaskStatus, WorkersReport
 from ._transport import RetryPolicy, Transport
 from .errors import ClientClosed, FaaSTimeout
 
@@ -387,6 +387,14 @@ class FaaSClient:
         """The workers connected to the dispatcher, their load, and the queue length."""
         reply = self._call(self._transport.stub.ListWorkers, gateway_pb2.ListWorkersRequest())
         return WorkersReport.from_proto(reply)
+
+    def get_function(self, function_id: str) -> FunctionInfo:
+        """What the gateway recorded about a registered function: its size, runtime, placement,
+        and whether it is pickled by reference (then ``module`` must import on the workers)."""
+        request = gateway_pb2.GetFunctionRequest(function_id=function_id)
+        return FunctionInfo.from_proto(
+            self._call(self._transport.stub.GetFunction, request).function
+        )
 
     def _call(
         self,

@@ -30,6 +30,7 @@ class LocalWorker:
             on_slot_ready=self._start_backlog,
             max_result_bytes=dispatcher.settings.max_result_bytes,
             max_output_bytes=dispatcher.settings.max_output_bytes,
+            code_path=dispatcher.settings.code_paths,
         )
         self.session = Session(
             worker_id=f"local-{socket.gethostname()}-{os.getpid()}",

@@ -8,6 +8,7 @@
     faas result TASK_ID --wait
     faas watch TASK_ID
     faas workers
+    faas function FUNCTION_ID                 # by value or by reference, runtime, placement
 
 Every command takes ``--target HOST:PORT`` (default ``$FAAS_TARGET``, else 127.0.0.1:50051) and
 ``--json`` (one JSON document per line on stdout, for scripts). Errors are one line on stderr
@@ -138,6 +139,13 @@ def build_parser(default_target: str = DEFAULT_TARGET) -> argparse.ArgumentParse
     commands.add_parser(
         "workers", parents=[common], help="table of connected workers and their load"
     )
+
+    function = commands.add_parser(
+        "function",
+        parents=[common],
+        help="what the gateway recorded about a function (by value or by reference, ...)",
+    )
+    function.add_argument("function_id", metavar="FUNCTION_ID")
     return parser
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .._futures import TaskFuture
-from .._models import TaskInfo
+from .._models import FunctionInfo, TaskInfo
 from ..client import FaaSClient
 from ..errors import FaaSError, FaaSTimeout
 from . import _inputs, _output
@@ -180,6 +180,75 @@ def workers(args: argparse.Namespace, session: Session) -> int:
     return OK
 
 
+def function(args: argparse.Namespace, session: Session) -> int:
+    """Shows what the gateway recorded about a function (not its payload)."""
+    info = session.client.get_function(args.function_id)
+    if session.json:
+        session.document(_function_json(info))
+    else:
+        session.out(_function_text(info))
+    return OK
+
+
+def _function_json(info: FunctionInfo) -> dict[str, Any]:
+    """The same fields as REST's ``GET /functions/{function_id}``."""
+    runtime, placement = info.runtime, info.placement
+    return {
+        "function_id": info.function_id,
+        "name": info.name,
+        "size_bytes": info.size_bytes,
+        "timeout": info.timeout,
+        "created_time": info.created_time.isoformat() if info.created_time else None,
+        "runtime": {
+            "python_version": runtime.python_version,
+            "dill_version": runtime.dill_version,
+            "pickle_protocol": runtime.pickle_protocol,
+            "serializer": runtime.serializer,
+            "cloudpickle_version": runtime.cloudpickle_version,
+        },
+        "by_reference": info.by_reference,
+        "module": info.module,
+        "qualname": info.qualname,
+        "placement": {
+            "labels": dict(placement.labels),
+            "resources": dict(placement.resources),
+            "any_python": placement.any_python,
+        },
+    }
+
+
+def _function_text(info: FunctionInfo) -> str:
+    """A few labelled lines for people."""
+    if info.by_reference:
+        code = (
+            f"by reference to {info.module}.{info.qualname}: runs only on workers that can "
+            f"import {info.module} (their --code-path / FAAS_CODE_PATH)"
+        )
+    else:
+        code = "by value: workers need not import its module"
+    runtime = info.runtime
+    versions = [f"Python {runtime.python_version}"] if runtime.python_version else []
+    if runtime.serializer == "cloudpickle":
+        versions.append(f"cloudpickle {runtime.cloudpickle_version or '(version unknown)'}")
+    if runtime.dill_version:
+        versions.append(f"dill {runtime.dill_version}")
+    needs = [f"{k}={v}" for k, v in sorted(info.placement.labels.items())]
+    needs += [f"{k}>={v:g}" for k, v in sorted(info.placement.resources.items())]
+    if info.placement.any_python:
+        needs.append("any Python")
+    rows = [
+        ("function", info.function_id),
+        ("name", info.name),
+        ("code", code),
+        ("payload", f"{info.size_bytes} bytes, pickle protocol {runtime.pickle_protocol}"),
+        ("runtime", ", ".join(versions) or "not given by the client"),
+        ("timeout", f"{info.timeout:g} s" if info.timeout is not None else "none"),
+        ("placement", ", ".join(needs) or "any worker"),
+        ("created", info.created_time.isoformat(sep=" ") if info.created_time else "unknown"),
+    ]
+    return "\n".join(f"{label:<10} {value}" for label, value in rows)
+
+
 def _report(session: Session, info: TaskInfo) -> int:
     """Prints an ended task's value (or its failure, on stderr) and returns the exit code."""
     outcome = _output.outcome_of(info)
@@ -256,4 +325,5 @@ COMMANDS = {
     "result": result,
     "watch": watch,
     "workers": workers,
+    "function": function,
 }

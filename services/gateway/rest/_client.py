@@ -30,7 +30,13 @@ _SERVICE_CONFIG: Final = json.dumps(
             {
                 "name": [
                     {"service": _GATEWAY_SERVICE, "method": method}
-                    for method in ("RegisterFunction", "GetStatus", "GetResult", "ListWorkers")
+                    for method in (
+                        "RegisterFunction",
+                        "GetStatus",
+                        "GetResult",
+                        "ListWorkers",
+                        "GetFunction",
+                    )
                 ]
                 + [{"service": _HEALTH_SERVICE}],
                 "retryPolicy": {
@@ -75,13 +81,26 @@ class GatewayClient:
         await self._channel.close()
 
     async def register_function(
-        self, name: str, payload: bytes, timeout: float | None
+        self,
+        name: str,
+        payload: bytes,
+        timeout: float | None,
+        runtime: common_pb2.Runtime | None = None,
+        placement: common_pb2.Placement | None = None,
     ) -> gateway_pb2.RegisterFunctionResponse:
         """RegisterFunction."""
-        request = gateway_pb2.RegisterFunctionRequest(name=name, payload=payload)
+        request = gateway_pb2.RegisterFunctionRequest(
+            name=name, payload=payload, runtime=runtime, placement=placement
+        )
         if timeout is not None:
             request.timeout.CopyFrom(duration(timeout))
         return await self._stub.RegisterFunction(request, timeout=self._timeout)
+
+    async def get_function(self, function_id: str) -> common_pb2.FunctionInfo:
+        """GetFunction."""
+        request = gateway_pb2.GetFunctionRequest(function_id=function_id)
+        response = await self._stub.GetFunction(request, timeout=self._timeout)
+        return response.function
 
     async def execute_function(
         self, function_id: str, payload: bytes, timeout: float | None, request_id: str | None

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC
 
 from faas.v1 import common_pb2, gateway_pb2
 from google.protobuf import duration_pb2
 
 from services.gateway.rest._codec import encode_result
 from services.gateway.rest._models import (
+    FunctionResponse,
+    PlacementBody,
+    RegisterFunctionBody,
     ResultResponse,
+    RuntimeBody,
     StatusResponse,
     TaskErrorBody,
     WorkerBody,
@@ -20,7 +25,10 @@ __all__ = [
     "TERMINAL_STATUSES",
     "cause_name",
     "duration",
+    "function_body",
+    "placement_message",
     "result_body",
+    "runtime_message",
     "status_body",
     "status_name",
     "workers_body",
@@ -112,4 +120,51 @@ def workers_body(response: gateway_pb2.ListWorkersResponse) -> WorkersResponse:
             )
             for w in response.workers
         ],
+    )
+
+
+def runtime_message(body: RegisterFunctionBody) -> common_pb2.Runtime | None:
+    """The ``runtime`` of a ``/register_function`` body as a message (None when not given)."""
+    if body.runtime is None:
+        return None
+    return common_pb2.Runtime(**body.runtime.model_dump())
+
+
+def placement_message(body: RegisterFunctionBody) -> common_pb2.Placement | None:
+    """The ``placement`` of a ``/register_function`` body as a message (None when not given)."""
+    if body.placement is None:
+        return None
+    return common_pb2.Placement(**body.placement.model_dump())
+
+
+def function_body(info: common_pb2.FunctionInfo) -> FunctionResponse:
+    """The ``/functions/{function_id}`` body of a GetFunction answer."""
+    created = None
+    if info.HasField("created_time"):
+        created = info.created_time.ToDatetime(tzinfo=UTC).isoformat()
+    timeout = None
+    if info.HasField("timeout"):
+        timeout = info.timeout.seconds + info.timeout.nanos / 1e9
+    runtime = info.runtime
+    return FunctionResponse(
+        function_id=info.function_id,
+        name=info.name,
+        size_bytes=info.size_bytes,
+        timeout=timeout,
+        created_time=created,
+        runtime=RuntimeBody(
+            python_version=runtime.python_version,
+            dill_version=runtime.dill_version,
+            pickle_protocol=runtime.pickle_protocol,
+            serializer=runtime.serializer,
+            cloudpickle_version=runtime.cloudpickle_version,
+        ),
+        by_reference=info.by_reference,
+        module=info.module,
+        qualname=info.qualname,
+        placement=PlacementBody(
+            labels=dict(info.placement.labels),
+            resources=dict(info.placement.resources),
+            any_python=info.placement.any_python,
+        ),
     )

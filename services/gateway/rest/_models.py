@@ -21,10 +21,13 @@ __all__ = [
     "ExecuteBatchResponse",
     "ExecuteFunctionBody",
     "ExecuteFunctionResponse",
+    "FunctionResponse",
     "HealthResponse",
+    "PlacementBody",
     "RegisterFunctionBody",
     "RegisterFunctionResponse",
     "ResultResponse",
+    "RuntimeBody",
     "StatusResponse",
     "TaskErrorBody",
     "WorkerBody",
@@ -71,7 +74,38 @@ Payload = Annotated[
     ),
 ]
 
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
 FunctionId = Annotated[Text, Field(json_schema_extra=_stated(minLength=1, maxLength=MAX_ID_CHARS))]
+
+
+class RuntimeBody(BaseModel):
+    """The interpreter and serializer a function was serialized with (faas.v1.Runtime)."""
+
+    python_version: Text = Field(default="", description='"3.11.7": the client\'s Python.')
+    dill_version: Text = Field(default="", description='The dill version, e.g. "0.4.1".')
+    pickle_protocol: int = Field(
+        default=0,
+        ge=0,
+        le=2**32 - 1,
+        description="The pickle protocol; the gateway reads it from the payload itself.",
+    )
+    serializer: Text = Field(default="", description='"dill" or "cloudpickle"; "": unknown.')
+    cloudpickle_version: Text = Field(default="", description="When serializer is cloudpickle.")
+
+
+class PlacementBody(BaseModel):
+    """What a function's tasks need of a worker (faas.v1.Placement)."""
+
+    labels: dict[Text, Text] = Field(
+        default_factory=dict, description='Labels the worker must carry, e.g. {"gpu": "h200"}.'
+    )
+    resources: dict[Text, Amount] = Field(
+        default_factory=dict, description='Resources the worker must offer, e.g. {"gpu": 1}.'
+    )
+    any_python: bool = Field(
+        default=False, description="Run on any Python version, not only the function's minor."
+    )
 
 
 class RegisterFunctionBody(BaseModel):
@@ -83,6 +117,12 @@ class RegisterFunctionBody(BaseModel):
     )
     payload: Payload
     timeout: Timeout = None
+    runtime: RuntimeBody | None = Field(
+        default=None, description="The Python and dill versions the payload was made with."
+    )
+    placement: PlacementBody | None = Field(
+        default=None, description="What every task of the function needs of a worker."
+    )
 
 
 class RegisterFunctionResponse(BaseModel):
@@ -132,6 +172,24 @@ class ExecuteBatchResponse(BaseModel):
     task_ids: list[str]
 
 
+class FunctionResponse(BaseModel):
+    """Answer of ``GET /functions/{function_id}``: what the gateway recorded (not the payload)."""
+
+    function_id: str
+    name: str
+    size_bytes: int = Field(description="Size of the serialized function in bytes.")
+    timeout: float | None = Field(description="Default time limit in seconds; null: none.")
+    created_time: str | None = Field(description="When it was registered (RFC 3339, UTC).")
+    runtime: RuntimeBody
+    by_reference: bool = Field(
+        description="True when the pickle holds only a reference (module and qualname): it "
+        "runs only on workers that can import the module (their --code-path)."
+    )
+    module: str = Field(description="The module the reference names, when by_reference.")
+    qualname: str = Field(description="The qualified name it names, when by_reference.")
+    placement: PlacementBody
+
+
 class StatusResponse(BaseModel):
     """Answer of ``GET /status/{task_id}``."""
 
@@ -144,7 +202,8 @@ class TaskErrorBody(BaseModel):
 
     cause: str = Field(
         description="RAISED, TIMEOUT, PROCESS_DIED, WORKER_LOST, BAD_PAYLOAD, "
-        "RESULT_NOT_SERIALIZABLE, RESULT_TOO_LARGE or UNSPECIFIED."
+        "RESULT_NOT_SERIALIZABLE, RESULT_TOO_LARGE, CODE_NOT_IMPORTABLE, "
+        "NO_COMPATIBLE_WORKER or UNSPECIFIED."
     )
     message: str
     traceback: str

@@ -17,13 +17,21 @@ from services.gateway.limits import MAX_ID_CHARS, max_body_bytes
 from services.gateway.rest._body_limit import BodyLimitMiddleware
 from services.gateway.rest._client import GatewayClient
 from services.gateway.rest._codec import INVALID_BASE64, InvalidPayloadError, decode_payload
-from services.gateway.rest._convert import result_body, status_body, workers_body
+from services.gateway.rest._convert import (
+    function_body,
+    placement_message,
+    result_body,
+    runtime_message,
+    status_body,
+    workers_body,
+)
 from services.gateway.rest._errors import grpc_error_detail, install_error_handlers
 from services.gateway.rest._models import (
     ExecuteBatchBody,
     ExecuteBatchResponse,
     ExecuteFunctionBody,
     ExecuteFunctionResponse,
+    FunctionResponse,
     HealthResponse,
     RegisterFunctionBody,
     RegisterFunctionResponse,
@@ -58,6 +66,7 @@ async def _gateway(request: Request) -> GatewayClient:
 Gateway = Annotated[GatewayClient, Depends(_gateway)]
 # Checked by the gateway (400), stated here for the schema.
 TaskId = Annotated[str, Path(json_schema_extra={"minLength": 1, "maxLength": MAX_ID_CHARS})]
+FunctionIdPath = Annotated[str, Path(json_schema_extra={"minLength": 1, "maxLength": MAX_ID_CHARS})]
 
 
 def _decode_batch(payloads: list[str]) -> list[bytes]:
@@ -102,8 +111,18 @@ def create_app(settings: RestSettings) -> FastAPI:
         body: RegisterFunctionBody, gateway: Gateway
     ) -> RegisterFunctionResponse:
         payload = decode_payload(body.payload)
-        response = await gateway.register_function(body.name, payload, body.timeout)
+        response = await gateway.register_function(
+            body.name, payload, body.timeout, runtime_message(body), placement_message(body)
+        )
         return RegisterFunctionResponse(function_id=response.function_id)
+
+    @app.get(
+        "/functions/{function_id}",
+        summary="What the gateway recorded about a registered function (not its payload)",
+        responses=_ERRORS,
+    )
+    async def get_function(function_id: FunctionIdPath, gateway: Gateway) -> FunctionResponse:
+        return function_body(await gateway.get_function(function_id))
 
     @app.post(
         "/execute_function",
