@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from services.common.pool import code_path_entries, normalized_code_path
 from services.common.settings import Flag, ListenAddress, LogLevel, Option, ServiceSettings
 
 __all__ = ["MODES", "DispatcherSettings", "Mode"]
@@ -95,26 +96,32 @@ class DispatcherSettings(ServiceSettings):
         float,
         Field(gt=0, description="how often RUNNING tasks are checked for an attempt none holds"),
     ] = 5.0
-    no_worker_timeout_seconds: Annotated[
-        float,
-        Field(
-            gt=0,
-            description="a task that no connected worker can take (labels, resources, Python) "
-            "FAILS NO_COMPATIBLE_WORKER after this long",
-        ),
-        Option(("--no-worker-timeout",)),
-    ] = 60.0
     max_result_bytes: Annotated[
         int, Field(ge=1, description="local mode: the largest serialized result a task may return")
     ] = 16 * _MIB
     max_output_bytes: Annotated[
         int, Field(ge=1, description="local mode: how much of a task's stdout and stderr is kept")
     ] = 64 * 1024
+    code_path: Annotated[
+        str,
+        AfterValidator(normalized_code_path),
+        Field(
+            default_factory=os.getcwd,
+            description=f"local mode: folders (separated by {os.pathsep!r}) its processes "
+            "import users' modules from (functions pickled by reference)",
+        ),
+        Option(("--code-path",), env="FAAS_CODE_PATH", default_doc="the working directory"),
+    ]
     shutdown_grace_seconds: Annotated[
         float, Field(ge=0, description="on SIGTERM, how long work in progress may finish")
     ] = 5.0
     log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
     log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
+
+    @property
+    def code_paths(self) -> tuple[str, ...]:
+        """The folders of ``code_path``, in order."""
+        return code_path_entries(self.code_path)
 
     @property
     def dead_after_seconds(self) -> float:
