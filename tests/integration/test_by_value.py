@@ -163,7 +163,8 @@ def test_a_plain_dill_pickle_of_the_module_fails_on_the_workers(
 def test_module_level_function_runs_and_says_how_it_was_pickled(
     client: FaaSClient, log: RegisterLog, mylib: ModuleType
 ) -> None:
-    assert run(client, mylib.plain, 41) == 42
+    function_id = client.register(mylib.plain)
+    assert client.submit(function_id, 41).result(timeout=120) == 42
     [request] = log.requests
     assert request.runtime.python_version == "{}.{}.{}".format(*sys.version_info[:3])
     assert request.runtime.dill_version == dill.__version__
@@ -171,6 +172,9 @@ def test_module_level_function_runs_and_says_how_it_was_pickled(
     assert request.runtime.cloudpickle_version
     assert mylib.__name__.encode() in request.payload  # __module__ kept, as a plain string
     assert request.name == "plain"
+    recorded = client.get_function(function_id)  # what the gateway read from the pickle
+    assert (recorded.by_reference, recorded.module) == (False, "")
+    assert recorded.runtime.serializer == "cloudpickle" and recorded.runtime.pickle_protocol == 5
 
 
 def test_function_with_a_same_module_helper_and_constant(
@@ -197,7 +201,10 @@ def test_decorated_function(client: FaaSClient, mylib: ModuleType) -> None:
 
 def test_installed_modules_stay_references(client: FaaSClient, mylib: ModuleType) -> None:
     assert run(client, mylib.with_stdlib, {"b": 1, "a": 2}) == '{"a": 2, "b": 1} 4.0'
-    assert run(client, json.dumps, [1]) == "[1]"  # json.dumps itself goes by reference
+    function_id = client.register(json.dumps)
+    assert client.submit(function_id, [1]).result(timeout=120) == "[1]"
+    recorded = client.get_function(function_id)  # json.dumps itself goes by reference
+    assert (recorded.by_reference, recorded.module, recorded.qualname) == (True, "json", "dumps")
 
 
 def test_executor_ships_the_module_by_value(shared_platform: Platform, mylib: ModuleType) -> None:
