@@ -6,9 +6,11 @@ Every setting is a flag and an environment variable (``--help`` lists them); fla
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Sequence
 
+from services.common import grpc_server
 from services.common.logs import setup_logging
 from services.common.settings import load
 
@@ -21,7 +23,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         DispatcherSettings, argv, os.environ, prog="faas-dispatcher", description=__doc__
     )
     setup_logging("dispatcher", settings.log_level, settings.log_json)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except grpc_server.PortInUse as exc:  # one line, not a traceback
+        logging.getLogger(__name__).error("%s", exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

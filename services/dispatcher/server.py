@@ -29,13 +29,14 @@ async def serve(settings: DispatcherSettings) -> None:
         result_ttl=settings.result_ttl_seconds,
     )
     dispatcher = Dispatcher(settings, store)
+    # The port first: a busy one fails before the local pool starts.
+    server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME])
     local = None
     if settings.mode == "local":
         from .local import LocalWorker  # imports the process pool only when it is used
 
         local = LocalWorker(dispatcher, settings.local_processes)
         await local.start()
-    server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME])
     dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server(
         DispatcherServicer(dispatcher), server
     )

@@ -339,8 +339,9 @@ def test_a_service_will_not_share_its_port_with_a_grpc_server(service: str) -> N
         )
     finally:
         other.stop(None)
-    assert done.returncode != 0, done.stderr
+    assert done.returncode == 1, done.stderr
     assert f"port {port} on 127.0.0.1 is in use" in done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_ctrl_c_with_output_to_a_closed_pipe_stops_everything(launch: LaunchFactory) -> None:

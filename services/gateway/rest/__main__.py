@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import uvicorn
 
+from services.common.grpc_server import PortInUse, check_port_free
 from services.common.logs import setup_logging
 from services.common.settings import load
 from services.gateway.rest.app import create_app
@@ -34,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     level = settings.log_level
     setup_logging("rest", "DEBUG" if level == "TRACE" else level, settings.log_json)
+    try:
+        check_port_free(settings.host, settings.port)
+    except PortInUse as exc:  # one line before anything starts, not uvicorn's late exit 3
+        logger.error("%s", exc)
+        raise SystemExit(1) from None
     logger.info("REST shim listening on %s:%d", settings.host, settings.port)
     config = uvicorn.Config(
         create_app(settings),
