@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from services.common.logs import setup_logging
+from services.common.pool import normalized_code_path
 
 from .output import STDERR, STDOUT
 from .platform import Platform, PlatformConfig
@@ -136,12 +137,15 @@ def _banner(platform: Platform) -> None:
         if config.mode == "local"
         else f"{len(platform.workers)} worker(s) x {config.worker_processes} processes"
     )
+    # Workers take FAAS_CODE_PATH from the environment they inherit, else their working directory.
+    code_path = normalized_code_path(platform.env.get("FAAS_CODE_PATH", "").strip() or os.getcwd())
     STDOUT.say(
         "MPCSFaaS is up:\n"
         f"  REST        {platform.rest_url}  (docs: {platform.rest_url}/docs)\n"
         f"  gateway     {platform.gateway_target}  (gRPC, reflection on)\n"
         f"  dispatcher  {platform.dispatcher_target}  ({config.mode} mode, {workers})\n"
         f"  redis       {platform.redis_url}  ({redis_note})\n"
+        f"  code path   {code_path}  (workers import your modules from here: FAAS_CODE_PATH)\n"
         f"Add a worker: {_python()} -m services.worker N {platform.dispatcher_target}\n"
         "Ctrl-C stops everything."
     )

@@ -387,3 +387,5 @@ def test_faas_up_runs_the_platform_until_interrupted(tmp_path: Path) -> None:
     output = "".join(seen) + output
     assert up.returncode == 0, output
     assert "MPCSFaaS is up" in output and "stopped" in output
+    # Workers import users' modules from the folder the platform was started from.
+    assert f"  code path   {os.getcwd()}  (workers import your modules from here" in output
