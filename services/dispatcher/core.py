@@ -24,12 +24,14 @@ from services.common.store import (
     AttemptOutcome,
     AttemptStart,
     LostAttempt,
+    QueuedFailure,
     QueuedTask,
     RunningAttempt,
     TaskStore,
 )
 from services.common.streams import split
 
+from .placement import Needs
 from .scheduler import Scheduler, Session, Task
 from .settings import DispatcherSettings
 from .sweep import StrandedSweep
@@ -82,7 +84,18 @@ def _outcome_record(o: dispatcher_pb2.TaskOutcome) -> AttemptOutcome:
 
 
 def _task(spec: QueuedTask) -> Task:
-    return Task(spec.task_id, spec.function_id, spec.payload, spec.timeout)
+    placement = common_pb2.Placement.FromString(spec.placement) if spec.placement else None
+    runtime = common_pb2.Runtime.FromString(spec.runtime) if spec.runtime else None
+    task = Task(spec.task_id, spec.function_id, spec.payload, spec.timeout)
+    task.needs = Needs.of(placement, runtime)
+    task.pending_reason = spec.pending_reason
+    return task
+
+
+# A pending reason that matches none, so that the next review stores the task's reason again.
+_UNSTORED = "\0"
+# Pending reasons stored in one Redis call.
+_PENDING_BATCH = 500
 
 
 class Dispatcher:
@@ -121,6 +134,7 @@ class Dispatcher:
             self._monitor_loop(),
             self._reconcile_loop(),
             self._sweep_loop(),
+            self._waiting_loop(),
         ]
         await asyncio.gather(*loops)
 
@@ -159,6 +173,10 @@ class Dispatcher:
         for spec in specs:
             timeout = spec.timeout.seconds + spec.timeout.nanos / 1e9
             task = Task(spec.task_id, spec.function_id, spec.payload, timeout or None)
+            task.needs = Needs.of(
+                spec.placement if spec.HasField("placement") else None,
+                spec.runtime if spec.HasField("runtime") else None,
+            )
             self.scheduler.add(task)
         self.wake()
 
@@ -239,6 +257,64 @@ class Dispatcher:
                 await self.sweep()
             except redis.exceptions.RedisError as exc:
                 log.warning("sweep skipped: %s", exc)
+
+    # Tasks no worker can take
+
+    async def _waiting_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)  # as often as liveness checks
+            if self.stopping:
+                continue
+            try:
+                await self.review_waiting()
+            except Exception:
+                log.exception("reviewing the waiting tasks failed")  # tried again next period
+
+    async def review_waiting(self) -> None:
+        """Stores why queued tasks wait, and fails those no worker could take for too long."""
+        review = self.scheduler.review(time.monotonic(), self.settings.no_worker_timeout_seconds)
+        await self._store_reasons(review.reasons)
+        if review.expired:
+            await self._fail_unplaceable(review.expired)
+
+    async def _store_reasons(self, reasons: list[tuple[Task, str]]) -> None:
+        """Stores changed pending reasons; those not stored are tried again at the next review."""
+        for start in range(0, len(reasons), _PENDING_BATCH):
+            part = reasons[start : start + _PENDING_BATCH]
+            try:
+                await self.store.set_pending([(t.task_id, r) for t, r in part])
+            except Exception as exc:
+                for task, _ in reasons[start:]:
+                    task.pending_reason = _UNSTORED
+                log.warning("pending reasons not stored: %s", exc)
+                return
+
+    async def _fail_unplaceable(self, tasks: list[Task]) -> None:
+        """FAILS tasks (taken out of the queue) that no connected worker could take in time."""
+        wait = self.settings.no_worker_timeout_seconds
+        failures = []
+        for task in tasks:
+            message = f"{task.pending_reason} (waited {wait:g} s for one)"
+            failures.append(
+                QueuedFailure(
+                    task.task_id,
+                    uuid.uuid4().hex,
+                    pickle.dumps(RuntimeError(message)),
+                    "NO_COMPATIBLE_WORKER",
+                    message,
+                )
+            )
+        log.warning("%d task(s) failed: no connected worker could take them", len(tasks))
+        try:
+            failed = await self._retry(lambda: self.store.fail_queued(failures))
+        except BaseException:
+            for task in tasks:  # not stored: they stay queued, and are reviewed again
+                self.scheduler.requeue(task)
+            raise
+        for task, ok in zip(tasks, failed, strict=True):
+            self.scheduler.forget(task.task_id)  # FAILED now, or no longer QUEUED anyway
+            if ok:
+                self.emit(task.task_id, common_pb2.TASK_STATUS_FAILED)
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -650,6 +726,9 @@ class Dispatcher:
                 failed=s.failed,
                 mode=s.mode,
                 draining=s.draining,
+                runtime=s.runtime,
+                labels=s.labels,
+                resources=s.resources,
             )
             stats.connected_time.FromMilliseconds(int(s.connected_at * 1000))
             out.append(stats)

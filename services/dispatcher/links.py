@@ -81,6 +81,9 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             capacity=hello.capacity,
             mode=dispatcher.settings.mode,
             prefetch=dispatcher.settings.prefetch,
+            runtime=hello.runtime,  # empty when the worker does not say: only for any Python
+            labels=dict(hello.labels),
+            resources=dict(hello.resources),
         )
         session.deliver = lambda batch: outbox.put_nowait(
             dispatcher_pb2.ConnectResponse(assignments=batch)
@@ -91,11 +94,13 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         session.close = lambda: outbox.put_nowait(None)
         kept = dispatcher.attach(session, list(hello.running_attempt_ids))
         log.info(
-            "worker %s connected from %s pid %d with %d process(es)%s",
+            "worker %s connected from %s pid %d with %d process(es), Python %s%s%s",
             hello.worker_id,
             hello.host,
             hello.pid,
             hello.capacity,
+            hello.runtime.python_version or "unknown",
+            "".join(f", {k}={v}" for k, v in sorted(hello.labels.items())),
             f", still running {len(kept)}" if kept else "",
         )
         reader = asyncio.create_task(self._read_worker(session, request_iterator, outbox))

@@ -2,7 +2,9 @@
 
 Push mode gives a task to the connected worker with the fewest in-flight tasks relative to its
 capacity (ties round-robin), never beyond capacity + prefetch. Pull mode gives tasks only to
-workers that asked for them, oldest request first.
+workers that asked for them, oldest request first. In every mode a task goes only to a worker
+that has what it needs (see :mod:`.placement`). Tasks queue by their needs, so a task that no
+free worker can take now never holds back the tasks behind it (no head-of-line blocking).
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from faas.v1 import common_pb2
 from faas.v1.dispatcher_pb2 import AssignmentBatch
+
+from services.common.runtime import current_runtime, python_minor
+
+from .placement import ANY, Needs, Offer, unmet
 
 
 @dataclass(slots=True)
@@ -24,6 +31,13 @@ class Task:
     function_id: str
     payload: bytes
     timeout: float | None
+    needs: Needs = ANY
+    # The pending reason last stored for it ("" none), and since when (monotonic) no connected
+    # worker could take it (None: some can).
+    pending_reason: str = ""
+    unplaceable_since: float | None = None
+    # Its place in the queue: the sequence number it was queued under, or None when not queued.
+    seq: int | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -54,6 +68,11 @@ class Session:
     last_seen: float = field(default_factory=time.monotonic)
     # Whether heartbeats are expected (False for the dispatcher's own local pool).
     remote: bool = True
+    # What the worker runs and offers; a session built without them (the local pool) runs
+    # this process's runtime.
+    runtime: common_pb2.Runtime = field(default_factory=current_runtime)
+    labels: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)
     # Hooks set by the link that owns the session.
     deliver: Callable[[AssignmentBatch], None] | None = None
     acknowledge: Callable[[list[str]], None] | None = None
@@ -69,15 +88,32 @@ class Session:
     def load(self) -> float:
         return (len(self.in_flight) + self.reserved) / max(self.capacity, 1)
 
+    def offer(self) -> Offer:
+        return Offer(self.labels, self.resources, python_minor(self.runtime.python_version))
+
+
+@dataclass(slots=True)
+class Review:
+    """What :meth:`Scheduler.review` found: pending reasons to store, tasks to fail."""
+
+    # Queued tasks whose pending reason changed, with the new one ("" cleared).
+    reasons: list[tuple[Task, str]] = field(default_factory=list)
+    # Tasks no connected worker could take for the whole wait, taken out of the queue.
+    expired: list[Task] = field(default_factory=list)
+
 
 class Scheduler:
-    """The queue of tasks and the sessions they go to."""
+    """The queue of tasks, by their needs, and the sessions they go to."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
-        self.queue: deque[Task] = deque()
         self.tasks: dict[str, Task] = {}  # every task held: queued or in flight
         self.sessions: dict[str, Session] = {}
+        # needs -> (seq, task) in queue order; an entry whose task has another seq is stale.
+        self._queues: dict[Needs, deque[tuple[int, Task]]] = {}
+        self._queued = 0
+        self._back = itertools.count()
+        self._front = itertools.count(-1, -1)
         self._order = itertools.count()
         self._rank: dict[str, int] = {}
 
@@ -88,18 +124,51 @@ class Scheduler:
         if task.task_id in self.tasks:
             return False
         self.tasks[task.task_id] = task
-        if front:
-            self.queue.appendleft(task)
-        else:
-            self.queue.append(task)
+        self._push(task, front=front)
         return True
 
     def requeue(self, task: Task) -> None:
         self.tasks[task.task_id] = task
-        self.queue.appendleft(task)
+        self._push(task, front=True)
 
     def forget(self, task_id: str) -> None:
-        self.tasks.pop(task_id, None)
+        task = self.tasks.pop(task_id, None)
+        if task is not None:
+            self._unqueue(task)
+
+    def take(self, task: Task) -> None:
+        """Takes a queued task out of the queue; it stays held until forgotten or requeued."""
+        self._unqueue(task)
+
+    def _push(self, task: Task, *, front: bool) -> None:
+        self._unqueue(task)
+        seq = next(self._front) if front else next(self._back)
+        task.seq = seq
+        queue = self._queues.setdefault(task.needs, deque())
+        if front:
+            queue.appendleft((seq, task))
+        else:
+            queue.append((seq, task))
+        self._queued += 1
+
+    def _unqueue(self, task: Task) -> None:
+        if task.seq is not None:
+            task.seq = None  # its entry goes stale, dropped when it reaches the front
+            self._queued -= 1
+
+    def _head(self, needs: Needs) -> Task | None:
+        queue = self._queues[needs]
+        while queue and queue[0][1].seq != queue[0][0]:
+            queue.popleft()
+        if not queue:
+            del self._queues[needs]
+            return None
+        return queue[0][1]
+
+    def queued(self) -> list[Task]:
+        """The queued tasks in the order they are offered to workers."""
+        entries = [e for q in self._queues.values() for e in q if e[1].seq == e[0]]
+        return [task for _, task in sorted(entries, key=lambda e: e[0])]
 
     # Sessions
 
@@ -123,24 +192,41 @@ class Scheduler:
     # Planning
 
     def plan(self) -> list[tuple[Session, Task]]:
-        """Takes queued tasks and reserves a session for each, as far as capacity allows."""
+        """Takes queued tasks and reserves a session for each, as far as capacity allows.
+
+        The oldest queued task that some free session can take goes first; tasks that no free
+        session can take stay queued, in order, without holding back the others.
+        """
         out: list[tuple[Session, Task]] = []
-        while self.queue:
-            session = self._pick()
-            if session is None:
+        blocked: set[Needs] = set()  # needs no free session has, for the rest of this plan
+        while self._queued and any(s.available() > 0 for s in self.sessions.values()):
+            heads = [h for n in list(self._queues) if (h := self._head(n)) is not None]
+            heads.sort(key=lambda t: t.seq or 0)  # oldest first; a head's seq is set
+            placed = False
+            for task in heads:
+                if task.needs in blocked:
+                    continue
+                session = self._pick(task.needs)
+                if session is None:
+                    blocked.add(task.needs)
+                    continue
+                self._unqueue(task)
+                task.pending_reason, task.unplaceable_since = "", None  # its start clears them
+                session.reserved += 1
+                if session.mode == "pull":
+                    session.credits -= 1
+                out.append((session, task))
+                placed = True
                 break
-            task = self.queue.popleft()
-            session.reserved += 1
-            if session.mode == "pull":
-                session.credits -= 1
-            out.append((session, task))
+            if not placed:
+                break
         return out
 
-    def _pick(self) -> Session | None:
+    def _pick(self, needs: Needs) -> Session | None:
         best: Session | None = None
         best_key: tuple[float, float] = (0.0, 0.0)
         for session in self.sessions.values():
-            if session.available() <= 0:
+            if session.available() <= 0 or not needs.fits(session.offer()):
                 continue
             if self.mode == "pull":
                 key = (session.credit_since, 0.0)
@@ -153,4 +239,34 @@ class Scheduler:
         return best
 
     def queued_count(self) -> int:
-        return len(self.queue)
+        return self._queued
+
+    # Tasks no worker can take
+
+    def review(self, now: float, wait: float) -> Review:
+        """Pending reasons of the queued tasks, and those to fail for want of a worker.
+
+        A task that no connected worker can take gets a reason; once that has lasted ``wait``
+        seconds (counted from when it was first found so, and reset whenever a worker that can
+        take it is connected) it is expired, and taken out of the queue. With no worker
+        connected at all, tasks wait without expiring (the workers may be restarting).
+        """
+        found = Review()
+        live = [s.offer() for s in self.sessions.values() if not (s.closed or s.draining)]
+        for needs in list(self._queues):
+            reason = unmet(needs, live)
+            for seq, task in list(self._queues[needs]):
+                if task.seq != seq:
+                    continue
+                if reason != task.pending_reason:
+                    task.pending_reason = reason
+                    found.reasons.append((task, reason))
+                if not reason or not live:
+                    task.unplaceable_since = None
+                elif task.unplaceable_since is None:
+                    task.unplaceable_since = now
+                elif now - task.unplaceable_since >= wait:
+                    self._unqueue(task)
+                    found.expired.append(task)
+            self._head(needs)  # drops the queue when nothing is left in it
+        return found

@@ -96,6 +96,15 @@ class DispatcherSettings(ServiceSettings):
         float,
         Field(gt=0, description="how often RUNNING tasks are checked for an attempt none holds"),
     ] = 5.0
+    no_worker_timeout_seconds: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="a task that no connected worker can take (labels, resources, Python) "
+            "FAILS NO_COMPATIBLE_WORKER after this long",
+        ),
+        Option(("--no-worker-timeout",)),
+    ] = 60.0
     max_result_bytes: Annotated[
         int, Field(ge=1, description="local mode: the largest serialized result a task may return")
     ] = 16 * _MIB

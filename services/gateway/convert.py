@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from faas.v1 import common_pb2
 from google.protobuf import duration_pb2
 
@@ -12,6 +14,9 @@ from services.common.timeutil import duration_seconds, ms_timestamp
 from .limits import MAX_DURATION_SECONDS
 
 _NANOS = 1_000_000_000
+# A placement names at most this many labels and resources, each name and value this long.
+_MAX_PLACEMENT_ITEMS = 64
+_MAX_PLACEMENT_CHARS = 256
 
 
 def duration_arg(value: duration_pb2.Duration, present: bool, what: str) -> float | None:
@@ -37,6 +42,45 @@ def duration_arg(value: duration_pb2.Duration, present: bool, what: str) -> floa
     return duration_seconds(value, present)
 
 
+def placement_arg(placement: common_pb2.Placement, what: str = "placement") -> None:
+    """Checks a request's placement: named labels and resources, finite amounts >= 0, bounded.
+
+    Raises INVALID_ARGUMENT (reason INVALID_PLACEMENT) naming the offending entry.
+    """
+    items = len(placement.labels) + len(placement.resources)
+    if items > _MAX_PLACEMENT_ITEMS:
+        raise InvalidArgument(
+            f"{what} has {items} labels and resources, over the limit of {_MAX_PLACEMENT_ITEMS}",
+            "INVALID_PLACEMENT",
+        )
+    texts = [*placement.labels.items(), *((k, "") for k in placement.resources)]
+    for key, value in texts:
+        if not key or len(key) > _MAX_PLACEMENT_CHARS or len(value) > _MAX_PLACEMENT_CHARS:
+            raise InvalidArgument(
+                f"{what} has a label or resource {key!r}: names must be 1 to "
+                f"{_MAX_PLACEMENT_CHARS} characters, values at most {_MAX_PLACEMENT_CHARS}",
+                "INVALID_PLACEMENT",
+            )
+    for name, amount in placement.resources.items():
+        if not math.isfinite(amount) or amount < 0:
+            raise InvalidArgument(
+                f"{what}.resources[{name!r}] is {amount}: a finite amount >= 0 is required",
+                "INVALID_PLACEMENT",
+            )
+
+
+def merged_placement(
+    function: common_pb2.Placement, execution: common_pb2.Placement
+) -> common_pb2.Placement:
+    """A task's placement: its function's, with the execution's labels and amounts over it."""
+    merged = common_pb2.Placement()
+    merged.CopyFrom(function)
+    merged.labels.update(execution.labels)
+    merged.resources.update(execution.resources)
+    merged.any_python = function.any_python or execution.any_python
+    return merged
+
+
 def status_value(name: str) -> common_pb2.TaskStatus.ValueType:
     return common_pb2.TaskStatus.Value(f"TASK_STATUS_{name}")
 
@@ -54,6 +98,7 @@ def task_state(record: TaskRecord) -> common_pb2.TaskState:
         status=status_value(record.status),
         attempts=record.attempts,
         worker_id=record.worker_id,
+        pending_reason=record.pending_reason if record.status == "QUEUED" else "",
     )
     if record.terminal:
         state.result = record.result

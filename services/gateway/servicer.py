@@ -35,7 +35,7 @@ from services.common.store import CreatedTask, NewTask, TaskRecord, TaskStore
 from services.common.store._store import FunctionRecord
 from services.common.timeutil import ms_timestamp, to_duration
 
-from .convert import duration_arg, status_value, task_state
+from .convert import duration_arg, merged_placement, placement_arg, status_value, task_state
 from .dispatcher_link import DispatcherLink
 from .limits import (
     MAX_BATCH_REQUEST_ID_CHARS,
@@ -49,6 +49,9 @@ from .waiters import TaskWaiters
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+# Functions whose placement and runtime the gateway keeps at hand.
+_MAX_CACHED_FUNCTIONS = 4096
 
 
 @contextlib.asynccontextmanager
@@ -150,6 +153,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self._waiters = waiters
         self._dispatcher = dispatcher_pb2_grpc.DispatcherServiceStub(dispatcher_channel)
         self._creator: Batcher[NewTask, CreatedTask | None] = Batcher(store.create_tasks)
+        # function_id -> its placement and runtime (a function never changes once stored).
+        self._needs: dict[str, tuple[common_pb2.Placement, common_pb2.Runtime]] = {}
         self._closing = False
 
     def close(self) -> None:
@@ -205,13 +210,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     f"request_id is longer than {MAX_ID_CHARS} characters", "INVALID_ID"
                 )
             timeout = _timeout(request)
+            placement_arg(request.placement)
             await self._checker.check_args([request.payload])
+            placement, runtime = await self._task_needs(request.function_id, request.placement)
             task = NewTask(
                 task_id=str(uuid.uuid4()),
                 function_id=request.function_id,
                 payload=request.payload,
                 timeout=timeout,
                 request_id=request.request_id,
+                placement=placement,
+                runtime=runtime,
             )
             created = await self._creator.submit(task)
             if created is None:
@@ -245,7 +254,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     "INVALID_ID",
                 )
             timeout = _timeout(request)
+            placement_arg(request.placement)
             await self._checker.check_args(request.payloads)
+            placement, runtime = await self._task_needs(request.function_id, request.placement)
             rid = request.request_id
             tasks = [
                 NewTask(
@@ -254,6 +265,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     item,
                     timeout,
                     request_id=f"{rid}#{index}" if rid else "",
+                    placement=placement,
+                    runtime=runtime,
                 )
                 for index, item in enumerate(request.payloads)
             ]
@@ -269,28 +282,49 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             self._hand_over(tasks, created)
             return gateway_pb2.ExecuteBatchResponse(task_ids=[c.task_id for c in done])
 
+    async def _task_needs(
+        self, function_id: str, extra: common_pb2.Placement
+    ) -> tuple[bytes, bytes]:
+        """A task's merged placement and its function's runtime, serialized for the store."""
+        needs = self._needs.get(function_id)
+        if needs is None:
+            record = await self._store.get_function(function_id)
+            if record is None:  # the create script answers NOT_FOUND
+                return b"", b""
+            needs = record.placement, record.runtime
+            if len(self._needs) >= _MAX_CACHED_FUNCTIONS:
+                del self._needs[next(iter(self._needs))]  # the oldest entry
+            self._needs[function_id] = needs
+        function_placement, runtime = needs
+        placement = merged_placement(function_placement, extra)
+        return placement.SerializeToString(), runtime.SerializeToString()
+
     def _hand_over(self, tasks: Sequence[NewTask], created: Sequence[CreatedTask | None]) -> None:
         for task, done in zip(tasks, created, strict=True):
             if done is not None and done.created:
-                self._link.send(
-                    dispatcher_pb2.TaskSpec(
-                        task_id=task.task_id,
-                        function_id=task.function_id,
-                        payload=task.payload,
-                        timeout=to_duration(done.timeout),
-                    )
+                spec = dispatcher_pb2.TaskSpec(
+                    task_id=task.task_id,
+                    function_id=task.function_id,
+                    payload=task.payload,
+                    timeout=to_duration(done.timeout),
                 )
+                if task.placement:
+                    spec.placement.ParseFromString(task.placement)
+                if task.runtime:
+                    spec.runtime.ParseFromString(task.runtime)
+                self._link.send(spec)
 
     async def GetStatus(
         self, request: gateway_pb2.GetStatusRequest, context: Context
     ) -> gateway_pb2.GetStatusResponse:
         async with _status_boundary(context):
             _require_id(request.task_id, "task_id")
-            status = await self._store.get_status(request.task_id)
-            if status is None:
+            found = await self._store.get_status_reason(request.task_id)
+            if found is None:
                 raise _task_not_found(request.task_id)
+            status, reason = found
             return gateway_pb2.GetStatusResponse(
-                task_id=request.task_id, status=status_value(status)
+                task_id=request.task_id, status=status_value(status), pending_reason=reason
             )
 
     async def GetResult(

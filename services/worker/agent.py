@@ -21,6 +21,7 @@ from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.common.pool import Job, Outcome, ProcessPool
+from services.common.runtime import current_runtime
 from services.common.streams import MAX_ITEM_BYTES, drain, split
 
 from .settings import WorkerSettings
@@ -127,6 +128,9 @@ class Worker:
             pid=os.getpid(),
             capacity=self.pool.size,
             running_attempt_ids=self.pool.running_attempts(),
+            runtime=current_runtime(),
+            labels=self.settings.labels,
+            resources=self.settings.resources,
         )
         outbox.put_nowait(dispatcher_pb2.ConnectRequest(hello=hello))
         call = stub.Connect(_requests(outbox))

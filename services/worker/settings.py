@@ -7,7 +7,7 @@ import socket
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from services.common.pool import code_path_entries, normalized_code_path
 from services.common.settings import Flag, LogLevel, Option, ServiceSettings
@@ -27,6 +27,30 @@ def _target(url: str) -> str:
     if not url:
         raise ValueError("expected the dispatcher's host:port")
     return url
+
+
+def _pairs(value: object) -> object:
+    """``"k=v,k2=v2"`` (or a list of such strings, one per repeated flag) as a dict."""
+    if not isinstance(value, str | list | tuple):
+        return value
+    items = [value] if isinstance(value, str) else list(value)
+    out: dict[str, str] = {}
+    for item in items:
+        for pair in str(item).split(","):
+            if not pair.strip():
+                continue
+            key, sep, val = pair.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"expected KEY=VALUE, got {pair.strip()!r}")
+            out[key.strip()] = val.strip()
+    return out
+
+
+def _amounts(resources: dict[str, float]) -> dict[str, float]:
+    for name, amount in resources.items():
+        if amount < 0:
+            raise ValueError(f"resource {name} must be >= 0, got {amount:g}")
+    return resources
 
 
 class WorkerSettings(ServiceSettings):
@@ -54,6 +78,24 @@ class WorkerSettings(ServiceSettings):
         str,
         Field(min_length=1, default_factory=_default_id, description="this worker's id"),
         Option(default_doc="host-pid-random"),
+    ]
+    labels: Annotated[
+        dict[str, str],
+        BeforeValidator(_pairs),
+        Field(
+            default_factory=dict, description="labels tasks may require, KEY=VALUE[,KEY=VALUE...]"
+        ),
+        Option(("--label",), env="FAAS_LABELS", default_doc="none"),
+    ]
+    resources: Annotated[
+        dict[str, float],
+        BeforeValidator(_pairs),
+        AfterValidator(_amounts),
+        Field(
+            default_factory=dict,
+            description="resources tasks may require, NAME=AMOUNT[,NAME=AMOUNT...]",
+        ),
+        Option(("--resource",), env="FAAS_RESOURCES", default_doc="none"),
     ]
     drain_grace_seconds: Annotated[
         float,

@@ -17,6 +17,10 @@ class NewTask:
     payload: bytes
     timeout: float | None = None
     request_id: str = ""
+    # What the task needs of a worker and its function's runtime (serialized faas.v1.Placement
+    # and faas.v1.Runtime; empty: nothing, any Python).
+    placement: bytes = b""
+    runtime: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,9 @@ class QueuedTask:
     function_id: str
     payload: bytes
     timeout: float | None
+    placement: bytes = b""
+    runtime: bytes = b""
+    pending_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,8 @@ class TaskRecord:
     created_ms: int
     started_ms: int
     finished_ms: int
+    # Why a QUEUED task waits, when not only for a free worker ("" otherwise).
+    pending_reason: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -92,3 +101,14 @@ class RunningAttempt:
 class LostAttempt:
     task_id: str
     attempt_id: str = ""  # "" matches whatever attempt is RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedFailure:
+    """A QUEUED task to fail before any attempt; ``token`` makes a repeated write report 1."""
+
+    task_id: str
+    token: str
+    result: bytes
+    cause: str
+    message: str

@@ -17,6 +17,7 @@ from ._records import (
     CreatedTask,
     LostAttempt,
     NewTask,
+    QueuedFailure,
     QueuedTask,
     RunningAttempt,
     TaskRecord,
@@ -35,8 +36,12 @@ _RECORD_FIELDS = (
     "created",
     "started",
     "finished",
+    "pending",
 )
 
+
+# What the dispatcher reads to run a QUEUED task.
+_QUEUED_FIELDS = ("status", "function_id", "payload", "timeout", "placement", "runtime", "pending")
 
 _FUNCTION_FIELDS = (
     "name",
@@ -130,6 +135,8 @@ class TaskStore:
         self._start = client.register_script(scripts.START_ATTEMPTS)
         self._finish = client.register_script(scripts.FINISH_ATTEMPTS)
         self._requeue = client.register_script(scripts.REQUEUE_ATTEMPTS)
+        self._fail_queued = client.register_script(scripts.FAIL_QUEUED)
+        self._set_pending = client.register_script(scripts.SET_PENDING)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -213,6 +220,8 @@ class TaskStore:
                 task.payload,
                 _timeout_arg(task.timeout),
                 "1" if task.request_id else "0",
+                task.placement,
+                task.runtime,
             ]
         rows = await self._create(keys=keys, args=args)
         out: list[CreatedTask | None] = []
@@ -233,6 +242,14 @@ class TaskStore:
     async def get_status(self, task_id: str) -> str | None:
         raw = await self.client.hget(self.keys.task(task_id), "status")
         return _text(cast("bytes | None", raw)) or None
+
+    async def get_status_reason(self, task_id: str) -> tuple[str, str] | None:
+        """A task's status and, while it is QUEUED, why it waits ("" when only for a worker)."""
+        raw = await self.client.hmget(self.keys.task(task_id), ["status", "pending"])
+        status, pending = cast("list[bytes | None]", raw)
+        if status is None:
+            return None
+        return _text(status), _text(pending) if status == b"QUEUED" else ""
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         values = await self.client.hmget(self.keys.task(task_id), list(_RECORD_FIELDS))
@@ -259,15 +276,22 @@ class TaskStore:
         """The tasks among ``task_ids`` still in ``status``, with what it takes to run them."""
         async with self.client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.hmget(self.keys.task(task_id), ["status", "function_id", "payload", "timeout"])
+                pipe.hmget(self.keys.task(task_id), list(_QUEUED_FIELDS))
             rows = await pipe.execute()
         out = []
         wanted = status.encode()
-        for task_id, (state, function_id, payload, timeout) in zip(task_ids, rows, strict=True):
+        for task_id, row in zip(task_ids, rows, strict=True):
+            state, function_id, payload, timeout, placement, runtime, pending = row
             if state == wanted and function_id is not None:
                 out.append(
                     QueuedTask(
-                        task_id, function_id.decode(), payload or b"", _timeout_value(timeout)
+                        task_id,
+                        function_id.decode(),
+                        payload or b"",
+                        _timeout_value(timeout),
+                        placement=placement or b"",
+                        runtime=runtime or b"",
+                        pending_reason=_text(pending),
                     )
                 )
         return out
@@ -329,6 +353,26 @@ class TaskStore:
             args += [x.task_id, x.attempt_id]
         return [int(x) for x in await self._requeue(keys=keys, args=args)]
 
+    async def fail_queued(self, failures: Sequence[QueuedFailure]) -> list[bool]:
+        """FAILS tasks that are still QUEUED (never started); False for one that was not.
+
+        A repeat with the same tokens (after a reply was lost) reports True again.
+        """
+        if not failures:
+            return []
+        keys = [self.keys.queued] + [self.keys.task(f.task_id) for f in failures]
+        args: list[Any] = [_now_ms(), self._result_ttl_ms]
+        for f in failures:
+            args += [f.task_id, f.token, f.result, f.cause, f.message]
+        return [bool(x) for x in await self._fail_queued(keys=keys, args=args)]
+
+    async def set_pending(self, reasons: Sequence[tuple[str, str]]) -> int:
+        """Stores why QUEUED tasks wait (task_id, reason; "" clears it); others are left alone."""
+        if not reasons:
+            return 0
+        keys = [self.keys.task(task_id) for task_id, _ in reasons]
+        return int(await self._set_pending(keys=keys, args=[reason for _, reason in reasons]))
+
 
 def _decoded(raw: Any) -> list[str]:
     return [item.decode() for item in cast("list[bytes]", raw)]
@@ -351,4 +395,5 @@ def _record(task_id: str, values: Sequence[bytes | None]) -> TaskRecord | None:
         created_ms=_int(fields["created"]),
         started_ms=_int(fields["started"]),
         finished_ms=_int(fields["finished"]),
+        pending_reason=_text(fields["pending"]) if fields["status"] == b"QUEUED" else "",
     )

@@ -13,7 +13,10 @@ key                            type    holds
 ``faas:task:{id}``             hash    ``function_id``, ``status``, ``payload`` (args, removed once
                                        terminal), ``timeout``, ``attempts``, ``attempt_id``,
                                        ``worker_id``, ``result``, ``cause``, ``message``,
-                                       ``traceback``, ``created``/``started``/``finished`` (ms)
+                                       ``traceback``, ``created``/``started``/``finished`` (ms),
+                                       ``placement`` and ``runtime`` (serialized; what a worker
+                                       must have, the function's Python; absent: none),
+                                       ``pending`` (why it waits, while QUEUED), ``settled``
 ``faas:queued``                zset    ids of QUEUED tasks, scored by creation time (ms)
 ``faas:running``               zset    ids of RUNNING tasks, scored by start time (ms)
 ``faas:request:{request_id}``  string  "task_id function_id" for an idempotency key (24 h); a

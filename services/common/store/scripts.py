@@ -9,13 +9,15 @@ A write whose reply was lost (a timeout while Redis hung) is of unknown outcome 
 with the same attempt ids, so every script is idempotent for an attempt: a repeated start, finish
 or requeue of the same attempt reports what the first one did. A task's ``settled`` field records
 how its last attempt ended (``<attempt_id>:F`` finished, ``:R`` requeued, ``:X`` failed for having
-used all attempts) so that a repeat can tell its own earlier write from another attempt's.
+used all attempts; ``<token>:Q`` failed while QUEUED, before any attempt, by the write that
+carried that token) so that a repeat can tell its own earlier write from another attempt's.
 """
 
 from __future__ import annotations
 
 # KEYS: queued, then per task (function key, task key, request key or task key again).
-# ARGV: now, then per task (task_id, function_id, payload, timeout or "", has_request "1"/"0").
+# ARGV: now, then per task (task_id, function_id, payload, timeout or "", has_request "1"/"0",
+#       placement, runtime: serialized faas.v1 messages or "" for none).
 # Returns per task {task_id, timeout, created "1"|"0"}; {"", "", "0"} when the function is missing;
 # {earlier task_id, "", "2"} when the request_id was used for another function. A request key
 # holds "task_id function_id".
@@ -26,9 +28,10 @@ local out = {}
 local n = (#KEYS - 1) / 3
 for i = 0, n - 1 do
   local fkey, tkey, rkey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
-  local base = 1 + 5 * i
+  local base = 1 + 7 * i
   local tid, fid, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local timeout, hasreq = ARGV[base + 4], ARGV[base + 5]
+  local placement, runtime = ARGV[base + 6], ARGV[base + 7]
   if redis.call('EXISTS', fkey) == 0 then
     out[i + 1] = {'', '', '0'}
   else
@@ -48,6 +51,12 @@ for i = 0, n - 1 do
       end
       redis.call('HSET', tkey, 'function_id', fid, 'status', 'QUEUED', 'payload', payload,
         'timeout', timeout, 'attempts', 0, 'created', now)
+      if placement ~= '' then
+        redis.call('HSET', tkey, 'placement', placement)
+      end
+      if runtime ~= '' then
+        redis.call('HSET', tkey, 'runtime', runtime)
+      end
       redis.call('ZADD', queued, now, tid)
       out[i + 1] = {tid, timeout, '1'}
     end
@@ -73,6 +82,7 @@ for i = 3, #KEYS do
   elseif fields[1] == 'QUEUED' then
     redis.call('HSET', KEYS[i], 'status', 'RUNNING', 'attempt_id', aid, 'worker_id', wid,
       'started', now)
+    redis.call('HDEL', KEYS[i], 'pending')
     redis.call('HINCRBY', KEYS[i], 'attempts', 1)
     redis.call('ZREM', queued, tid)
     redis.call('ZADD', running, now, tid)
@@ -157,4 +167,53 @@ for i = 3, #KEYS do
   end
 end
 return out
+"""
+
+# KEYS: queued, then one task key per task.
+# ARGV: now, result TTL in ms (0: keep), then per task (task_id, token, result, cause, message).
+# Fails QUEUED tasks that never started (no attempt: e.g. no worker could take them).
+# Returns per task 1 when FAILED (now, or by an earlier send with the same token), 0 when the
+# task was not QUEUED.
+FAIL_QUEUED = """
+local queued = KEYS[1]
+local now, ttl = ARGV[1], tonumber(ARGV[2])
+local out = {}
+for i = 2, #KEYS do
+  local base = 3 + 5 * (i - 2)
+  local tid, token = ARGV[base], ARGV[base + 1]
+  local fields = redis.call('HMGET', KEYS[i], 'status', 'settled')
+  if fields[2] == token .. ':Q' then
+    out[#out + 1] = 1
+  elseif fields[1] == 'QUEUED' then
+    redis.call('HSET', KEYS[i], 'status', 'FAILED', 'result', ARGV[base + 2],
+      'cause', ARGV[base + 3], 'message', ARGV[base + 4], 'traceback', '', 'finished', now,
+      'settled', token .. ':Q')
+    redis.call('HDEL', KEYS[i], 'payload', 'pending')
+    if ttl > 0 then
+      redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+    redis.call('ZREM', queued, tid)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+
+# KEYS: one task key per task. ARGV: per task its pending reason ("" clears it).
+# Sets or clears why a task waits, only while it is QUEUED. Returns the number changed.
+SET_PENDING = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('HGET', KEYS[i], 'status') == 'QUEUED' then
+    if ARGV[i] == '' then
+      redis.call('HDEL', KEYS[i], 'pending')
+    else
+      redis.call('HSET', KEYS[i], 'pending', ARGV[i])
+    end
+    n = n + 1
+  end
+end
+return n
 """

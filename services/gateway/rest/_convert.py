@@ -75,7 +75,11 @@ def duration(seconds: float) -> duration_pb2.Duration:
 
 def status_body(response: gateway_pb2.GetStatusResponse) -> StatusResponse:
     """The ``/status`` body of a GetStatus answer."""
-    return StatusResponse(task_id=response.task_id, status=status_name(response.status))
+    return StatusResponse(
+        task_id=response.task_id,
+        status=status_name(response.status),
+        pending_reason=response.pending_reason,
+    )
 
 
 def result_body(task: common_pb2.TaskState) -> ResultResponse:
@@ -97,6 +101,17 @@ def result_body(task: common_pb2.TaskState) -> ResultResponse:
         status=status_name(task.status),
         result=encode_result(task.result) if finished else None,
         error=error,
+        pending_reason=task.pending_reason,
+    )
+
+
+def _runtime_body(runtime: common_pb2.Runtime) -> RuntimeBody:
+    return RuntimeBody(
+        python_version=runtime.python_version,
+        dill_version=runtime.dill_version,
+        pickle_protocol=runtime.pickle_protocol,
+        serializer=runtime.serializer,
+        cloudpickle_version=runtime.cloudpickle_version,
     )
 
 
@@ -117,6 +132,9 @@ def workers_body(response: gateway_pb2.ListWorkersResponse) -> WorkersResponse:
                 failed=w.failed,
                 mode=w.mode,
                 draining=w.draining,
+                runtime=_runtime_body(w.runtime),
+                labels=dict(w.labels),
+                resources=dict(w.resources),
             )
             for w in response.workers
         ],

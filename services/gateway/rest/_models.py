@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from services.gateway.limits import (
     DEFAULT_MAX_BATCH_ITEMS,
@@ -190,11 +196,33 @@ class FunctionResponse(BaseModel):
     placement: PlacementBody
 
 
-class StatusResponse(BaseModel):
+_PENDING = (
+    "Present only while a QUEUED task waits for more than a free worker: why (e.g. no "
+    "connected worker has label gpu=h200). Such a task FAILS NO_COMPATIBLE_WORKER after a while."
+)
+
+
+class _PendingReason(BaseModel):
+    """A task body whose ``pending_reason`` is left out when empty, so older clients see the
+    bodies they always did."""
+
+    # Unannotated on purpose: so pydantic keeps the model's own schema for OpenAPI.
+    @model_serializer(mode="wrap")
+    def _omit_empty_reason(  # type: ignore[no-untyped-def]
+        self, handler: SerializerFunctionWrapHandler
+    ):
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("pending_reason"):
+            data.pop("pending_reason", None)
+        return data
+
+
+class StatusResponse(_PendingReason):
     """Answer of ``GET /status/{task_id}``."""
 
     task_id: str
     status: str = Field(description="QUEUED, RUNNING, COMPLETED or FAILED.")
+    pending_reason: str = Field(default="", description=_PENDING)
 
 
 class TaskErrorBody(BaseModel):
@@ -209,7 +237,7 @@ class TaskErrorBody(BaseModel):
     traceback: str
 
 
-class ResultResponse(BaseModel):
+class ResultResponse(_PendingReason):
     """Answer of ``GET /result/{task_id}``."""
 
     task_id: str
@@ -219,6 +247,7 @@ class ResultResponse(BaseModel):
         "exception (FAILED); null while the task has not ended."
     )
     error: TaskErrorBody | None = Field(description="Set when the task FAILED, else null.")
+    pending_reason: str = Field(default="", description=_PENDING)
 
 
 class WorkerBody(BaseModel):
@@ -234,6 +263,13 @@ class WorkerBody(BaseModel):
     failed: int
     mode: str
     draining: bool
+    runtime: RuntimeBody = Field(
+        default_factory=RuntimeBody, description="The Python and dill versions it runs."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels tasks may require.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Resources tasks may require."
+    )
 
 
 class WorkersResponse(BaseModel):
