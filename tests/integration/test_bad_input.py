@@ -248,7 +248,13 @@ def test_bad_durations_are_invalid_argument(
 )
 def test_malformed_protobuf_is_invalid_argument(shared_platform: Platform, raw: bytes) -> None:
     with grpc.insecure_channel(shared_platform.gateway_target) as channel:
-        for method in ("RegisterFunction", "ExecuteFunction", "GetStatus", "GetResult"):
+        for method in (
+            "RegisterFunction",
+            "ExecuteFunction",
+            "GetStatus",
+            "GetResult",
+            "GetFunction",
+        ):
             call = channel.unary_unary(
                 f"/faas.v1.GatewayService/{method}",
                 request_serializer=None,
