@@ -3,9 +3,10 @@
 The course's testing report runs ``pytest tests`` from the repo root against
 http://127.0.0.1:8000/, with its functions defined at module level in test modules directly under
 tests/ (as tests/test_webservice.py). Plain dill pickles those functions by reference
-(``tests.test_webservice double``), so the workers run from the repo root, where ``tests``
-imports. The platform starts when the first such test runs, once for the session, and stops at
-the end; tests/unit and tests/integration start their own platforms and never start this one.
+(``tests.test_webservice double``), so the workers run with the repo root as their working
+directory and code path, where ``tests`` imports. The platform starts when the first such test
+runs, once for the session, and stops at the end; tests/unit and tests/integration start their
+own platforms and never start this one.
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ def course_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platfo
             dispatcher_port=0,
             data_dir=root / "data",
             log_dir=root / "logs",
+            extra_env={"FAAS_CODE_PATH": str(REPO_ROOT)},  # workers import `tests` from here
         )
     )
-    # Every process, and so every worker's pool, starts in the repo root, where `tests` imports.
+    # And every process starts in the repo root, as `make run` from a clone does.
     with contextlib.chdir(REPO_ROOT):
         platform.start()
     yield platform
