@@ -30,6 +30,7 @@ from services.gateway.rest._codec import (
 from services.gateway.rest._convert import (
     cause_name,
     duration,
+    function_body,
     result_body,
     status_name,
     workers_body,
@@ -286,6 +287,19 @@ class _FakeGateway:
         self._record("get_result", *args)
         return self.task
 
+    async def get_function(self, *args: Any) -> common_pb2.FunctionInfo:
+        self._record("get_function", *args)
+        return common_pb2.FunctionInfo(
+            function_id=args[0],
+            name="double",
+            size_bytes=32,
+            by_reference=True,
+            module="mylib",
+            qualname="double",
+            runtime=common_pb2.Runtime(python_version="3.11.7", pickle_protocol=4),
+            placement=common_pb2.Placement(labels={"gpu": "h200"}, resources={"gpu": 1.0}),
+        )
+
     async def list_workers(self) -> gateway_pb2.ListWorkersResponse:
         self._record("list_workers")
         return gateway_pb2.ListWorkersResponse(mode="local", queued=0)
@@ -330,7 +344,17 @@ _B64 = codecs.encode(dill.dumps(((1,), {})), "base64").decode()
 def test_app_register_and_execute(client: _Client, fake: _FakeGateway) -> None:
     r = client.post("/register_function", json={"name": "f", "payload": _B64, "timeout": 2.5})
     assert (r.status_code, r.json()) == (200, {"function_id": "f1"})
-    assert fake.last() == ("register_function", ("f", decode_payload(_B64), 2.5))
+    assert fake.last() == ("register_function", ("f", decode_payload(_B64), 2.5, None, None))
+    runtime = {"python_version": "3.12.1", "dill_version": "0.4.1"}
+    placement = {"labels": {"gpu": "h200"}, "resources": {"gpu": 1}}
+    body = {"name": "f", "payload": _B64, "runtime": runtime, "placement": placement}
+    assert client.post("/register_function", json=body).status_code == 200
+    _, (_, _, _, sent_runtime, sent_placement) = fake.last()
+    assert sent_runtime == common_pb2.Runtime(python_version="3.12.1", dill_version="0.4.1")
+    assert sent_placement == common_pb2.Placement(labels={"gpu": "h200"}, resources={"gpu": 1.0})
+    for bad in ({"resources": {"gpu": -1}}, {"labels": {"gpu": 1}}):
+        r = client.post("/register_function", json={**body, "placement": bad})
+        assert r.status_code == 422, r.text
     body = {"function_id": "f1", "payload": _B64, "request_id": "k"}
     r = client.post("/execute_function", json=body)
     assert (r.status_code, r.json()) == (200, {"task_id": "t1"})
@@ -414,6 +438,42 @@ def test_app_unexpected_error_is_502(client: _Client, fake: _FakeGateway) -> Non
     assert (r.status_code, r.json()) == (502, {"detail": "internal error in the REST shim"})
 
 
+def test_app_get_function(client: _Client, fake: _FakeGateway) -> None:
+    r = client.get("/functions/f1")
+    assert r.status_code == 200, r.text
+    assert fake.last() == ("get_function", ("f1",))
+    assert r.json() == {
+        "function_id": "f1",
+        "name": "double",
+        "size_bytes": 32,
+        "timeout": None,
+        "created_time": None,
+        "runtime": {
+            "python_version": "3.11.7",
+            "dill_version": "",
+            "pickle_protocol": 4,
+            "serializer": "",
+            "cloudpickle_version": "",
+        },
+        "by_reference": True,
+        "module": "mylib",
+        "qualname": "double",
+        "placement": {"labels": {"gpu": "h200"}, "resources": {"gpu": 1.0}, "any_python": False},
+    }
+    fake.error = _rpc_error(grpc.StatusCode.NOT_FOUND, "function 'nope' not found")
+    r = client.get("/functions/nope")
+    assert (r.status_code, r.json()) == (404, {"detail": "function 'nope' not found"})
+
+
+def test_function_body_times() -> None:
+    info = common_pb2.FunctionInfo(function_id="f", name="n")
+    info.timeout.FromMilliseconds(2500)
+    info.created_time.FromMilliseconds(1_700_000_000_123)
+    body = function_body(info)
+    assert body.timeout == 2.5
+    assert body.created_time == "2023-11-14T22:13:20.123000+00:00"
+
+
 def test_app_docs(client: _Client) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
@@ -424,6 +484,7 @@ def test_app_docs(client: _Client) -> None:
         "/status/{task_id}",
         "/result/{task_id}",
         "/workers",
+        "/functions/{function_id}",
         "/healthz",
     }
 
