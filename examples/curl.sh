@@ -3,11 +3,16 @@
 # arguments and reads the results: payloads are base64 of dill pickles.
 #
 #   examples/curl.sh [BASE_URL]      # default: $FAAS_REST_URL or http://127.0.0.1:8000
-#   PYTHON=.venv/bin/python examples/curl.sh
+#
+# The Python is the clone's venv (.venv/bin/python, made by `make install`), or $PYTHON.
 set -euo pipefail
 
 BASE_URL=${1:-${FAAS_REST_URL:-http://127.0.0.1:8000}}
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/python}
+if ! "$PYTHON" -c 'import dill' 2>/dev/null; then
+  echo "curl.sh: $PYTHON cannot import dill: run \`make install\` first, or set PYTHON" >&2
+  exit 2
+fi
 
 post() { # PATH JSON -> the reply body
   curl --silent --show-error --fail-with-body -X POST "$BASE_URL$1" \

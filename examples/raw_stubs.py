@@ -1,6 +1,6 @@
 """MPCSFaaS from nothing but the generated stubs (``faas.v1``), grpcio and dill: no SDK.
 
-    python examples/raw_stubs.py [HOST:PORT]      # default: $FAAS_TARGET or 127.0.0.1:50051
+    .venv/bin/python examples/raw_stubs.py [HOST:PORT]  # default: $FAAS_TARGET or 127.0.0.1:50051
 
 Payloads are raw dill bytes in protobuf ``bytes`` fields; errors are gRPC statuses whose
 ``google.rpc.ErrorInfo`` reason a program can branch on.

@@ -1,6 +1,6 @@
 """MPCSFaaS from the Python SDK: ``FaaSClient`` and the ``FaaSExecutor``.
 
-python examples/sdk_client.py [HOST:PORT]     # default: $FAAS_TARGET or 127.0.0.1:50051
+.venv/bin/python examples/sdk_client.py [HOST:PORT]  # default: $FAAS_TARGET or 127.0.0.1:50051
 """
 
 from __future__ import annotations
