@@ -210,6 +210,8 @@ def test_workers_body() -> None:
             common_pb2.WorkerStats(
                 worker_id="w1", host="h", pid=12, capacity=4, in_flight=1, assigned=9,
                 completed=7, failed=1, mode="push", draining=True,
+                runtime=common_pb2.Runtime(python_version="3.11.7", dill_version="0.4.1"),
+                labels={"gpu": "h200"}, resources={"gpu": 1.0},
             )
         ],
     )  # fmt: skip
@@ -220,6 +222,11 @@ def test_workers_body() -> None:
             {
                 "worker_id": "w1", "host": "h", "pid": 12, "capacity": 4, "in_flight": 1,
                 "assigned": 9, "completed": 7, "failed": 1, "mode": "push", "draining": True,
+                "runtime": {
+                    "python_version": "3.11.7", "dill_version": "0.4.1", "pickle_protocol": 0,
+                    "serializer": "", "cloudpickle_version": "",
+                },
+                "labels": {"gpu": "h200"}, "resources": {"gpu": 1.0},
             }
         ],
     }  # fmt: skip
