@@ -51,6 +51,7 @@ SERVICES = (
     ("services.gateway", "services.gateway.settings:GatewaySettings"),
     ("services.gateway.rest", "services.gateway.rest.settings:RestSettings"),
     ("services.worker", "services.worker.settings:WorkerSettings"),
+    ("services.launcher", "services.launcher.settings:LauncherSettings"),
 )
 
 

