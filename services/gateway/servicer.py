@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -104,15 +103,6 @@ def _timeout(request: Any) -> float | None:
     return duration_arg(request.timeout, request.HasField("timeout"), "timeout")
 
 
-def _check_placement(placement: common_pb2.Placement) -> None:
-    for name, amount in placement.resources.items():
-        if not math.isfinite(amount) or amount < 0:
-            raise InvalidArgument(
-                f"placement.resources[{name!r}] is {amount}: a finite amount >= 0 is required",
-                "INVALID_PLACEMENT",
-            )
-
-
 def function_info(record: FunctionRecord) -> common_pb2.FunctionInfo:
     """What GetFunction answers for a stored function."""
     info = common_pb2.FunctionInfo(
@@ -171,7 +161,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     f"name is longer than {MAX_NAME_CHARS} characters", "INVALID_NAME"
                 )
             timeout = _timeout(request)
-            _check_placement(request.placement)
+            placement_arg(request.placement)
             found = await self._checker.check_function(request.payload)
             runtime = common_pb2.Runtime()
             runtime.CopyFrom(request.runtime)

@@ -163,6 +163,17 @@ def test_grpc_get_function(stub: gateway_pb2_grpc.GatewayServiceStub, mylib: Mod
     assert dict(info.placement.labels) == {"zone": "a"}
     assert not info.HasField("timeout") and info.HasField("created_time")
 
+    with pytest.raises(grpc.RpcError) as refused:  # a placement no worker could ever meet
+        stub.RegisterFunction(
+            gateway_pb2.RegisterFunctionRequest(
+                name="double",
+                payload=payload,
+                placement=common_pb2.Placement(resources={"gpu": -1.0}),
+            ),
+            timeout=10,
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
     for function_id, code in (
         ("no-such-function", grpc.StatusCode.NOT_FOUND),
         ("", grpc.StatusCode.INVALID_ARGUMENT),
