@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dill
+import grpc
 import httpx
 import pytest
 from faas.v1 import common_pb2, gateway_pb2
@@ -217,3 +218,15 @@ def test_a_restarted_dispatcher_still_places_stored_tasks(make_platform: Platfor
         assert {s.worker_id for s in states} == {routed.gpu}
     finally:
         routed.client.channel.close()
+
+
+def test_a_bad_execution_placement_is_invalid_argument(routed: Routed) -> None:
+    request = gateway_pb2.ExecuteFunctionRequest(
+        function_id=routed.register(),
+        payload=dill.dumps(((1,), {})),
+        placement=common_pb2.Placement(resources={"gpu": -1}),
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        routed.stub.ExecuteFunction(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "placement.resources['gpu']" in str(caught.value.details())
