@@ -16,7 +16,8 @@ is an HTML comment that starts ``<!-- not run``:
 - Blocks of other languages (``text``, none) are not run.
 
 The documents' addresses (127.0.0.1:50051, 127.0.0.1:50052, http://127.0.0.1:8000) become the
-test platform's, the way the examples take theirs from FAAS_TARGET and FAAS_REST_URL. README.md
+test platform's, and FAAS_TARGET and FAAS_REST_URL name it for commands that give none (the
+CLI, the examples). README.md
 runs with the venv off PATH (it spells out ``.venv/bin/...``); docs/clients.md with the venv on
 PATH, as after ``source .venv/bin/activate``, which the guide asks for first.
 """
@@ -339,13 +340,16 @@ def _session(platform: Platform, tmp_path: Path, venv_on_path: bool) -> Session:
     cwd.mkdir()
     (cwd / ".venv").symlink_to(VENV, target_is_directory=True)
     (cwd / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
-    hidden = {"FAAS_TARGET", "FAAS_REST_URL", "REDIS_URL", "VIRTUAL_ENV", "PYTHON"}
+    hidden = {"REDIS_URL", "VIRTUAL_ENV", "PYTHON"}
     env = {key: value for key, value in os.environ.items() if key not in hidden}
     path = [p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != VENV / "bin"]
     if venv_on_path:
         env["VIRTUAL_ENV"] = str(cwd / ".venv")
         path.insert(0, str(cwd / ".venv" / "bin"))
     env["PATH"] = os.pathsep.join(path)
+    # What a command reaches without an address: this platform, never a default port.
+    env["FAAS_TARGET"] = platform.gateway_target
+    env["FAAS_REST_URL"] = platform.rest_url
     addresses = {
         "http://127.0.0.1:8000": platform.rest_url,
         "127.0.0.1:50051": platform.gateway_target,
