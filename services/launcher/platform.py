@@ -25,6 +25,7 @@ from services.common.grpc_server import PortInUse, check_port_free
 
 from .output import STDERR, STDOUT, Relay
 from .redis_server import RedisServer, free_port
+from .spawn import spawn
 from .supervisor import RestartPolicy, Supervised, Supervisor, describe_exit
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class PlatformConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     heartbeat_seconds: float = 1.0
     supervise: bool = False  # restart what dies (make run); off: a killed part stays down
+    die_with_launcher: bool = False  # every process is SIGKILLed when this one dies (make run)
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     def resolved(self) -> PlatformConfig:
@@ -76,8 +78,11 @@ class ServiceProcess:
         env: dict[str, str],
         ready: Callable[[], bool],
         log_path: Path | None,
+        *,
+        die_with_launcher: bool = False,
     ) -> None:
         self.name = name
+        self.die_with_launcher = die_with_launcher
         self.argv = list(argv)
         self.env = env
         self.ready = ready
@@ -99,8 +104,13 @@ class ServiceProcess:
             out: IO[bytes] | int = self._log
         else:
             out = subprocess.PIPE
-        self.process = subprocess.Popen(
-            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+        self.process = spawn(
+            self.argv,
+            die_with_launcher=self.die_with_launcher,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
         )
         if self.process.stdout is not None and self.process.stderr is not None:
             Relay(self.process.stdout, STDOUT, self._recent)
@@ -226,6 +236,7 @@ class Platform:
                 c.redis_port,
                 appendfsync=c.appendfsync,
                 binary=c.redis_server,
+                die_with_launcher=c.die_with_launcher,
             )
         self.redis_url = c.redis_url or self.redis.url  # type: ignore[union-attr]
         self.gateway_target = f"{c.host}:{c.gateway_port}"
@@ -307,7 +318,9 @@ class Platform:
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.config.log_dir / f"{name}.log"
-        return ServiceProcess(name, argv, self.env, ready, log_path)
+        return ServiceProcess(
+            name, argv, self.env, ready, log_path, die_with_launcher=self.config.die_with_launcher
+        )
 
     def new_worker(
         self, processes: int | None = None, *, mode: str | None = None

@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .spawn import spawn
 from .supervisor import describe_exit
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,10 @@ class RedisServer:
         host: str = "127.0.0.1",
         appendfsync: str = "everysec",
         binary: str | None = None,
+        die_with_launcher: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        self.die_with_launcher = die_with_launcher
         self.host = host
         self.port = port or free_port(host)
         self.appendfsync = appendfsync
@@ -167,7 +170,12 @@ class RedisServer:
             "--logfile",
             str(self.log_path.resolve()),
         ]
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = spawn(
+            argv,
+            die_with_launcher=self.die_with_launcher,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         if not wait:
             return
         deadline = time.monotonic() + timeout

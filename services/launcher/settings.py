@@ -93,4 +93,5 @@ class LauncherSettings(ServiceSettings):
                 "FAAS_LOG_JSON": "1" if self.log_json else "0",
             },
             supervise=True,
+            die_with_launcher=True,
         )

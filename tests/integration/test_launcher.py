@@ -3,7 +3,7 @@
 It supervises what it starts (a killed dispatcher or worker is restarted, one that keeps dying
 stops the platform with its last log lines), a busy port is a one-line error, Ctrl-C stops every
 process even when the output goes to a closed pipe, and it refuses a data folder written by a
-newer Redis.
+newer Redis. What it started dies with it, even when it is killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -240,6 +240,26 @@ def test_killed_dispatcher_and_worker_are_restarted(
         rest.close()
     assert launcher.stop() == 0, launcher.output.text()
     assert "stopped" in launcher.output.text()
+
+
+@pytest.mark.fault
+def test_what_it_started_dies_with_a_killed_launcher(launch: LaunchFactory) -> None:
+    """kill -9 of the launcher leaves no orphan: Redis, the services, the workers and their
+    processes go too, including a part the supervisor restarted from its own thread."""
+    launcher = launch("--workers", "2")
+    launcher.output.wait_for(BANNER_END, 120)
+    gateway = launcher.pid_of("services.gateway")
+    os.kill(gateway, signal.SIGKILL)
+    launcher.output.wait_for("restarted gateway", 60)
+    wait_until(lambda: launcher.pid_of("services.gateway") != gateway, 30, "the gateway restarted")
+    started = launcher.processes()
+    commands = " | ".join(started.values())
+    assert "redis-server" in commands and "-m services.dispatcher" in commands, commands
+    assert commands.count("-m services.worker") == 2, commands
+    assert "-m services.gateway " in commands and "-m services.gateway.rest" in commands, commands
+    os.kill(launcher.process.pid, signal.SIGKILL)
+    assert launcher.process.wait(30) == -signal.SIGKILL
+    wait_until(lambda: not running(started), 30, f"its processes to die: {running(started)}")
 
 
 @pytest.mark.fault

@@ -60,7 +60,7 @@ def test_every_option_keeps_its_flag_and_variable() -> None:
     assert config.redis_server == "/bin/redis-server"
     assert (config.data_dir, config.appendfsync) == (Path("/tmp/d"), "always")
     assert config.extra_env["FAAS_CODE_PATH"] == "/tmp/a:/tmp/b"
-    assert config.supervise is True
+    assert config.supervise is True and config.die_with_launcher is True
 
     argv = ["-m", "local", "-w", "1", "--workers", "0", "--rest-port", "0", "--gateway-port", "5"]
     argv += ["--dispatcher-port", "6", "--data-dir", "x", "--appendfsync", "no", "--host", "h"]
