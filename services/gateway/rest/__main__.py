@@ -11,13 +11,17 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Iterator, Sequence
 
 import uvicorn
+from fastapi import FastAPI
 
 from services.common.grpc_server import PortInUse, check_port_free
 from services.common.logs import setup_logging
 from services.common.settings import load
+from services.gateway.rest._client import GatewayClient
+from services.gateway.rest._shutdown import CutShortAs503
 from services.gateway.rest.app import create_app
 from services.gateway.rest.settings import RestSettings
 
@@ -41,8 +45,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         logger.error("%s", exc)
         raise SystemExit(1) from None
     logger.info("REST shim listening on %s:%d", settings.host, settings.port)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        CutShortAs503(app),
         host=settings.host,
         port=settings.port,
         loop="asyncio",
@@ -52,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_config=None,  # uvicorn logs through the root handler set up above
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
-    _GracefulServer(config).run()
+    _GracefulServer(config, app).run()
 
 
 class _GracefulServer(uvicorn.Server):
@@ -60,7 +65,19 @@ class _GracefulServer(uvicorn.Server):
 
     uvicorn re-raises a captured signal after its graceful shutdown, which makes the process
     exit with -SIGTERM; a graceful stop is a success, so the signals only ask for the exit here.
+    Long polls in flight end as the stop begins, answering the task's state, rather than holding
+    the stop for the whole grace period.
     """
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        client = getattr(self._app.state, "gateway", None)
+        if isinstance(client, GatewayClient):
+            client.stop_waiting()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -74,7 +75,12 @@ class GatewayClient:
         )
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._health: Any = health_pb2_grpc.HealthStub(self._channel)
+        self._stopping = asyncio.Event()
         logger.info("REST shim talks to the gateway at %s", settings.gateway_target)
+
+    def stop_waiting(self) -> None:
+        """The shim is stopping: long polls in flight end now, answering the task's state."""
+        self._stopping.set()
 
     async def close(self) -> None:
         """Close the channel, cancelling calls still in flight."""
@@ -134,13 +140,26 @@ class GatewayClient:
         return await self._stub.GetStatus(request, timeout=self._timeout)
 
     async def get_result(self, task_id: str, wait: float | None) -> common_pb2.TaskState:
-        """GetResult; with ``wait`` > 0 a long poll, given that much extra time."""
+        """GetResult; with ``wait`` > 0 a long poll, given that much extra time, which ends early
+        when the shim stops (``stop_waiting``): then it answers the task's state at that moment."""
         request = gateway_pb2.GetResultRequest(task_id=task_id)
-        deadline = self._timeout
-        if wait:
+        if wait and not self._stopping.is_set():
             request.wait.CopyFrom(duration(wait))
-            deadline += wait
-        response = await self._stub.GetResult(request, timeout=deadline)
+            poll = asyncio.ensure_future(
+                self._stub.GetResult(request, timeout=self._timeout + wait)
+            )
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            try:
+                done, _ = await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not poll.done():
+                    poll.cancel()  # the shim is stopping: ask once more, without waiting
+            if poll in done:
+                return poll.result().task
+        response = await self._stub.GetResult(
+            gateway_pb2.GetResultRequest(task_id=task_id), timeout=self._timeout
+        )
         return response.task
 
     async def list_workers(self) -> gateway_pb2.ListWorkersResponse:
