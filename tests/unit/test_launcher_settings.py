@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common import settings as common
 from services.common.settings import SettingsError, load, markdown
 from services.launcher.settings import LauncherSettings
 
@@ -136,3 +137,26 @@ def test_the_launchers_table_is_among_the_readmes() -> None:
     section = tables.partition("### `python -m services.launcher`")[2]
     for text in ("`FAAS_WORKERS`", "`--rest-port`", "`FAAS_REDIS_SERVER`", "`--appendfsync`"):
         assert text in section
+
+
+def test_every_field_has_its_own_variable_and_flag() -> None:
+    options = common.options(LauncherSettings)
+    envs = [option.env for option in options.values()]
+    assert len(envs) == len(set(envs))
+    assert all(option.flags for option in options.values())
+
+
+@pytest.mark.parametrize(("text", "value"), [("1", True), ("No", False), ("TRUE", True)])
+def test_log_json_is_passed_on_to_every_part(text: str, value: bool) -> None:
+    settings = LauncherSettings.from_env({"FAAS_LOG_JSON": text, "FAAS_LOG_LEVEL": "debug"})
+    assert settings.log_json is value
+    extra = settings.platform_config().extra_env
+    assert extra["FAAS_LOG_JSON"] == ("1" if value else "0")
+    assert extra["FAAS_LOG_LEVEL"] == "DEBUG"
+
+
+def test_help_lists_every_variable() -> None:
+    done = _run(["--help"], {})
+    assert done.returncode == 0, done.stderr
+    for option in common.options(LauncherSettings).values():
+        assert option.env in done.stdout, option.env
