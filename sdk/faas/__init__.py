@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._futures import TaskFuture
-    from ._models import TaskInfo, TaskStatus, WorkerInfo, WorkersReport
+    from ._models import (
+        FunctionInfo,
+        PlacementInfo,
+        RuntimeInfo,
+        TaskInfo,
+        TaskStatus,
+        WorkerInfo,
+        WorkersReport,
+    )
     from .client import FaaSClient
     from .errors import (
         ClientClosed,
@@ -41,10 +49,13 @@ __all__ = [
     "FaaSError",
     "FaaSExecutor",
     "FaaSTimeout",
+    "FunctionInfo",
     "FunctionNotFound",
     "InvalidArgument",
     "NotFound",
     "PayloadTooLarge",
+    "PlacementInfo",
+    "RuntimeInfo",
     "ServiceUnavailable",
     "TaskFailed",
     "TaskFuture",
@@ -59,6 +70,9 @@ _HOMES = {
     "FaaSClient": ".client",
     "FaaSExecutor": ".executor",
     "TaskFuture": "._futures",
+    "FunctionInfo": "._models",
+    "PlacementInfo": "._models",
+    "RuntimeInfo": "._models",
     "TaskInfo": "._models",
     "TaskStatus": "._models",
     "WorkerInfo": "._models",

@@ -67,7 +67,10 @@ class FaaSClient:
 
     ``timeout`` bounds every call (seconds); calls that find the gateway UNAVAILABLE are
     retried ``retries`` times, waiting ``backoff``, ``2*backoff``, ... (at most
-    ``max_backoff``) in between. ``submit`` and ``map`` return futures completed from
+    ``max_backoff``) in between; until the client has reached the gateway once, it retries only
+    for ``RetryPolicy.connect_budget()`` (3.5 s with the defaults), so a platform that is not
+    running is reported at once, naming the address. ``submit`` and ``map`` return futures
+    completed from
     WatchTask streams served by the I/O thread, never by polling; at most ``max_watches``
     streams are open at once and each is re-opened every ``stream_timeout`` seconds.
     Errors are the ``faas.errors`` exceptions. Use it as a context manager, or ``close()`` it.

@@ -76,6 +76,8 @@ class Option:
     host_flags: tuple[str, ...] = ()
     port_flags: tuple[str, ...] = ()
     default_doc: str = ""
+    # The flag may be given many times; the field gets the list of values.
+    repeatable: bool = False
 
 
 # --- value types ---------------------------------------------------------------------------
@@ -279,6 +281,8 @@ def build_parser(
             continue
         if field.annotation is bool:
             parser.add_argument(*option.flags, action=argparse.BooleanOptionalAction, **common)
+        elif option.repeatable:
+            parser.add_argument(*option.flags, action="append", metavar=metavar, **common)
         else:
             parser.add_argument(*option.flags, metavar=metavar, **common)
         for part, flags in (("host", option.host_flags), ("port", option.port_flags)):

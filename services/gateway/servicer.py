@@ -30,8 +30,7 @@ from services.common.errors import (
     Unavailable,
     to_status,
 )
-from services.common.store import CreatedTask, NewTask, TaskRecord, TaskStore
-from services.common.store._store import FunctionRecord
+from services.common.store import CreatedTask, FunctionRecord, NewTask, TaskRecord, TaskStore
 from services.common.timeutil import ms_timestamp, to_duration
 
 from .convert import duration_arg, merged_placement, placement_arg, status_value, task_state

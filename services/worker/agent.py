@@ -46,6 +46,7 @@ class Worker:
             on_slot_ready=self._on_slot_ready,
             max_result_bytes=settings.max_result_bytes,
             max_output_bytes=settings.max_output_bytes,
+            code_path=settings.code_paths,
         )
         self._bodies: dict[str, bytes] = {}
         self._backlog: collections.deque[Job] = collections.deque()

@@ -85,7 +85,7 @@ class WorkerSettings(ServiceSettings):
         Field(
             default_factory=dict, description="labels tasks may require, KEY=VALUE[,KEY=VALUE...]"
         ),
-        Option(("--label",), env="FAAS_LABELS", default_doc="none"),
+        Option(("--label",), env="FAAS_LABELS", default_doc="none", repeatable=True),
     ]
     resources: Annotated[
         dict[str, float],
@@ -95,7 +95,7 @@ class WorkerSettings(ServiceSettings):
             default_factory=dict,
             description="resources tasks may require, NAME=AMOUNT[,NAME=AMOUNT...]",
         ),
-        Option(("--resource",), env="FAAS_RESOURCES", default_doc="none"),
+        Option(("--resource",), env="FAAS_RESOURCES", default_doc="none", repeatable=True),
     ]
     drain_grace_seconds: Annotated[
         float,

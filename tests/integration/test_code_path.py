@@ -224,17 +224,7 @@ def test_cli_shows_a_function(
 
 @pytest.mark.parametrize(
     "mode",
-    [
-        pytest.param(
-            "push",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="services/worker/agent.py does not pass code_path=settings.code_paths "
-                "to its ProcessPool yet",
-            ),
-        ),
-        "local",
-    ],
+    ["push", "local"],
 )
 def test_the_module_on_the_code_path_runs(
     make_platform: PlatformFactory, mylib: ModuleType, mode: str, tmp_path: Path

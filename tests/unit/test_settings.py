@@ -189,6 +189,14 @@ def test_worker_positionals_are_optional_and_override_the_environment() -> None:
     assert _load(WorkerSettings, ["3"], env).processes == 3
 
 
+def test_label_and_resource_flags_repeat_and_combine() -> None:
+    argv = ["--label", "gpu=h200", "--label", "zone=a,x=y", "--resource", "gpu=1"]
+    worker = _load(WorkerSettings, [*argv, "--resource", "mem=2.5"], {"FAAS_LABELS": "old=1"})
+    assert worker.labels == {"gpu": "h200", "zone": "a", "x": "y"}  # flags replace the variable
+    assert worker.resources == {"gpu": 1.0, "mem": 2.5}
+    assert _load(WorkerSettings, [], {"FAAS_LABELS": "a=1,b=2"}).labels == {"a": "1", "b": "2"}
+
+
 def test_a_bad_flag_is_one_line_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         _load(RestSettings, ["--port", "abc"], {"FAAS_REST_PORT": "9000"})

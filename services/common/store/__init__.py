@@ -13,7 +13,7 @@ from ._records import (
     RunningAttempt,
     TaskRecord,
 )
-from ._store import TaskStore, connect
+from ._store import FunctionRecord, TaskStore, connect
 from .keys import Keys
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "AttemptOutcome",
     "AttemptStart",
     "CreatedTask",
+    "FunctionRecord",
     "Keys",
     "LostAttempt",
     "NewTask",
