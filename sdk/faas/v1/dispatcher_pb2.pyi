@@ -96,17 +96,25 @@ class TaskEvent(_message.Message):
 
     TASK_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     status: _common_pb2.TaskStatus.ValueType
+    @_builtins.property
+    def state(self) -> _common_pb2.TaskState:
+        """For a terminal event: the state as stored in Redis (written before the event is sent), so
+        a gateway answers its waiters without reading Redis again. Unset for other events.
+        """
+
     def __init__(
         self,
         *,
         task_id: _builtins.str = ...,
         status: _common_pb2.TaskStatus.ValueType = ...,
+        state: _common_pb2.TaskState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state", "status", b"status", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -396,6 +404,7 @@ class ConnectRequest(_message.Message):
     OUTCOMES_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    STARTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___WorkerHello: ...
     @_builtins.property
@@ -406,6 +415,8 @@ class ConnectRequest(_message.Message):
     def heartbeat(self) -> Global___Heartbeat: ...
     @_builtins.property
     def drain(self) -> Global___Drain: ...
+    @_builtins.property
+    def starts(self) -> Global___TaskStarts: ...
     def __init__(
         self,
         *,
@@ -414,16 +425,41 @@ class ConnectRequest(_message.Message):
         outcomes: Global___TaskOutcomeBatch | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         drain: Global___Drain | None = ...,
+        starts: Global___TaskStarts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "outcomes", b"outcomes", "work_request", b"work_request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "outcomes", b"outcomes", "starts", b"starts", "work_request", b"work_request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "outcomes", b"outcomes", "work_request", b"work_request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "outcomes", b"outcomes", "starts", b"starts", "work_request", b"work_request"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "work_request", "outcomes", "heartbeat", "drain"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "work_request", "outcomes", "heartbeat", "drain", "starts"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
+
+@_typing.final
+class TaskStarts(_message.Message):
+    """Prefetched attempts that a worker process has just started (they were QUEUED-to-that-worker
+    until now, and become RUNNING).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attempt_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        attempt_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_ids", b"attempt_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskStarts: _TypeAlias = TaskStarts  # noqa: Y015
 
 @_typing.final
 class FunctionBody(_message.Message):

@@ -70,6 +70,11 @@ class GatewayServiceStub:
                 request_serializer=faas_dot_v1_dot_gateway__pb2.WatchTaskRequest.SerializeToString,
                 response_deserializer=faas_dot_v1_dot_gateway__pb2.WatchTaskResponse.FromString,
                 _registered_method=True)
+        self.WatchTasks = channel.stream_stream(
+                '/faas.v1.GatewayService/WatchTasks',
+                request_serializer=faas_dot_v1_dot_gateway__pb2.WatchTasksRequest.SerializeToString,
+                response_deserializer=faas_dot_v1_dot_gateway__pb2.WatchTasksResponse.FromString,
+                _registered_method=True)
         self.ListWorkers = channel.unary_unary(
                 '/faas.v1.GatewayService/ListWorkers',
                 request_serializer=faas_dot_v1_dot_gateway__pb2.ListWorkersRequest.SerializeToString,
@@ -140,6 +145,16 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTasks(self, request_iterator, context):
+        """Watches many tasks on one stream: each request adds task ids; each response carries the
+        states of watched tasks that changed (first their current state, then every status change).
+        A task's terminal state is the last sent for it. Unknown ids come back in unknown_task_ids.
+        Fails with INVALID_ARGUMENT, UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListWorkers(self, request, context):
         """Lists the workers connected to the dispatcher with their load.
         Fails with UNAVAILABLE when the dispatcher cannot be reached.
@@ -188,6 +203,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.WatchTask,
                     request_deserializer=faas_dot_v1_dot_gateway__pb2.WatchTaskRequest.FromString,
                     response_serializer=faas_dot_v1_dot_gateway__pb2.WatchTaskResponse.SerializeToString,
+            ),
+            'WatchTasks': grpc.stream_stream_rpc_method_handler(
+                    servicer.WatchTasks,
+                    request_deserializer=faas_dot_v1_dot_gateway__pb2.WatchTasksRequest.FromString,
+                    response_serializer=faas_dot_v1_dot_gateway__pb2.WatchTasksResponse.SerializeToString,
             ),
             'ListWorkers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkers,
@@ -368,6 +388,33 @@ class GatewayService:
             '/faas.v1.GatewayService/WatchTask',
             faas_dot_v1_dot_gateway__pb2.WatchTaskRequest.SerializeToString,
             faas_dot_v1_dot_gateway__pb2.WatchTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTasks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/faas.v1.GatewayService/WatchTasks',
+            faas_dot_v1_dot_gateway__pb2.WatchTasksRequest.SerializeToString,
+            faas_dot_v1_dot_gateway__pb2.WatchTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,12 @@ class GatewayServiceStub:
     """Streams the task's state on every status change, ending after the terminal one.
     Fails with NOT_FOUND, UNAVAILABLE.
     """
+    WatchTasks: _grpc.StreamStreamMultiCallable[_gateway_pb2.WatchTasksRequest, _gateway_pb2.WatchTasksResponse]
+    """Watches many tasks on one stream: each request adds task ids; each response carries the
+    states of watched tasks that changed (first their current state, then every status change).
+    A task's terminal state is the last sent for it. Unknown ids come back in unknown_task_ids.
+    Fails with INVALID_ARGUMENT, UNAVAILABLE.
+    """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListWorkersRequest, _gateway_pb2.ListWorkersResponse]
     """Lists the workers connected to the dispatcher with their load.
     Fails with UNAVAILABLE when the dispatcher cannot be reached.
@@ -106,6 +112,12 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     WatchTask: _aio.UnaryStreamMultiCallable[_gateway_pb2.WatchTaskRequest, _gateway_pb2.WatchTaskResponse]  # type: ignore[assignment]
     """Streams the task's state on every status change, ending after the terminal one.
     Fails with NOT_FOUND, UNAVAILABLE.
+    """
+    WatchTasks: _aio.StreamStreamMultiCallable[_gateway_pb2.WatchTasksRequest, _gateway_pb2.WatchTasksResponse]  # type: ignore[assignment]
+    """Watches many tasks on one stream: each request adds task ids; each response carries the
+    states of watched tasks that changed (first their current state, then every status change).
+    A task's terminal state is the last sent for it. Unknown ids come back in unknown_task_ids.
+    Fails with INVALID_ARGUMENT, UNAVAILABLE.
     """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListWorkersRequest, _gateway_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Lists the workers connected to the dispatcher with their load.
@@ -183,6 +195,18 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_gateway_pb2.WatchTaskResponse], _abc.AsyncIterator[_gateway_pb2.WatchTaskResponse]]:
         """Streams the task's state on every status change, ending after the terminal one.
         Fails with NOT_FOUND, UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchTasks(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gateway_pb2.WatchTasksRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.WatchTasksResponse], _abc.AsyncIterator[_gateway_pb2.WatchTasksResponse]]:
+        """Watches many tasks on one stream: each request adds task ids; each response carries the
+        states of watched tasks that changed (first their current state, then every status change).
+        A task's terminal state is the last sent for it. Unknown ids come back in unknown_task_ids.
+        Fails with INVALID_ARGUMENT, UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
