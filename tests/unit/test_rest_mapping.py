@@ -365,9 +365,60 @@ def test_app_register_and_execute(client: _Client, fake: _FakeGateway) -> None:
     body = {"function_id": "f1", "payload": _B64, "request_id": "k"}
     r = client.post("/execute_function", json=body)
     assert (r.status_code, r.json()) == (200, {"task_id": "t1"})
-    assert fake.last() == ("execute_function", ("f1", decode_payload(_B64), None, "k"))
+    assert fake.last() == ("execute_function", ("f1", decode_payload(_B64), None, "k", None))
     r = client.post("/execute_batch", json={"function_id": "f1", "payloads": [_B64, _B64]})
     assert (r.status_code, r.json()) == (200, {"task_ids": ["t1", "t2"]})
+    assert fake.last() == ("execute_batch", ("f1", [decode_payload(_B64)] * 2, None, None, None))
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/execute_function", {"function_id": "f1", "payload": _B64}),
+        ("/execute_batch", {"function_id": "f1", "payloads": [_B64]}),
+    ],
+)
+def test_app_execution_placement(
+    client: _Client, fake: _FakeGateway, path: str, body: dict[str, Any]
+) -> None:
+    placement = {"labels": {"zone": "b"}, "resources": {"gpu": 0.5}, "any_python": True}
+    r = client.post(path, json={**body, "placement": placement})
+    assert r.status_code == 200, r.text
+    sent = fake.last()[1][-1]
+    assert sent == common_pb2.Placement(
+        labels={"zone": "b"}, resources={"gpu": 0.5}, any_python=True
+    )
+    assert client.post(path, json={**body, "placement": {}}).status_code == 200
+    assert fake.last()[1][-1] == common_pb2.Placement()
+    calls = len(fake.calls)
+    for bad in (
+        {"resources": {"gpu": -1}},
+        {"labels": {"gpu": 1}},
+        {"labels": ["gpu"]},
+        {"any_python": "maybe"},
+        {"label": {"gpu": "h200"}},  # misspelt: refused, not ignored
+        "gpu=h200",
+    ):
+        r = client.post(path, json={**body, "placement": bad})
+        assert r.status_code == 422, r.text
+        assert isinstance(r.json()["detail"], list)
+    content = json.dumps({**body, "placement": {"resources": {"gpu": 0}}})
+    r = client.post(
+        path,
+        content=content.replace("0}", "NaN}").encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert len(fake.calls) == calls  # none reached the gateway
+
+
+def test_app_schema_shows_the_execution_placement(client: _Client) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for body in ("ExecuteFunctionBody", "ExecuteBatchBody", "RegisterFunctionBody"):
+        field = schemas[body]["properties"]["placement"]
+        assert {"$ref": "#/components/schemas/PlacementBody"} in field["anyOf"], field
+        assert field["description"]
+    assert set(schemas["PlacementBody"]["properties"]) == {"labels", "resources", "any_python"}
 
 
 def test_app_invalid_base64_is_400(client: _Client, fake: _FakeGateway) -> None:

@@ -109,11 +109,19 @@ class GatewayClient:
         return response.function
 
     async def execute_function(
-        self, function_id: str, payload: bytes, timeout: float | None, request_id: str | None
+        self,
+        function_id: str,
+        payload: bytes,
+        timeout: float | None,
+        request_id: str | None,
+        placement: common_pb2.Placement | None = None,
     ) -> gateway_pb2.ExecuteFunctionResponse:
         """ExecuteFunction."""
         request = gateway_pb2.ExecuteFunctionRequest(
-            function_id=function_id, payload=payload, request_id=request_id or ""
+            function_id=function_id,
+            payload=payload,
+            request_id=request_id or "",
+            placement=placement,
         )
         if timeout is not None:
             request.timeout.CopyFrom(duration(timeout))
@@ -125,10 +133,14 @@ class GatewayClient:
         payloads: list[bytes],
         timeout: float | None,
         request_id: str | None = None,
+        placement: common_pb2.Placement | None = None,
     ) -> gateway_pb2.ExecuteBatchResponse:
         """ExecuteBatch."""
         request = gateway_pb2.ExecuteBatchRequest(
-            function_id=function_id, payloads=payloads, request_id=request_id or ""
+            function_id=function_id,
+            payloads=payloads,
+            request_id=request_id or "",
+            placement=placement,
         )
         if timeout is not None:
             request.timeout.CopyFrom(duration(timeout))

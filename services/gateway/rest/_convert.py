@@ -10,6 +10,8 @@ from google.protobuf import duration_pb2
 
 from services.gateway.rest._codec import encode_result
 from services.gateway.rest._models import (
+    ExecuteBatchBody,
+    ExecuteFunctionBody,
     FunctionResponse,
     PlacementBody,
     RegisterFunctionBody,
@@ -148,8 +150,11 @@ def runtime_message(body: RegisterFunctionBody) -> common_pb2.Runtime | None:
     return common_pb2.Runtime(**body.runtime.model_dump())
 
 
-def placement_message(body: RegisterFunctionBody) -> common_pb2.Placement | None:
-    """The ``placement`` of a ``/register_function`` body as a message (None when not given)."""
+def placement_message(
+    body: RegisterFunctionBody | ExecuteFunctionBody | ExecuteBatchBody,
+) -> common_pb2.Placement | None:
+    """The ``placement`` of a ``/register_function``, ``/execute_function`` or
+    ``/execute_batch`` body as a message (None when not given)."""
     if body.placement is None:
         return None
     return common_pb2.Placement(**body.placement.model_dump())

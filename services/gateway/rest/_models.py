@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     model_serializer,
@@ -101,7 +102,11 @@ class RuntimeBody(BaseModel):
 
 
 class PlacementBody(BaseModel):
-    """What a function's tasks need of a worker (faas.v1.Placement)."""
+    """What a function's tasks, or one execution's, need of a worker (faas.v1.Placement).
+
+    Unknown keys are refused (422), so a misspelt "lables" never lets a task run anywhere."""
+
+    model_config = ConfigDict(extra="forbid")
 
     labels: dict[Text, Text] = Field(
         default_factory=dict, description='Labels the worker must carry, e.g. {"gpu": "h200"}.'
@@ -137,12 +142,19 @@ class RegisterFunctionResponse(BaseModel):
     function_id: str
 
 
+_EXECUTION_PLACEMENT = (
+    "What this execution needs of a worker, added to the function's placement (its labels "
+    "and amounts over the function's; any_python if either says so)."
+)
+
+
 class ExecuteFunctionBody(BaseModel):
     """Body of ``POST /execute_function``; the payload pickles ``((args), {kwargs})``."""
 
     function_id: FunctionId
     payload: Payload
     timeout: Timeout = None
+    placement: PlacementBody | None = Field(default=None, description=_EXECUTION_PLACEMENT)
     request_id: Text | None = Field(
         default=None,
         description="Idempotency key: a retry with the same key returns the same task_id.",
@@ -165,6 +177,7 @@ class ExecuteBatchBody(BaseModel):
         json_schema_extra=_stated(minItems=1, maxItems=DEFAULT_MAX_BATCH_ITEMS),
     )
     timeout: Timeout = None
+    placement: PlacementBody | None = Field(default=None, description=_EXECUTION_PLACEMENT)
     request_id: Text | None = Field(
         default=None,
         max_length=MAX_BATCH_REQUEST_ID_CHARS,

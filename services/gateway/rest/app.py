@@ -134,7 +134,7 @@ def create_app(settings: RestSettings) -> FastAPI:
     ) -> ExecuteFunctionResponse:
         payload = decode_payload(body.payload)
         response = await gateway.execute_function(
-            body.function_id, payload, body.timeout, body.request_id
+            body.function_id, payload, body.timeout, body.request_id, placement_message(body)
         )
         return ExecuteFunctionResponse(task_id=response.task_id)
 
@@ -146,7 +146,7 @@ def create_app(settings: RestSettings) -> FastAPI:
     async def execute_batch(body: ExecuteBatchBody, gateway: Gateway) -> ExecuteBatchResponse:
         payloads = _decode_batch(body.payloads)
         response = await gateway.execute_batch(
-            body.function_id, payloads, body.timeout, body.request_id
+            body.function_id, payloads, body.timeout, body.request_id, placement_message(body)
         )
         return ExecuteBatchResponse(task_ids=list(response.task_ids))
 
