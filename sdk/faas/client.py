@@ -52,6 +52,28 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+def _placement(
+    labels: Mapping[str, str] | None,
+    resources: Mapping[str, float] | None,
+    any_python: bool = False,
+) -> common_pb2.Placement | None:
+    """What a function's or an execution's tasks need of a worker; None when nothing."""
+    if not labels and not resources and not any_python:
+        return None
+    for key, value in (labels or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"labels must map str to str, got {key!r}: {value!r}")
+    for key, amount in (resources or {}).items():
+        number = isinstance(amount, int | float) and not isinstance(amount, bool)
+        if not isinstance(key, str) or not number:
+            raise TypeError(f"resources must map str to a number, got {key!r}: {amount!r}")
+    return common_pb2.Placement(
+        labels=dict(labels or {}),
+        resources={k: float(v) for k, v in (resources or {}).items()},
+        any_python=any_python,
+    )
+
+
 def _duration(seconds: float | None) -> duration_pb2.Duration | None:
     if seconds is None:
         return None
@@ -168,7 +190,14 @@ class FaaSClient:
     # --- functions and tasks -------------------------------------------------------------
 
     def register(
-        self, fn: Callable[..., Any], name: str | None = None, *, timeout: float | None = None
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        *,
+        timeout: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        resources: Mapping[str, float] | None = None,
+        any_python: bool = False,
     ) -> str:
         """Registers ``fn`` and returns its function id.
 
@@ -177,9 +206,12 @@ class FaaSClient:
         import its module; functions of installed packages and the standard library go as
         references. The request says which Python, dill and cloudpickle pickled it.
         ``name`` defaults to the function's qualified name; ``timeout`` is the default time
-        limit in seconds of its tasks (none if unset)::
+        limit in seconds of its tasks (none if unset). Its tasks run only on workers with
+        these ``labels`` (exact values) and at least these ``resources``, and, unless
+        ``any_python``, this Python's major.minor (and cloudpickle's)::
 
             function_id = client.register(lambda x: x + 1, "inc")
+            on_gpu = client.register(train, labels={"gpu": "h200"}, resources={"gpu": 1})
         """
         if name is None:
             name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "function"))
@@ -189,6 +221,7 @@ class FaaSClient:
             payload=pickled.payload,
             timeout=_duration(timeout),
             runtime=_serde.runtime(pickled.serializer),
+            placement=_placement(labels, resources, any_python),
         )
         reply = self._call(self._transport.stub.RegisterFunction, request)
         return str(reply.function_id)
@@ -201,18 +234,22 @@ class FaaSClient:
         *,
         timeout: float | None = None,
         request_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> str:
         """Queues one task and returns its id, without waiting for it.
 
-        ``timeout`` is this task's time limit in seconds. The call is retried only under an
-        idempotency key, ``request_id`` (a fresh one by default), so a retry never creates a
-        second task.
+        ``timeout`` is this task's time limit in seconds. ``labels`` and ``resources`` are
+        what this task needs of a worker, over the function's own. The call is retried only
+        under an idempotency key, ``request_id`` (a fresh one by default), so a retry never
+        creates a second task.
         """
         request = gateway_pb2.ExecuteFunctionRequest(
             function_id=function_id,
             payload=_serde.dumps_call(args, kwargs),
             timeout=_duration(timeout),
             request_id=request_id or str(uuid.uuid4()),
+            placement=_placement(labels, resources),
         )
         reply = self._call(self._transport.stub.ExecuteFunction, request)
         return str(reply.task_id)
