@@ -255,22 +255,31 @@ class FaaSClient:
         return str(reply.task_id)
 
     def execute_batch(
-        self, function_id: str, calls: Iterable[Call], *, timeout: float | None = None
+        self,
+        function_id: str,
+        calls: Iterable[Call],
+        *,
+        timeout: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> list[str]:
         """Queues one task per ``(args, kwargs)`` pair with ExecuteBatch; their ids, in order.
 
-        Large batches are sent as several requests. Each carries its own idempotency key, so a
-        request retried after UNAVAILABLE never queues its tasks twice; if one still fails,
-        the tasks of the requests before it stay queued.
+        ``labels`` and ``resources`` are what every one of them needs of a worker, over the
+        function's own. Large batches are sent as several requests. Each carries its own
+        idempotency key, so a request retried after UNAVAILABLE never queues its tasks twice;
+        if one still fails, the tasks of the requests before it stay queued.
         """
         task_ids: list[str] = []
         limit = _duration(timeout)
+        placement = _placement(labels, resources)
         for chunk in _chunks(_serde.dumps_call(args, kwargs) for args, kwargs in calls):
             request = gateway_pb2.ExecuteBatchRequest(
                 function_id=function_id,
                 payloads=chunk,
                 timeout=limit,
                 request_id=str(uuid.uuid4()),
+                placement=placement,
             )
             reply = self._call(self._transport.stub.ExecuteBatch, request)
             task_ids.extend(reply.task_ids)
@@ -287,22 +296,42 @@ class FaaSClient:
         return self.future(self.execute(function_id, args, kwargs))
 
     def submit_batch(
-        self, function_id: str, calls: Iterable[Call], *, timeout: float | None = None
+        self,
+        function_id: str,
+        calls: Iterable[Call],
+        *,
+        timeout: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> list[TaskFuture]:
         """``execute_batch``, with a future per task."""
-        return [self.future(t) for t in self.execute_batch(function_id, calls, timeout=timeout)]
+        task_ids = self.execute_batch(
+            function_id, calls, timeout=timeout, labels=labels, resources=resources
+        )
+        return [self.future(t) for t in task_ids]
 
     def map(
-        self, function_id: str, *iterables: Iterable[Any], timeout: float | None = None
+        self,
+        function_id: str,
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> Iterator[Any]:
         """Like ``map(function, *iterables)``, run remotely: all tasks are queued at once (with
         ExecuteBatch) and the results come back in order. ``timeout`` bounds the whole
-        iteration; a task that fails raises its exception when its turn comes::
+        iteration; a task that fails raises its exception when its turn comes. ``labels`` and
+        ``resources`` are what every task needs of a worker, over the function's own::
 
             squares = list(client.map(function_id, range(10)))
+            on_gpu = list(client.map(function_id, range(10), labels={"gpu": "h200"}))
         """
         calls: list[Call] = [(args, {}) for args in zip(*iterables, strict=False)]
-        futures = self.submit_batch(function_id, calls) if calls else []
+        futures = (
+            self.submit_batch(function_id, calls, labels=labels, resources=resources)
+            if calls
+            else []
+        )
         return results_in_order(futures, timeout)
 
     def future(self, task_id: str) -> TaskFuture:
