@@ -285,15 +285,27 @@ class FaaSClient:
             task_ids.extend(reply.task_ids)
         return task_ids
 
-    def submit(self, function_id: str, /, *args: Any, **kwargs: Any) -> TaskFuture:
+    def submit(
+        self,
+        function_id: str,
+        /,
+        *args: Any,
+        labels: Mapping[str, str] | None = None,
+        resources: Mapping[str, float] | None = None,
+        **kwargs: Any,
+    ) -> TaskFuture:
         """Queues ``function(*args, **kwargs)``; a future of its value.
 
-        Example::
+        ``labels`` and ``resources`` are what the task needs of a worker, over the function's
+        own; they never reach the function (a function's own ``labels`` argument goes
+        through ``client.future(client.execute(function_id, args, kwargs))``). Example::
 
             future = client.submit(function_id, 2, 3)
             future.result()  # the return value, or the function's own exception re-raised
+            client.submit(function_id, 4, labels={"zone": "b"})
         """
-        return self.future(self.execute(function_id, args, kwargs))
+        task_id = self.execute(function_id, args, kwargs, labels=labels, resources=resources)
+        return self.future(task_id)
 
     def submit_batch(
         self,
