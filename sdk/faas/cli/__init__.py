@@ -2,7 +2,8 @@
 
     faas up                                   # the whole platform, until Ctrl-C (make run)
     faas register tasks.py:square             # prints the function id
-    faas execute FUNCTION_ID --args '[7]' --wait
+    faas register tasks.py:train --label gpu=h200 --resource gpu=1   # only on such workers
+    faas execute FUNCTION_ID --args '[7]' --wait [--label zone=b]
     faas execute FUNCTION_ID --args-file calls.jsonl --wait   # a batch, with a progress bar
     faas status TASK_ID
     faas result TASK_ID --wait
@@ -68,6 +69,22 @@ def _common(default_target: str, suppress: bool) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_placement(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--label`` and ``--resource``, repeatable, as the workers take them."""
+    parser.add_argument(
+        "--label",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"{what} run only on workers with this label (repeatable, or k=v,k2=v2)",
+    )
+    parser.add_argument(
+        "--resource",
+        action="append",
+        metavar="NAME=AMOUNT",
+        help=f"{what} run only on workers with at least this much of it (repeatable)",
+    )
+
+
 def _add_wait(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="wait for the task to end")
     parser.add_argument(
@@ -107,6 +124,12 @@ def build_parser(default_target: str = DEFAULT_TARGET) -> argparse.ArgumentParse
     register.add_argument(
         "--timeout", type=_positive, metavar="SECONDS", help="default time limit of its tasks"
     )
+    _add_placement(register, "its tasks")
+    register.add_argument(
+        "--any-python",
+        action="store_true",
+        help="its tasks may run on workers of another Python (and cloudpickle) version",
+    )
 
     execute = commands.add_parser(
         "execute", parents=[common], help="run a registered function (one task or a batch)"
@@ -122,6 +145,7 @@ def build_parser(default_target: str = DEFAULT_TARGET) -> argparse.ArgumentParse
     execute.add_argument(
         "--timeout", type=_positive, metavar="SECONDS", help="time limit of each task"
     )
+    _add_placement(execute, "the tasks (with the function's own needs)")
     _add_wait(execute)
 
     status = commands.add_parser("status", parents=[common], help="print a task's status")

@@ -72,9 +72,12 @@ def up(args: argparse.Namespace, session: Session) -> int:
 
 
 def register(args: argparse.Namespace, session: Session) -> int:
+    needs = _needs(args)
     fn = _inputs.load_function(args.spec)
     name = args.name or args.spec.rpartition(":")[2]
-    function_id = session.client.register(fn, name, timeout=args.timeout)
+    function_id = session.client.register(
+        fn, name, timeout=args.timeout, any_python=args.any_python, **needs
+    )
     if session.json:
         session.document({"function_id": function_id, "name": name})
     else:
@@ -82,21 +85,32 @@ def register(args: argparse.Namespace, session: Session) -> int:
     return OK
 
 
+def _needs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--label`` and ``--resource`` as the client's ``labels=`` and ``resources=``."""
+    return {
+        "labels": _inputs.parse_labels(args.label),
+        "resources": _inputs.parse_resources(args.resource),
+    }
+
+
 def execute(args: argparse.Namespace, session: Session) -> int:
+    needs = _needs(args)
     if args.args_file is not None:
         if args.args is not None or args.kwargs is not None:
             raise _inputs.UsageError("--args-file cannot be combined with --args or --kwargs")
-        return _execute_batch(args, session)
+        return _execute_batch(args, session, needs)
     positional = _inputs.parse_args(args.args)
     keywords = _inputs.parse_kwargs(args.kwargs)
-    task_id = session.client.execute(args.function_id, positional, keywords, timeout=args.timeout)
+    task_id = session.client.execute(
+        args.function_id, positional, keywords, timeout=args.timeout, **needs
+    )
     if not args.wait:
         session.document({"task_id": task_id}) if session.json else session.out(task_id)
         return OK
     return _report(session, _wait_one(session.client.future(task_id), args.wait_timeout, session))
 
 
-def _execute_batch(args: argparse.Namespace, session: Session) -> int:
+def _execute_batch(args: argparse.Namespace, session: Session, needs: dict[str, Any]) -> int:
     if args.args_file == "-":
         calls = list(_inputs.read_calls(sys.stdin, "stdin"))
     else:
@@ -110,13 +124,13 @@ def _execute_batch(args: argparse.Namespace, session: Session) -> int:
         raise _inputs.UsageError(f"{args.args_file} holds no calls")
     client = session.client
     if not args.wait:
-        task_ids = client.execute_batch(args.function_id, calls, timeout=args.timeout)
+        task_ids = client.execute_batch(args.function_id, calls, timeout=args.timeout, **needs)
         if session.json:
             session.document({"task_ids": task_ids})
         else:
             session.out("\n".join(task_ids))
         return OK
-    futures = client.submit_batch(args.function_id, calls, timeout=args.timeout)
+    futures = client.submit_batch(args.function_id, calls, timeout=args.timeout, **needs)
     _wait_all(futures, args.wait_timeout, session)
     outcomes = [_output.outcome_of(_ended(future)) for future in futures]
     if session.json:

@@ -5,13 +5,22 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import math
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["UsageError", "load_function", "parse_args", "parse_kwargs", "read_calls"]
+__all__ = [
+    "UsageError",
+    "load_function",
+    "parse_args",
+    "parse_kwargs",
+    "parse_labels",
+    "parse_resources",
+    "read_calls",
+]
 
 Call = tuple[list[Any], dict[str, Any]]
 
@@ -87,6 +96,39 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UsageError(f"--kwargs must be a JSON object, e.g. '{{\"a\": 1}}', got {text!r}")
     return value
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    """Repeated ``FLAG k=v[,k=v...]`` values as one dict, as the workers read theirs."""
+    out: dict[str, str] = {}
+    for value in values or ():
+        for pair in value.split(","):
+            if not pair.strip():
+                continue
+            key, sep, text = pair.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"{flag} expects KEY=VALUE[,KEY=VALUE...], got {pair.strip()!r}")
+            out[key.strip()] = text.strip()
+    return out
+
+
+def parse_labels(values: list[str] | None) -> dict[str, str]:
+    """``--label gpu=h200 --label zone=a`` (or ``--label gpu=h200,zone=a``)."""
+    return _pairs(values, "--label")
+
+
+def parse_resources(values: list[str] | None) -> dict[str, float]:
+    """``--resource gpu=1 --resource mem=2.5``: finite amounts >= 0."""
+    out: dict[str, float] = {}
+    for name, text in _pairs(values, "--resource").items():
+        try:
+            amount = float(text)
+        except ValueError:
+            raise UsageError(f"--resource {name}: not a number: {text!r}") from None
+        if not math.isfinite(amount) or amount < 0:
+            raise UsageError(f"--resource {name}: must be a finite number >= 0, got {text!r}")
+        out[name] = amount
+    return out
 
 
 def read_calls(stream: TextIO, name: str) -> Iterator[Call]:
