@@ -1,5 +1,8 @@
 """The gateway's end of the Link stream: hands new tasks to the dispatcher, receives events.
 
+A terminal event carries the task's state as stored (the dispatcher writes Redis before it sends
+the event), so waiters and watches are answered from it; other events only wake them to read.
+
 Tasks are already stored in Redis when they are sent, so a task sent while the link is down is
 not lost: the dispatcher reconciles QUEUED tasks from Redis whenever a gateway (re)connects.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import grpc
 from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
@@ -74,6 +77,15 @@ class DispatcherLink:
             except TimeoutError:
                 yield dispatcher_pb2.LinkRequest(heartbeat=dispatcher_pb2.Heartbeat())
 
+    def _on_events(self, events: Iterable[dispatcher_pb2.TaskEvent]) -> None:
+        """Wakes the waiters and watches of each task; a terminal event carries the stored
+        state, which answers them with no Redis read."""
+        notify = self._waiters.notify
+        for event in events:
+            terminal = event.status in _TERMINAL
+            state = event.state if terminal and event.HasField("state") else None
+            notify(event.task_id, terminal=terminal, state=state)
+
     async def _run(self) -> None:
         backoff = 0.1
         while not self._closing:
@@ -87,8 +99,7 @@ class DispatcherLink:
                         log.info("linked to the dispatcher")
                         self._waiters.notify_all()
                     if response.HasField("events"):
-                        for event in response.events.events:
-                            self._waiters.notify(event.task_id, terminal=event.status in _TERMINAL)
+                        self._on_events(response.events.events)
             except grpc.aio.AioRpcError as exc:
                 log.warning("dispatcher link: %s %s", exc.code().name, exc.details())
             finally:

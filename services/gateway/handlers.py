@@ -2,7 +2,9 @@
 
 gRPC Python reports a request that does not parse as UNKNOWN (or INTERNAL), a server fault. Here
 each request is parsed by a deserializer that never raises: bytes that are not the method's
-message become INVALID_ARGUMENT (reason MALFORMED_REQUEST) before the servicer sees them.
+message become INVALID_ARGUMENT (reason MALFORMED_REQUEST) before the servicer sees them. On a
+request stream (WatchTasks), the servicer's iterator raises that InvalidArgument where the
+malformed message would have been, and the servicer's status boundary answers it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"]
 Context = grpc.aio.ServicerContext[Any, Any]
 Unary = Callable[[Any, Context], Awaitable[Any]]
 Streaming = Callable[[Any, Context], AsyncIterator[Any]]
+Bidi = Callable[[AsyncIterator[Any], Context], AsyncIterator[Any]]
 
 
 class _Malformed:
@@ -42,10 +45,12 @@ def _parser(request_class: type[message.Message]) -> Callable[[bytes], object]:
     return parse
 
 
+def _malformed(request: _Malformed) -> InvalidArgument:
+    return InvalidArgument(f"malformed request: {request.error}", "MALFORMED_REQUEST")
+
+
 async def _refuse(request: _Malformed, context: Context) -> None:
-    await context.abort_with_status(
-        to_status(InvalidArgument(f"malformed request: {request.error}", "MALFORMED_REQUEST"))
-    )
+    await context.abort_with_status(to_status(_malformed(request)))
 
 
 def _unary(behavior: Unary) -> Unary:
@@ -67,16 +72,35 @@ def _streaming(behavior: Streaming) -> Streaming:
     return handle
 
 
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Malformed):
+            raise _malformed(request)
+        yield request
+
+
+def _bidi(behavior: Bidi) -> Bidi:
+    async def handle(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        async for response in behavior(_checked(requests), context):
+            yield response
+
+    return handle
+
+
 def add_gateway_service(servicer: object, server: grpc.aio.Server) -> None:
     """Registers ``servicer``'s methods for ``faas.v1.GatewayService`` on ``server``."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in SERVICE.methods:
-        if method.client_streaming:
+        if method.client_streaming and not method.server_streaming:
             raise TypeError(f"{method.full_name}: client streaming is not handled here")
         parse = _parser(message_factory.GetMessageClass(method.input_type))
         serialize = message_factory.GetMessageClass(method.output_type).SerializeToString
         behavior = getattr(servicer, method.name)
-        if method.server_streaming:
+        if method.client_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                _bidi(behavior), request_deserializer=parse, response_serializer=serialize
+            )
+        elif method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 _streaming(behavior), request_deserializer=parse, response_serializer=serialize
             )

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -30,7 +30,7 @@ from services.common.errors import (
     Unavailable,
     to_status,
 )
-from services.common.store import CreatedTask, FunctionRecord, NewTask, TaskRecord, TaskStore
+from services.common.store import CreatedTask, FunctionRecord, NewTask, TaskStore
 from services.common.timeutil import ms_timestamp, to_duration
 
 from .convert import duration_arg, merged_placement, placement_arg, status_value, task_state
@@ -43,6 +43,7 @@ from .limits import (
 from .payload import PayloadChecker
 from .settings import GatewaySettings
 from .waiters import TaskWaiters
+from .watch import TaskWatch
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,17 @@ async def _status_boundary(context: Context) -> AsyncIterator[None]:
         await context.abort(grpc.StatusCode.INTERNAL, "internal error in the gateway")
 
 
-def _is_terminal(record: TaskRecord) -> bool:
-    return record.terminal
+_TERMINAL = frozenset({common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED})
+
+TaskState = common_pb2.TaskState
 
 
-def _changed_from(status: str) -> Callable[[TaskRecord], bool]:
-    return lambda record: record.status != status
+def _is_terminal(state: TaskState) -> bool:
+    return state.status in _TERMINAL
+
+
+def _changed_from(status: common_pb2.TaskStatus.ValueType) -> Callable[[TaskState], bool]:
+    return lambda state: state.status != status
 
 
 def _task_not_found(task_id: str) -> NotFound:
@@ -323,59 +329,85 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             _require_id(request.task_id, "task_id")
             wait = duration_arg(request.wait, request.HasField("wait"), "wait") or 0.0
             wait = min(wait, self._settings.max_wait_seconds)
-            record = await self._await_record(
+            state = await self._await_state(
                 request.task_id, _is_terminal, time.monotonic() + wait, terminal_only=True
             )
-            return gateway_pb2.GetResultResponse(task=task_state(record))
+            return gateway_pb2.GetResultResponse(task=state)
 
     async def WatchTask(
         self, request: gateway_pb2.WatchTaskRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
         async with _status_boundary(context):
             _require_id(request.task_id, "task_id")
-            record = await self._read(request.task_id)
-            yield gateway_pb2.WatchTaskResponse(task=task_state(record))
-            while not record.terminal:
-                record = await self._await_record(
-                    request.task_id, _changed_from(record.status), None, terminal_only=False
+            state = await self._read(request.task_id)
+            yield gateway_pb2.WatchTaskResponse(task=state)
+            while not _is_terminal(state):
+                state = await self._await_state(
+                    request.task_id, _changed_from(state.status), None, terminal_only=False
                 )
-                yield gateway_pb2.WatchTaskResponse(task=task_state(record))
+                yield gateway_pb2.WatchTaskResponse(task=state)
 
-    async def _read(self, task_id: str) -> TaskRecord:
+    async def WatchTasks(
+        self,
+        request_iterator: AsyncIterator[gateway_pb2.WatchTasksRequest]
+        | Iterator[gateway_pb2.WatchTasksRequest],
+        context: Context,
+    ) -> AsyncIterator[gateway_pb2.WatchTasksResponse]:
+        watch = TaskWatch(self._store, self._waiters, self._recheck_interval, lambda: self._closing)
+        reader = asyncio.create_task(_read_watch_requests(request_iterator, watch))
+        try:
+            async with _status_boundary(context):
+                async for response in watch.responses():
+                    yield response
+        finally:
+            reader.cancel()
+            watch.close()
+
+    async def _read(self, task_id: str) -> TaskState:
         record = await self._store.get_task(task_id)
         if record is None:
             raise _task_not_found(task_id)
-        return record
+        return task_state(record)
 
-    async def _await_record(
+    def _recheck_interval(self) -> float:
+        """How long a waiter trusts the dispatcher's events before it re-reads Redis."""
+        return self._settings.recheck_seconds if self._link.connected else 0.5
+
+    async def _await_state(
         self,
         task_id: str,
-        done: Callable[[TaskRecord], bool],
+        done: Callable[[TaskState], bool],
         deadline: float | None,
         *,
         terminal_only: bool,
-    ) -> TaskRecord:
-        """The task's record once ``done(record)``, or at the deadline.
+    ) -> TaskState:
+        """The task's state once ``done(state)``, or at the deadline.
 
         Between reads it sleeps until the dispatcher reports an event for the task (only terminal
         ones with ``terminal_only``), re-reading every few seconds in case an event was missed.
+        A terminal event carries the stored state: that answers with no read after it.
         """
+        carried: TaskState | None = None
         while True:
             future = self._waiters.register(task_id, terminal_only=terminal_only)
             try:
-                current = await self._read(task_id)  # read after registering: no lost wake-up
+                # Read after registering: no lost wake-up.
+                current = carried if carried is not None else await self._read(task_id)
+                carried = None
                 if done(current):
                     return current
                 if self._closing:
                     if terminal_only:
                         return current  # a long poll may end before the task does
                     raise Unavailable("the gateway is shutting down", "GATEWAY_SHUTTING_DOWN")
-                interval = self._settings.recheck_seconds if self._link.connected else 0.5
+                interval = self._recheck_interval()
                 if deadline is not None:
                     interval = min(interval, deadline - time.monotonic())
                     if interval <= 0:
                         return current
                 await asyncio.wait({future}, timeout=interval)
+                if future.done():
+                    carried = future.result()
             finally:
                 self._waiters.discard(task_id, future)
 
@@ -398,3 +430,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.ListWorkersResponse(
             workers=reply.workers, mode=reply.mode, queued=reply.queued
         )
+
+
+async def _read_watch_requests(
+    requests: AsyncIterator[gateway_pb2.WatchTasksRequest]
+    | Iterator[gateway_pb2.WatchTasksRequest],
+    watch: TaskWatch,
+) -> None:
+    """Adds each request's ids to ``watch``; a bad request (malformed, a bad id) ends it."""
+    try:
+        if isinstance(requests, AsyncIterator):
+            async for request in requests:
+                watch.add(request.task_ids)
+        else:
+            for request in requests:
+                watch.add(request.task_ids)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # InvalidArgument, or the stream failing under us
+        watch.end_requests(exc)
+    else:
+        watch.end_requests()
