@@ -50,9 +50,11 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+## The benchmark suite (~10-15 min on 2 cores; `make bench ARGS=--quick` for a ~3 min smoke run):
+## installs the bench extra (Celery, Ray, matplotlib, profilers), writes benchmarks/results/<time>/.
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[server,dev,bench]'
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) .faas-data .pytest_cache .mypy_cache .ruff_cache

@@ -15,8 +15,8 @@ from typing import Any
 
 from services.launcher.redis_server import RedisServer
 
-from . import _memory, _processes
-from ._stats import rate, summarize_ms
+from . import _cpu, _memory, _processes
+from ._stats import median, rate, summarize_ms
 
 
 def available() -> str | None:
@@ -30,9 +30,18 @@ def available() -> str | None:
 
 
 def measure(
-    processes: int, tasks: int, round_trips: int, makespan_tasks: int, log_dir: Path
+    processes: int,
+    tasks: int,
+    round_trips: int,
+    makespan_tasks: int,
+    log_dir: Path,
+    repetitions: int = 1,
 ) -> dict[str, Any]:
-    """Throughput, round trip, makespan and worker memory of Celery with ``processes``."""
+    """Throughput (median of ``repetitions``), round trip, makespan, CPU per task and memory.
+
+    The CPU per task sums the worker (with its prefork children), its redis-server and this
+    process, the client, as the platform's figure sums every service and the client.
+    """
     from ._celery_app import app, noop, sleep
 
     data_dir = Path(tempfile.mkdtemp(prefix="faas-bench-celery-"))
@@ -77,7 +86,8 @@ def measure(
             env={"BENCH_CELERY_REDIS_URL": redis.url},
         ) as worker:
             idle = _memory.tree_memory(worker.pid)
-            result = _run(noop, sleep, tasks, round_trips, makespan_tasks)
+            pids = {"worker": worker.pid, "redis": redis.pid}
+            result = _run(noop, sleep, tasks, round_trips, makespan_tasks, repetitions, pids)
             result["memory"] = {"idle": idle, "after": _memory.tree_memory(worker.pid)}
             result["processes"] = processes
             return result
@@ -88,23 +98,23 @@ def measure(
 
 
 def _run(
-    noop: Any, sleep: Any, tasks: int, round_trips: int, makespan_tasks: int
+    noop: Any,
+    sleep: Any,
+    tasks: int,
+    round_trips: int,
+    makespan_tasks: int,
+    repetitions: int,
+    pids: dict[str, int],
 ) -> dict[str, Any]:
     for _ in range(20):  # warm up both children
         noop.delay().get(timeout=10)
 
-    started = time.perf_counter()
-    pending = [noop.delay() for _ in range(tasks)]
-    submitted = time.perf_counter()
-    completed = 0
-    deadline = time.monotonic() + 120
-    for item in pending:
-        try:
-            item.get(timeout=max(0.1, deadline - time.monotonic()))
-            completed += 1
-        except Exception:
-            break
-    seconds = time.perf_counter() - started
+    runs = []
+    for _ in range(max(1, repetitions)):
+        run, cpu = _cpu.measured(pids, lambda: _throughput(noop, tasks))
+        run["cpu"] = cpu
+        run["cpu_ms_per_task"] = _cpu.total_ms_per_task(cpu, run["completed"])
+        runs.append(run)
 
     samples = []
     for _ in range(round_trips):
@@ -119,12 +129,35 @@ def _run(
     makespan_seconds = time.perf_counter() - began
     return {
         "throughput": {
+            "runs": runs,
             "tasks": tasks,
-            "completed": completed,
-            "seconds": seconds,
-            "submit_seconds": submitted - started,
-            "tasks_per_s": rate(completed, seconds),
+            "completed": min(r["completed"] for r in runs),
+            "tasks_per_s": median([r["tasks_per_s"] for r in runs]),
+            "cpu_ms_per_task": median([r["cpu_ms_per_task"] for r in runs]),
         },
         "round_trip": summarize_ms(samples),
         "makespan": {"tasks": makespan_tasks, "seconds": makespan_seconds},
+    }
+
+
+def _throughput(noop: Any, tasks: int) -> dict[str, Any]:
+    """``delay()`` x ``tasks``, then ``get()`` of each: one repetition."""
+    started = time.perf_counter()
+    pending = [noop.delay() for _ in range(tasks)]
+    submitted = time.perf_counter()
+    completed = 0
+    deadline = time.monotonic() + 120
+    for item in pending:
+        try:
+            item.get(timeout=max(0.1, deadline - time.monotonic()))
+            completed += 1
+        except Exception:
+            break
+    seconds = time.perf_counter() - started
+    return {
+        "tasks": tasks,
+        "completed": completed,
+        "seconds": seconds,
+        "submit_seconds": submitted - started,
+        "tasks_per_s": rate(completed, seconds),
     }

@@ -65,3 +65,10 @@ def per_task_us(cpu: dict[str, Any], tasks: int) -> dict[str, float]:
     if tasks <= 0:
         return {}
     return {name: s / tasks * 1e6 for name, s in cpu["cpu_seconds"].items()}
+
+
+def total_ms_per_task(cpu: dict[str, Any], tasks: int) -> float:
+    """CPU milliseconds per task summed over every measured process and the client."""
+    if tasks <= 0:
+        return float("nan")
+    return float(sum(cpu["cpu_seconds"].values())) / tasks * 1000.0

@@ -6,9 +6,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from . import _cpu, _grpc_load, _logs, _memory, _platform, _rest_load, _tasks
+from . import _cpu, _grpc_load, _logs, _memory, _platform, _rest_load, _sdk_load, _tasks
 from ._progress import Progress
 from ._sizes import Sizes
+from ._stats import median
 
 
 def measure(
@@ -45,6 +46,7 @@ def measure(
             )
         )
         progress.say(f"{mode}: REST round trip: {_ms(result)}")
+        _sdk(out, target, functions.noop, sizes, progress)
 
         out["grpc_throughput"] = result = _with_cpu(
             target.pids,
@@ -114,6 +116,61 @@ def measure(
         )
     out["log_findings"] = _logs.scan(log_dir)
     return out
+
+
+def _sdk(
+    out: dict[str, Any],
+    target: _platform.Target,
+    function_id: str,
+    sizes: Sizes,
+    progress: Progress,
+) -> None:
+    """The SDK's figures: round trip, submit() x N then result(), and map of N (repeated)."""
+    mode, gateway = target.mode, target.gateway
+    out["sdk_round_trip"] = result = _sdk_load.round_trips(
+        gateway, function_id, sizes.sdk_round_trips
+    )
+    progress.say(f"{mode}: SDK round trip: {_ms(result)}")
+    out["sdk_submit"] = result = _repeated(
+        target.pids,
+        sizes.repetitions,
+        lambda: _sdk_load.submit_throughput(gateway, function_id, sizes.sdk_tasks),
+    )
+    progress.say(f"{mode}: SDK submit() x{sizes.sdk_tasks} + result(): {_reps(result)}")
+    out["sdk_map"] = result = _repeated(
+        target.pids,
+        sizes.repetitions,
+        lambda: _sdk_load.map_throughput(gateway, function_id, sizes.sdk_map_tasks),
+    )
+    progress.say(f"{mode}: SDK map of {sizes.sdk_map_tasks}: {_reps(result)}")
+
+
+def _repeated(pids: dict[str, int], repetitions: int, run: Any) -> dict[str, Any]:
+    """``run`` ``repetitions`` times, each with its CPU; the medians are the figures."""
+    runs = []
+    for _ in range(max(1, repetitions)):
+        result, cpu = _cpu.measured(pids, run)
+        result["cpu"] = cpu
+        result["cpu_ms_per_task"] = _cpu.total_ms_per_task(cpu, result["completed"])
+        runs.append(result)
+    return {
+        "runs": runs,
+        "tasks": runs[0]["tasks"],
+        "tasks_per_s": median([r["tasks_per_s"] for r in runs]),
+        "cpu_ms_per_task": median([r["cpu_ms_per_task"] for r in runs]),
+        "completed": sum(r["completed"] for r in runs),
+        "lost": sum(r["lost"] for r in runs),
+        "errors": {k: v for r in runs for k, v in r["errors"].items()},
+    }
+
+
+def _reps(result: dict[str, Any]) -> str:
+    each = ", ".join(f"{r['tasks_per_s']:,.0f}" for r in result["runs"])
+    lost = f", LOST {result['lost']} {result['errors']}" if result["lost"] else ""
+    return (
+        f"median {result['tasks_per_s']:,.0f} tasks/s ({each}), "
+        f"{result['cpu_ms_per_task']:.2f} ms CPU/task{lost}"
+    )
 
 
 def _with_cpu(pids: dict[str, int], run: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from . import _goals
 from ._targets import SPECS
 
 _SERVICES = ("gateway", "dispatcher", "worker", "rest", "redis")
@@ -182,21 +183,69 @@ def floors_table(floors: dict[str, Any]) -> str:
                 f"{fastapi['memory']['idle']['rss_mib']:.1f}",
             )
         )
-    celery = floors.get("celery")
-    if celery and "throughput" in celery:
+    for name, title in (
+        ("celery", "Celery {version} + Redis, prefork -c {processes}, delay() then get()"),
+        ("ray", "Ray {version}, num_cpus={processes}, f.remote() then ray.get"),
+    ):
+        lines.extend(_comparison_row(floors.get(name), name.capitalize(), title))
+    return "\n".join(lines)
+
+
+def _comparison_row(data: dict[str, Any] | None, name: str, title: str) -> list[str]:
+    """The Celery or Ray row of the floors table (median of the repetitions)."""
+    if not data:
+        return []
+    if "throughput" not in data:
+        return [_row(name, data.get("skipped") or data.get("error"), "", "", "", "")]
+    throughput = data["throughput"]
+    each = ", ".join(_tps(r["tasks_per_s"]) for r in throughput.get("runs", []))
+    return [
+        _row(
+            title.format(version=data.get("version", ""), processes=data.get("processes", "")),
+            f"{_tps(throughput['tasks_per_s'])} (median of {each})",
+            "",
+            _p50_p99(data["round_trip"]),
+            f"{data['makespan']['seconds']:.3f}",
+            f"{data['memory']['idle']['rss_mib']:.1f}",
+        )
+    ]
+
+
+def repetitions_table(results: dict[str, Any]) -> str:
+    """Every repetition of the comparison's throughput runs: tasks/s and CPU ms per task."""
+    lines = _header("Run", "tasks/s, each repetition", "median", "CPU ms/task, each", "lost")
+    series: list[tuple[str, Any]] = [
+        ("Ray f.remote() + ray.get", results.get("floors", {}).get("ray", {}).get("throughput")),
+        ("Celery delay() + get()", results.get("floors", {}).get("celery", {}).get("throughput")),
+    ]
+    for mode, data in results.get("modes", {}).items():
+        if isinstance(data, dict):
+            series.append((f"{mode}: SDK submit() + result()", data.get("sdk_submit")))
+            series.append((f"{mode}: SDK map()", data.get("sdk_map")))
+    for label, run in series:
+        if not isinstance(run, dict) or not run.get("runs"):
+            continue
         lines.append(
             _row(
-                f"Celery {celery.get('version', '')} + Redis, prefork -c {celery['processes']}",
-                _tps(celery["throughput"]["tasks_per_s"]),
-                "",
-                _p50_p99(celery["round_trip"]),
-                f"{celery['makespan']['seconds']:.3f}",
-                f"{celery['memory']['idle']['rss_mib']:.1f}",
+                label,
+                ", ".join(_tps(r["tasks_per_s"]) for r in run["runs"]),
+                _tps(run["tasks_per_s"]),
+                ", ".join(f"{r.get('cpu_ms_per_task', math.nan):.2f}" for r in run["runs"]),
+                sum(r.get("lost", r.get("tasks", 0) - r.get("completed", 0)) for r in run["runs"]),
             )
         )
-    elif celery:
-        lines.append(_row("Celery", celery.get("skipped") or celery.get("error"), "", "", "", ""))
     return "\n".join(lines)
+
+
+def _load_line(results: dict[str, Any]) -> str:
+    samples = results["machine"].get("load_samples") or []
+    if not samples:
+        return ""
+    each = ", ".join(f"{s['section']} {s['load_average'][0]:.2f}" for s in samples)
+    return (
+        "Load average (1 min) as each section started: "
+        f"{each}. The machine has 2 cores: above 2, other work competed for them."
+    )
 
 
 def memory_table(modes: dict[str, Any]) -> str:
@@ -372,7 +421,22 @@ def markdown(results: dict[str, Any]) -> str:
         "below 1 is better for latency, time and memory. The floor's own figure is in "
         "parentheses.",
         "",
-        "## Targets",
+        _load_line(results),
+        "",
+        "## Issue 11: each figure beside its target, Ray, Celery and the floors",
+        "",
+        "Workload: a no-op task, 2 worker processes, one client; throughput figures are the "
+        f"median of {results['config'].get('sizes', {}).get('repetitions', 1)} repetitions. "
+        "A cell `0.50x (1,616)` is ours / theirs with theirs in parentheses. "
+        + _goals.tally(_goals.rows(results)),
+        "",
+        _goals.table(_goals.rows(results)),
+        "",
+        "### Repetitions",
+        "",
+        repetitions_table(results),
+        "",
+        "## Issue 6 targets (raw gRPC stubs and REST)",
         "",
         summary_table(target_rows(results), list(results.get("modes", {}))),
         "",

@@ -8,6 +8,7 @@ ideal wall time is the same at every P. A bare multiprocessing.Pool(P) runs the 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ def measure(
     log_level: str,
     progress: Progress,
     env: dict[str, str] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
+    """The study; a point not started by ``deadline`` (``time.monotonic()``) is skipped."""
     ideal = sizes.scaling_sleep_per_process * sizes.scaling_sleep
     out: dict[str, Any] = {
         "processes": list(sizes.scaling_processes),
@@ -46,6 +49,10 @@ def measure(
     for mode in modes:
         points: dict[str, Any] = {}
         for p in sizes.scaling_processes:
+            if deadline is not None and time.monotonic() > deadline:
+                points[str(p)] = {"error": "skipped: the run's time budget was spent"}
+                progress.say(f"scaling: {mode} P={p}: skipped (time budget)")
+                continue
             try:
                 points[str(p)] = _point(
                     mode, p, sizes, log_dir / f"{mode}-{p}", log_level, ideal, env

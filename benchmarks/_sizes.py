@@ -1,4 +1,8 @@
-"""How much work each measurement does: the full run (< 10 min on 2 cores) and --quick."""
+"""How much work each measurement does: the full run (< 15 min on 2 cores) and --quick.
+
+The comparison's workload is issue 11's: a no-op task, 2 worker processes, one client, 5,000
+tasks, 3 repetitions (the median is the figure), for the SDK, Ray and Celery alike.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Sizes:
     processes: int = 2
+    repetitions: int = 3
+    sdk_tasks: int = 5000
+    sdk_map_tasks: int = 5000
+    sdk_round_trips: int = 500
+    ray_tasks: int = 5000
+    ray_round_trips: int = 500
     grpc_tasks: int = 5000
     grpc_batch_tasks: int = 5000
     batch: int = 500
@@ -21,8 +31,8 @@ class Sizes:
     makespan_sleep: float = 0.1
     pool_tasks: int = 5000
     pool_round_trips: int = 1000
-    celery_tasks: int = 3000
-    celery_round_trips: int = 300
+    celery_tasks: int = 5000
+    celery_round_trips: int = 500
     scaling_processes: tuple[int, ...] = (1, 2, 4, 8)
     scaling_noop_per_process: int = 250
     scaling_sleep_per_process: int = 8
@@ -32,6 +42,12 @@ class Sizes:
 FULL = Sizes()
 
 QUICK = Sizes(
+    repetitions=1,
+    sdk_tasks=1000,
+    sdk_map_tasks=1000,
+    sdk_round_trips=100,
+    ray_tasks=1000,
+    ray_round_trips=100,
     grpc_tasks=1000,
     grpc_batch_tasks=1000,
     grpc_round_trips=100,

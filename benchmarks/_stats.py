@@ -36,3 +36,9 @@ def summarize_ms(samples_s: Sequence[float]) -> dict[str, Any]:
 
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else math.nan
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of ``values`` (NaN when there are none): the figure of repeated runs."""
+    usable = [v for v in values if not math.isnan(v)]
+    return statistics.median(usable) if usable else math.nan

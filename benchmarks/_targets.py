@@ -23,7 +23,7 @@ def path(*keys: str) -> Getter:
     return get
 
 
-def _idle_core_rss(mode: dict[str, Any]) -> float | None:
+def idle_core_rss(mode: dict[str, Any]) -> float | None:
     """Idle RSS of gateway + dispatcher + worker, each with its children (the pool)."""
     memory = mode.get("memory_idle")
     if not memory:
@@ -168,7 +168,7 @@ SPECS: tuple[Spec, ...] = (
         "Idle RSS, gateway + dispatcher + 2-process worker",
         "MiB",
         "< 250",
-        _idle_core_rss,
+        idle_core_rss,
         lambda v, _: v < 250,
         (("Celery", path("celery", "memory", "idle", "rss_mib")),),
     ),
