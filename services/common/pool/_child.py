@@ -3,13 +3,21 @@
 A child imports only dill, pickle, traceback and ctypes on top of the protocol and isolation
 modules; the parent's asyncio and protobuf machinery stays out of it so children start fast and
 stay small. A result whose serialized form is over the limit is never sent: the job fails.
+
+At a queue depth over 1 the child holds the jobs its parent sent ahead, runs them in order,
+writes each outcome as soon as its job ends, and rings the parent's doorbell
+(``_protocol`` says when) instead of waking the parent with every frame.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import pickle
 import signal
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,7 +26,7 @@ import dill
 
 from . import _protocol as proto
 from ._imports import NotImportable, loads, use_code_path
-from ._isolation import die_with_parent, lead_own_session, redirect_output
+from ._isolation import OutputStreams, die_with_parent, lead_own_session, redirect_output
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -27,6 +35,8 @@ __all__ = ["child_main"]
 
 _MAX_MESSAGE_CHARS = 2000
 _MAX_REPLACEMENT_CHARS = 200
+# How many functions that failed to load a child remembers, to fail their queued jobs alike.
+_MAX_BROKEN = 32
 
 # (kind, result, message, traceback): the body of a DONE frame.
 _Reply = tuple[str, bytes, str, str]
@@ -53,32 +63,171 @@ def _not_importable(unknown: NotImportable, what: str, code_path: tuple[str, ...
     return _Rejected(proto.NOT_IMPORTABLE, unknown.error, message, message)
 
 
+class _Runner:
+    """The functions a child holds, and how it runs one job of a request."""
+
+    def __init__(self, config: proto.ChildConfig) -> None:
+        self._config = config
+        self._owner = os.getpid()
+        self._functions: dict[str, Callable[..., Any]] = {}
+        # function id -> the failure of its last payload, for jobs sent on without one.
+        self._broken: collections.OrderedDict[str, _Reply] = collections.OrderedDict()
+
+    def run(self, request: proto.Request) -> tuple[str, _Reply]:
+        """Run one job; return its attempt id and its reply."""
+        attempt_id, function_id, function_payload, args_payload, evicted = request
+        for evicted_id in evicted:
+            self._functions.pop(evicted_id, None)
+            self._broken.pop(evicted_id, None)
+        if function_payload is None and function_id in self._broken:
+            # Queued behind a job whose payload failed to load: the same payload fails alike.
+            return attempt_id, self._broken[function_id]
+        reply = _run(
+            self._functions, function_id, function_payload, args_payload, self._owner, self._config
+        )
+        if function_payload is not None:
+            self._broken.pop(function_id, None)
+            if reply[0] in (proto.BAD_FUNCTION, proto.NOT_IMPORTABLE):
+                self._broken[function_id] = reply
+                while len(self._broken) > _MAX_BROKEN:
+                    self._broken.popitem(last=False)
+        return attempt_id, reply
+
+
 def child_main(
-    conn: Connection[Any, Any], output: Connection[Any, Any], config: proto.ChildConfig
+    conn: Connection[Any, Any],
+    output: Connection[Any, Any],
+    config: proto.ChildConfig,
+    doorbell: Connection[Any, Any] | None = None,
 ) -> None:
     """Serve jobs arriving on ``conn`` until the parent closes its end of the pipe.
 
     Everything the child and its user code write to stdout and stderr goes to ``output``.
+    ``doorbell`` (a queue depth over 1) is rung when the parent should read ``conn``.
     """
     lead_own_session()
     die_with_parent(config.parent_pid)
+    # A descriptor of the output pipe of our own, for the markers: user code may close 1 and 2.
+    marker_fd = os.dup(output.fileno()) if doorbell is not None else -1
     streams = redirect_output(output)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
     use_code_path(config.code_path)  # after our own imports: users' modules shadow none of them
-    owner = os.getpid()
-    functions: dict[str, Callable[..., Any]] = {}
+    runner = _Runner(config)
     try:
         _send(conn, (proto.READY,))
-        while True:
-            request: proto.Request = pickle.loads(conn.recv_bytes())
-            attempt_id, function_id, function_payload, args_payload, evicted = request
-            for evicted_id in evicted:
-                functions.pop(evicted_id, None)
-            reply = _run(functions, function_id, function_payload, args_payload, owner, config)
-            streams.flush()  # All of the job's output is in the pipe before its DONE frame.
-            _send(conn, (proto.DONE, attempt_id, *reply))
+        if doorbell is None:
+            _serve_one_at_a_time(conn, runner, streams)
+        else:
+            _serve_queue(conn, runner, streams, _Doorbell(doorbell), marker_fd, config)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # The parent has gone or closed the pipe: nothing left to do.
+
+
+def _serve_one_at_a_time(
+    conn: Connection[Any, Any], runner: _Runner, streams: OutputStreams
+) -> None:
+    while True:
+        batch: proto.Batch = pickle.loads(conn.recv_bytes())
+        for request in batch:
+            attempt_id, reply = runner.run(request)
+            streams.flush()  # All of the job's output is in the pipe before its DONE frame.
+            _send(conn, (proto.DONE, attempt_id, *reply))
+
+
+def _serve_queue(
+    conn: Connection[Any, Any],
+    runner: _Runner,
+    streams: OutputStreams,
+    doorbell: _Doorbell,
+    marker_fd: int,
+    config: proto.ChildConfig,
+) -> None:
+    start = config.output_marker + proto.START
+    end = config.output_marker + proto.END
+    queue: collections.deque[proto.Request] = collections.deque()
+    doorbell.ring(force=True)  # for READY
+    while True:
+        if not queue:
+            if not conn.poll():
+                doorbell.ring()  # nothing left to run: the parent reads what we wrote
+            queue.extend(pickle.loads(conn.recv_bytes()))
+            continue
+        request = queue.popleft()
+        _write_marker(marker_fd, start)
+        attempt_id, reply = runner.run(request)
+        streams.flush()
+        _write_marker(marker_fd, end)
+        doorbell.send(conn, proto.encode((proto.DONE, attempt_id, *reply)))
+
+
+def _write_marker(fd: int, marker: bytes) -> None:
+    # One write of a few bytes is atomic on a pipe: no other writer's bytes land inside it.
+    with contextlib.suppress(InterruptedError):
+        os.write(fd, marker)
+
+
+class _Doorbell:
+    """Tells the parent when to read the job pipe: one byte on a pipe of its own.
+
+    The main thread writes frames and rings when it has nothing left to run or the unread data
+    reaches a bound; a helper thread rings when a frame has waited ``RING_SECONDS``, so an
+    outcome is not held back by the long job that follows it.
+    """
+
+    def __init__(self, conn: Connection[Any, Any]) -> None:
+        self._fd = conn.fileno()
+        self._conn = conn  # keeps the descriptor open
+        os.set_blocking(self._fd, False)
+        self._lock = threading.Condition()
+        self._since: float | None = None  # when the oldest unread frame was written
+        self._frames = 0
+        self._bytes = 0
+        threading.Thread(target=self._watch, name="faas-pool-doorbell", daemon=True).start()
+
+    def send(self, conn: Connection[Any, Any], data: bytes) -> None:
+        """Write one frame, ringing first when the parent must read before it fits."""
+        if len(data) > proto.RING_BYTES:
+            # The parent reads a large frame whole as soon as it sees the announcement, so our
+            # write may block only while it reads.
+            conn.send_bytes(proto.encode((proto.LARGE, len(data))))
+            self.ring(force=True)
+            conn.send_bytes(data)
+            return
+        with self._lock:
+            if self._frames >= proto.RING_FRAMES or self._bytes + len(data) > proto.RING_BYTES:
+                self._ring()
+        conn.send_bytes(data)
+        with self._lock:
+            self._frames += 1
+            self._bytes += len(data)
+            if self._since is None:
+                self._since = time.monotonic()
+                self._lock.notify()
+
+    def ring(self, *, force: bool = False) -> None:
+        """Ring if a frame is unread (or ``force``)."""
+        with self._lock:
+            if force or self._since is not None:
+                self._ring()
+
+    def _ring(self) -> None:
+        self._since = None
+        self._frames = self._bytes = 0
+        # Full: rings are unread, so the parent will read. Broken: the parent is gone.
+        with contextlib.suppress(OSError):
+            os.write(self._fd, b"\x01")
+
+    def _watch(self) -> None:
+        with self._lock:
+            while True:
+                if self._since is None:
+                    self._lock.wait()
+                    continue
+                delay = self._since + proto.RING_SECONDS - time.monotonic()
+                if delay > 0:
+                    self._lock.wait(delay)
+                else:
+                    self._ring()
 
 
 def _send(conn: Connection[Any, Any], message: tuple[object, ...]) -> None:

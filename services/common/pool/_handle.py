@@ -1,8 +1,9 @@
-"""The parent's view of one pool child: process, pipes, current job and loaded functions."""
+"""The parent's view of one pool child: process, pipes, jobs held and loaded functions."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _protocol as proto
 from ._child import child_main
-from ._output import OutputCapture
+from ._frames import FrameReader
+from ._output import MarkedOutputCapture, OutputCapture
 from ._types import Job
 
 if TYPE_CHECKING:
@@ -29,18 +31,37 @@ class ChildHandle:
     child leads its own process group, and ``kill`` kills the whole group: the child and what
     its user code started. Its exit is watched through a pidfd (``exit_fd``), not through the
     pipe or multiprocessing's sentinel, which a process forked by user code holds open.
+
+    ``jobs`` are the jobs given to the child and not yet reported, in the order it runs them:
+    the first is running (it started when it was sent to an idle child, or when the job before
+    it was reported), the others wait in the child or in ``unsent``.
     """
 
     def __init__(
         self, context: Context, name: str, config: proto.ChildConfig, max_output_bytes: int
     ) -> None:
         self.name = name
+        self.depth = config.queue_depth
         self.conn, child_end = context.Pipe(duplex=True)
         output_end, output_child_end = context.Pipe(duplex=False)
-        self._child_ends: tuple[Connection[Any, Any], ...] = (child_end, output_child_end)
-        self.output = OutputCapture(output_end, max_output_bytes)
+        child_ends: list[Connection[Any, Any]] = [child_end, output_child_end]
+        self.output: OutputCapture | MarkedOutputCapture
+        self.doorbell: Connection[Any, Any] | None = None
+        doorbell_child_end: Connection[Any, Any] | None = None
+        if self.depth > 1:
+            self.output = MarkedOutputCapture(output_end, max_output_bytes, config.output_marker)
+            self.doorbell, doorbell_child_end = context.Pipe(duplex=False)
+            os.set_blocking(self.doorbell.fileno(), False)
+            child_ends.append(doorbell_child_end)
+        else:
+            self.output = OutputCapture(output_end, max_output_bytes)
+        self._child_ends = tuple(child_ends)
+        # Queued jobs: frames are read in bulk when the doorbell rings.
+        self.frames = FrameReader(self.conn) if self.depth > 1 else None
         self.process = context.Process(
-            target=child_main, args=(child_end, output_child_end, config), name=name
+            target=child_main,
+            args=(child_end, output_child_end, config, doorbell_child_end),
+            name=name,
         )
         self.pid: int | None = None
         self._pidfd: int | None = None
@@ -49,7 +70,13 @@ class ChildHandle:
         self.ready = False
         self.retired = False
         self.reading_off_loop = False
-        self.job: Job | None = None
+        self.jobs: collections.deque[Job] = collections.deque()
+        self.unsent: list[tuple[proto.Request, int]] = []  # (request, size) for the next frame
+        self.sending = False  # a frame is being written on an executor thread
+        # Bytes of the requests of waiting jobs (all but the running one), which the child may
+        # not have read: a frame sent to a busy child must fit in the pipe with them.
+        self.waiting_bytes = 0
+        self.request_bytes: dict[str, int] = {}
         self.timer: asyncio.TimerHandle | None = None
         # Set only for children launched by ProcessPool.start(), which awaits them.
         self.ready_waiter: asyncio.Future[None] | None = None
@@ -77,7 +104,35 @@ class ChildHandle:
     @property
     def idle(self) -> bool:
         """Whether the child is ready and has no job."""
-        return self.ready and not self.retired and self.job is None
+        return self.ready and not self.retired and not self.jobs
+
+    @property
+    def room(self) -> int:
+        """How many more jobs the child can take now (0 until it is ready)."""
+        if not self.ready or self.retired:
+            return 0
+        return self.depth - len(self.jobs)
+
+    @property
+    def running(self) -> Job | None:
+        """The job the child runs now, if any."""
+        return self.jobs[0] if self.jobs else None
+
+    @property
+    def read_fd(self) -> int:
+        """What tells the parent to read the job pipe: the pipe itself, or the doorbell."""
+        return self.doorbell.fileno() if self.doorbell is not None else self.conn.fileno()
+
+    def drain_doorbell(self) -> bool:
+        """Take in the rings; False once the doorbell is closed by every writer."""
+        if self.doorbell is None:
+            return True
+        try:
+            return bool(os.read(self.doorbell.fileno(), 4096))
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
 
     @property
     def fileno(self) -> int:
@@ -158,6 +213,10 @@ class ChildHandle:
         """Close the parent's ends of the pipes and the pidfd."""
         self.conn.close()
         self.output.close()
+        if self.frames is not None:
+            self.frames.close()
+        if self.doorbell is not None:
+            self.doorbell.close()
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None

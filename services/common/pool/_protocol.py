@@ -2,17 +2,29 @@
 
 Each frame is one ``Connection.send_bytes`` of a tuple pickled with protocol 5.
 
-Parent to child, one frame per job:
+Parent to child, one frame per batch of jobs (one job at ``queue_depth`` 1), a tuple of:
     ``(attempt_id, function_id, function_payload | None, args_payload, evicted_function_ids)``
-    The payload is ``None`` when the child already holds ``function_id``.
+    The payload is ``None`` when the child already holds ``function_id``. The child runs the
+    jobs of its frames one at a time, in the order they were sent.
 
 The child's stdout and stderr (file descriptors 1 and 2) go to a second pipe, which the
-parent reads as plain bytes and keeps a bounded part of per job.
+parent reads as plain bytes and keeps a bounded part of per job. With a queue depth over 1,
+the child brackets each job's output with ``marker + START`` and ``marker + END`` (``marker``
+is random, from ``ChildConfig``), so the parent can tell one job's output from the next's.
 
 Child to parent:
     ``(READY,)`` once, when the child can take work.
-    ``(LARGE, size)`` announces that the next frame is large, so the parent reads it off the loop.
-    ``(DONE, attempt_id, kind, result, message, traceback)`` once per job.
+    ``(LARGE, size)`` announces that the next frame is ``size`` bytes, so the parent reads it
+    whole (off the loop when it is over ``LARGE_FRAME_BYTES``).
+    ``(DONE, attempt_id, kind, result, message, traceback)`` once per job, written as soon as
+    the job ends, so an outcome outlives a death of the child during a later job.
+
+With a queue depth over 1 the parent does not read the job pipe on every frame: the child
+rings a third pipe, the doorbell (one byte), when the parent should read what it has written:
+when it has nothing left to run, when the unread frames reach ``RING_FRAMES`` or
+``RING_BYTES``, before a large frame, and (from a helper thread) when an outcome has waited
+``RING_SECONDS``. So a burst of short jobs costs the parent one wake-up per chunk of outcomes,
+and no outcome waits for the end of a long job after it.
 
 Child frames hold only ``str``, ``bytes`` and ``int``, so the parent decodes them without
 resolving any class: user code in a child cannot make the parent import or call anything.
@@ -29,6 +41,16 @@ from typing import Final
 PICKLE_PROTOCOL: Final = 5
 # Frames larger than this are written and read on an executor thread, not on the event loop.
 LARGE_FRAME_BYTES: Final = 1 << 20
+
+# The child rings the doorbell once this many frames or bytes are unread, or once the oldest
+# unread frame is this old. The byte bound keeps the unread data well under the socket's buffer,
+# so a child never blocks on a write that the parent has not been told to read.
+RING_FRAMES: Final = 64
+RING_BYTES: Final = 32 * 1024
+RING_SECONDS: Final = 0.002
+# Markers in a child's output stream (after ChildConfig.output_marker).
+START: Final = b"S"
+END: Final = b"E"
 
 READY: Final = "ready"
 LARGE: Final = "large"
@@ -49,6 +71,7 @@ KINDS: Final = frozenset(
 )
 
 Request = tuple[str, str, bytes | None, bytes, tuple[str, ...]]
+Batch = tuple[Request, ...]
 
 
 class ProtocolError(ValueError):
@@ -63,11 +86,15 @@ class ChildConfig:
     when it starts (the first one is already gone) exits. ``None`` skips that check.
     ``code_path`` goes at the front of the child's ``sys.path`` before it loads any payload,
     so functions pickled by reference to users' modules import from there.
+    ``queue_depth`` is how many jobs the parent may give the child before it reports one;
+    over 1, the child brackets each job's output with ``output_marker`` and rings a doorbell.
     """
 
     max_result_bytes: int
     parent_pid: int | None
     code_path: tuple[str, ...] = ()
+    queue_depth: int = 1
+    output_marker: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
