@@ -26,8 +26,12 @@ from services.common.store import (
     LostAttempt,
     QueuedFailure,
     QueuedTask,
+    Requeued,
+    RequeueResult,
     RunningAttempt,
+    TaskRecord,
     TaskStore,
+    task_state,
 )
 from services.common.streams import split
 
@@ -94,6 +98,7 @@ def _task(spec: QueuedTask) -> Task:
 
 # A pending reason that matches none, so that the next review stores the task's reason again.
 _UNSTORED = "\0"
+_REQUEUED = RequeueResult.REQUEUED
 # Pending reasons stored in one Redis call.
 _PENDING_BATCH = 500
 
@@ -111,7 +116,7 @@ class Dispatcher:
         self._gateways: set[asyncio.Queue[dispatcher_pb2.LinkResponse | None]] = set()
         self._events: list[dispatcher_pb2.TaskEvent] = []
         self._events_scheduled = False
-        self._finisher: Batcher[AttemptOutcome, bool] = Batcher(
+        self._finisher: Batcher[AttemptOutcome, TaskRecord | None] = Batcher(
             self._finish_batch, size=lambda o: len(o.result), max_bytes=_MAX_BATCH_BYTES
         )
         # task_id -> its attempt, RUNNING before a restart and waiting for its worker.
@@ -215,9 +220,9 @@ class Dispatcher:
         finally:
             self._settling.difference_update(x.attempt_id for x in lost)
         self._announce_requeue(lost, results)
-        ids = [x.task_id for x, r in zip(lost, results, strict=True) if r == 1]
+        ids = [x.task_id for x, r in zip(lost, results, strict=True) if r.result == _REQUEUED]
         for x, r in zip(lost, results, strict=True):
-            if r == 2:
+            if r.result == RequeueResult.FAILED:
                 self.scheduler.forget(x.task_id)
         for task_id in ids:
             self.scheduler.forget(task_id)  # held in a stale state, if at all
@@ -311,10 +316,10 @@ class Dispatcher:
             for task in tasks:  # not stored: they stay queued, and are reviewed again
                 self.scheduler.requeue(task)
             raise
-        for task, ok in zip(tasks, failed, strict=True):
+        for task, record in zip(tasks, failed, strict=True):
             self.scheduler.forget(task.task_id)  # FAILED now, or no longer QUEUED anyway
-            if ok:
-                self.emit(task.task_id, common_pb2.TASK_STATUS_FAILED)
+            if record is not None:
+                self.emit_state(record)
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -396,7 +401,7 @@ class Dispatcher:
         finally:
             self._settling.difference_update(session_attempts)
         for (_attempt, task), result in zip(lost_items, results, strict=True):
-            if result == 1:
+            if result.result == _REQUEUED:
                 self.scheduler.requeue(task)
             else:
                 self.scheduler.forget(task.task_id)
@@ -405,7 +410,7 @@ class Dispatcher:
 
     async def _requeue_in_redis(
         self, lost: Sequence[LostAttempt], why: str, cause: str = "WORKER_LOST"
-    ) -> list[int]:
+    ) -> list[Requeued]:
         message = f"task failed: {why} on each of its attempts"
         error = RuntimeError(message) if cause == "WORKER_LOST" else ChildProcessError(message)
         final = pickle.dumps(error)
@@ -419,12 +424,12 @@ class Dispatcher:
             )
         )
 
-    def _announce_requeue(self, lost: Sequence[LostAttempt], results: Sequence[int]) -> None:
+    def _announce_requeue(self, lost: Sequence[LostAttempt], results: Sequence[Requeued]) -> None:
         for item, result in zip(lost, results, strict=True):
-            if result == 1:
+            if result.result == _REQUEUED:
                 self.emit(item.task_id, common_pb2.TASK_STATUS_QUEUED)
-            elif result == 2:
-                self.emit(item.task_id, common_pb2.TASK_STATUS_FAILED)
+            elif result.record is not None:
+                self.emit_state(result.record)
 
     # Dispatching
 
@@ -587,11 +592,11 @@ class Dispatcher:
         finally:
             self._settling.difference_update(attempt for attempt, _ in crashed)
         for (_attempt, task), result in zip(crashed, results, strict=True):
-            if result == 1:
+            if result.result == _REQUEUED:
                 self.scheduler.requeue(task)
             else:
                 self.scheduler.forget(task.task_id)
-                session.failed += result == 2
+                session.failed += result.result == RequeueResult.FAILED
         self._announce_requeue(lost, results)
         if session.acknowledge is not None and not session.closed:
             session.acknowledge([attempt for attempt, _ in crashed])
@@ -607,15 +612,15 @@ class Dispatcher:
             self._settling.difference_update(o.attempt_id for o in outcomes)
         if applied is None:
             return  # not acknowledged: the worker sends them again, the sweep requeues them
-        for record, ok in zip(records, applied, strict=True):
-            if ok:
-                self.scheduler.forget(record.task_id)
-                self._orphans.pop(record.task_id, None)
-                self.emit(record.task_id, _status_value(record.status))
+        for stored in applied:
+            if stored is not None:
+                self.scheduler.forget(stored.task_id)
+                self._orphans.pop(stored.task_id, None)
+                self.emit_state(stored)
         if session.acknowledge is not None and not session.closed:
             session.acknowledge([o.attempt_id for o in outcomes])
 
-    async def _store_records(self, records: list[AttemptOutcome]) -> list[bool] | None:
+    async def _store_records(self, records: list[AttemptOutcome]) -> list[TaskRecord | None] | None:
         """Stores outcomes (waiting out Redis outages); None when the store step keeps failing."""
         for tries in range(1, _STORE_TRIES + 1):
             try:
@@ -625,7 +630,7 @@ class Dispatcher:
                 await asyncio.sleep(0.5 * tries)  # a transient server-side error may pass
         return None
 
-    async def _finish_batch(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+    async def _finish_batch(self, outcomes: Sequence[AttemptOutcome]) -> list[TaskRecord | None]:
         return await self._retry(lambda: self.store.finish_attempts(outcomes))
 
     # Events to gateways
@@ -643,13 +648,24 @@ class Dispatcher:
         except redis.exceptions.RedisError as exc:
             log.warning("reconcile skipped: %s", exc)
 
-    def emit(self, task_id: str, status: common_pb2.TaskStatus.ValueType) -> None:
+    def emit(
+        self,
+        task_id: str,
+        status: common_pb2.TaskStatus.ValueType,
+        state: common_pb2.TaskState | None = None,
+    ) -> None:
         if not self._gateways:
             return
-        self._events.append(dispatcher_pb2.TaskEvent(task_id=task_id, status=status))
+        self._events.append(dispatcher_pb2.TaskEvent(task_id=task_id, status=status, state=state))
         if not self._events_scheduled:
             self._events_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_events)
+
+    def emit_state(self, record: TaskRecord) -> None:
+        """A terminal event that carries the state as stored, so gateways need not read it."""
+        if self._gateways:
+            state = task_state(record)
+            self.emit(record.task_id, state.status, state)
 
     def _flush_events(self) -> None:
         self._events_scheduled = False
@@ -733,7 +749,3 @@ class Dispatcher:
             stats.connected_time.FromMilliseconds(int(s.connected_at * 1000))
             out.append(stats)
         return out
-
-
-def _status_value(name: str) -> common_pb2.TaskStatus.ValueType:
-    return common_pb2.TaskStatus.Value(f"TASK_STATUS_{name}")

@@ -14,7 +14,10 @@ from services.common.store import (
     Keys,
     LostAttempt,
     NewTask,
+    Requeued,
+    RequeueResult,
     RunningAttempt,
+    TaskRecord,
     TaskStore,
     connect,
 )
@@ -38,6 +41,14 @@ def _run(redis_url: str, prefix: str, scenario: object) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def _stored(written: list[TaskRecord | None]) -> list[bool]:
+    return [record is not None for record in written]
+
+
+def _codes(requeued: list[Requeued]) -> list[int]:
+    return [int(r.result) for r in requeued]
 
 
 async def _queued_task(store: TaskStore, task_id: str = "t1") -> None:
@@ -73,18 +84,49 @@ def test_status_moves_forward_and_the_first_outcome_wins(redis_url: str) -> None
         assert await store.start_attempts([AttemptStart("t1", "a2", "w2")]) == [False]
         assert await store.get_status("t1") == "RUNNING"
         done = AttemptOutcome("t1", "a1", "COMPLETED", b"r1")
-        assert await store.finish_attempts([done]) == [True]
+        assert _stored(await store.finish_attempts([done])) == [True]
         late = AttemptOutcome("t1", "a1", "FAILED", b"r2", "RAISED", "boom")
-        assert await store.finish_attempts([late]) == [True]  # a repeat: reported, not applied
-        assert await store.finish_attempts([AttemptOutcome("t1", "a2", "FAILED", b"")]) == [False]
+        assert _stored(await store.finish_attempts([late])) == [
+            True
+        ]  # a repeat: reported, not applied
+        assert _stored(
+            await store.finish_attempts([AttemptOutcome("t1", "a2", "FAILED", b"")])
+        ) == [False]
         record = await store.get_task("t1")
         assert record is not None and record.status == "COMPLETED" and record.result == b"r1"
-        assert await store.requeue_attempts(
-            [LostAttempt("t1", "a1")], max_attempts=3, final_result=b"", final_message=""
+        assert _codes(
+            await store.requeue_attempts(
+                [LostAttempt("t1", "a1")], max_attempts=3, final_result=b"", final_message=""
+            )
         ) == [0]
         assert await store.queued_ids() == [] and await store.running_ids() == []
 
     _run(redis_url, "forward:", scenario)
+
+
+def test_terminal_writes_reply_with_the_state_as_stored(redis_url: str) -> None:
+    """The dispatcher announces terminal states from these replies, never reading them back."""
+
+    async def scenario(store: TaskStore) -> None:
+        await _queued_task(store)
+        await store.start_attempts([AttemptStart("t1", "a1", "w1")])
+        done = AttemptOutcome("t1", "a1", "FAILED", b"exc", "RAISED", "boom", "tb")
+        (written,) = await store.finish_attempts([done])
+        stored = await store.get_task("t1")
+        assert written is not None and written == stored
+        assert (written.status, written.cause, written.message, written.traceback) == (
+            "FAILED",
+            "RAISED",
+            "boom",
+            "tb",
+        )
+        assert (written.attempts, written.worker_id, written.function_id) == (1, "w1", "f1")
+        assert 0 < written.created_ms <= written.started_ms <= written.finished_ms
+        # A repeat of the same attempt with another outcome reports the first one, as stored.
+        other = AttemptOutcome("t1", "a1", "COMPLETED", b"other")
+        assert await store.finish_attempts([other]) == [stored]
+
+    _run(redis_url, "written:", scenario)
 
 
 def test_a_superseded_attempt_cannot_report(redis_url: str) -> None:
@@ -92,15 +134,15 @@ def test_a_superseded_attempt_cannot_report(redis_url: str) -> None:
         await _queued_task(store)
         await store.start_attempts([AttemptStart("t1", "a1", "w1")])
         lost = [LostAttempt("t1", "a1")]
-        assert await store.requeue_attempts(
-            lost, max_attempts=3, final_result=b"", final_message=""
+        assert _codes(
+            await store.requeue_attempts(lost, max_attempts=3, final_result=b"", final_message="")
         ) == [1]
         assert await store.get_status("t1") == "QUEUED"
         await store.start_attempts([AttemptStart("t1", "a2", "w2")])
         stale = AttemptOutcome("t1", "a1", "COMPLETED", b"old")
-        assert await store.finish_attempts([stale]) == [False]
+        assert _stored(await store.finish_attempts([stale])) == [False]
         fresh = AttemptOutcome("t1", "a2", "COMPLETED", b"new")
-        assert await store.finish_attempts([fresh]) == [True]
+        assert _stored(await store.finish_attempts([fresh])) == [True]
         record = await store.get_task("t1")
         assert record is not None and record.result == b"new" and record.attempts == 2
 
@@ -120,14 +162,14 @@ def test_a_retried_write_reports_what_the_first_send_did(redis_url: str) -> None
         assert await store.running_attempts(["t1"]) == {"t1": RunningAttempt("a1", "w1")}
         lost = [LostAttempt("t1", "a1")]
         kwargs = {"max_attempts": 3, "final_result": b"", "final_message": ""}
-        assert await store.requeue_attempts(lost, **kwargs) == [1]  # type: ignore[arg-type]
-        assert await store.requeue_attempts(lost, **kwargs) == [1]  # type: ignore[arg-type]
+        assert _codes(await store.requeue_attempts(lost, **kwargs)) == [1]  # type: ignore[arg-type]
+        assert _codes(await store.requeue_attempts(lost, **kwargs)) == [1]  # type: ignore[arg-type]
         assert await store.queued_ids() == ["t1"] and await store.running_ids() == []
         assert await store.start_attempts([AttemptStart("t1", "a2", "w2")]) == [True]
-        assert await store.requeue_attempts(lost, **kwargs) == [0]  # superseded now
+        assert _codes(await store.requeue_attempts(lost, **kwargs)) == [0]  # type: ignore[arg-type]  # superseded
         done = [AttemptOutcome("t1", "a2", "COMPLETED", b"r")]
-        assert await store.finish_attempts(done) == [True]
-        assert await store.finish_attempts(done) == [True]
+        assert _stored(await store.finish_attempts(done)) == [True]
+        assert _stored(await store.finish_attempts(done)) == [True]
         assert await store.start_attempts([AttemptStart("t1", "a2", "w2")]) == [False]
         record = await store.get_task("t1")
         assert record is not None and (record.status, record.attempts) == ("COMPLETED", 2)
@@ -141,11 +183,10 @@ def test_a_retried_final_requeue_reports_the_failure(redis_url: str) -> None:
         await store.start_attempts([AttemptStart("t1", "a1", "w")])
         lost = [LostAttempt("t1", "a1")]
         kwargs = {"max_attempts": 1, "final_result": b"E", "final_message": "m"}
-        assert await store.requeue_attempts(lost, **kwargs) == [2]  # type: ignore[arg-type]
-        assert await store.requeue_attempts(lost, **kwargs) == [2]  # type: ignore[arg-type]
-        assert await store.finish_attempts([AttemptOutcome("t1", "a1", "COMPLETED", b"")]) == [
-            False
-        ]
+        assert _codes(await store.requeue_attempts(lost, **kwargs)) == [2]  # type: ignore[arg-type]
+        assert _codes(await store.requeue_attempts(lost, **kwargs)) == [2]  # type: ignore[arg-type]
+        late = [AttemptOutcome("t1", "a1", "COMPLETED", b"")]
+        assert _stored(await store.finish_attempts(late)) == [False]
 
     _run(redis_url, "final:", scenario)
 
@@ -158,9 +199,9 @@ def test_requeue_fails_the_task_after_max_attempts(redis_url: str) -> None:
             results = await store.requeue_attempts(
                 [LostAttempt("t1", attempt)], max_attempts=2, final_result=b"E", final_message="m"
             )
-        assert results == [2]
+        assert [r.result for r in results] == [RequeueResult.FAILED]
         record = await store.get_task("t1")
-        assert record is not None
+        assert record is not None and results[0].record == record  # the state as stored
         assert (record.status, record.cause, record.result) == ("FAILED", "WORKER_LOST", b"E")
 
     _run(redis_url, "attempts:", scenario)

@@ -83,12 +83,13 @@ def test_fail_queued_fails_only_queued_tasks_and_repeats_safely(redis_url: str) 
             QueuedFailure(t, f"tok-{t}", b"err", "NO_COMPATIBLE_WORKER", "no gpu")
             for t in ("t1", "t2")
         ]
-        assert await store.fail_queued(failures) == [True, False]
-        assert await store.fail_queued(failures) == [True, False]  # a retried write: the same
+        written, not_queued = await store.fail_queued(failures)
+        again = await store.fail_queued(failures)  # a retried write: the same
+        assert not_queued is None and again == [written, None]
         other = QueuedFailure("t1", "another", b"err", "NO_COMPATIBLE_WORKER", "no gpu")
-        assert await store.fail_queued([other]) == [False]
+        assert await store.fail_queued([other]) == [None]
         record = await store.get_task("t1")
-        assert record is not None
+        assert record is not None and written == record  # the reply is the state as stored
         assert (record.status, record.cause, record.message, record.attempts) == (
             "FAILED",
             "NO_COMPATIBLE_WORKER",

@@ -10,14 +10,19 @@ from ._records import (
     NewTask,
     QueuedFailure,
     QueuedTask,
+    Requeued,
+    RequeueResult,
     RunningAttempt,
     TaskRecord,
 )
+from ._states import CAUSE_VALUES, STATUS_VALUES, task_state
 from ._store import FunctionRecord, TaskStore, connect
 from .keys import Keys
 
 __all__ = [
+    "CAUSE_VALUES",
     "STATUSES",
+    "STATUS_VALUES",
     "TERMINAL_STATUSES",
     "AttemptOutcome",
     "AttemptStart",
@@ -28,8 +33,11 @@ __all__ = [
     "NewTask",
     "QueuedFailure",
     "QueuedTask",
+    "RequeueResult",
+    "Requeued",
     "RunningAttempt",
     "TaskRecord",
     "TaskStore",
     "connect",
+    "task_state",
 ]

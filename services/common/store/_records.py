@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED"})
@@ -112,3 +113,19 @@ class QueuedFailure:
     result: bytes
     cause: str
     message: str
+
+
+class RequeueResult(enum.IntEnum):
+    """What putting a lost attempt back did."""
+
+    NOOP = 0  # the attempt was not current (or the task was not RUNNING): nothing changed
+    REQUEUED = 1  # the task is QUEUED again
+    FAILED = 2  # the task used all its attempts and is FAILED now
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """The result of requeueing one lost attempt; ``record`` is the stored state when FAILED."""
+
+    result: RequeueResult
+    record: TaskRecord | None = None

@@ -19,6 +19,8 @@ from ._records import (
     NewTask,
     QueuedFailure,
     QueuedTask,
+    Requeued,
+    RequeueResult,
     RunningAttempt,
     TaskRecord,
 )
@@ -318,15 +320,17 @@ class TaskStore:
             args += [s.task_id, s.attempt_id, s.worker_id]
         return [bool(x) for x in await self._start(keys=keys, args=args)]
 
-    async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
-        """Stores outcomes; False where the task was terminal or the attempt was not current."""
+    async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[TaskRecord | None]:
+        """Stores outcomes; the state as stored (also for a repeat of a stored outcome), or None
+        where the task was terminal or the attempt was not current."""
         if not outcomes:
             return []
         keys = [self.keys.queued, self.keys.running] + [self.keys.task(o.task_id) for o in outcomes]
         args: list[Any] = [_now_ms(), self._result_ttl_ms]
         for o in outcomes:
             args += [o.task_id, o.attempt_id, o.status, o.result, o.cause, o.message, o.traceback]
-        return [bool(x) for x in await self._finish(keys=keys, args=args)]
+        rows = await self._finish(keys=keys, args=args)
+        return [_written(o.task_id, row, o.result) for o, row in zip(outcomes, rows, strict=True)]
 
     async def requeue_attempts(
         self,
@@ -336,8 +340,9 @@ class TaskStore:
         final_result: bytes,
         final_message: str,
         final_cause: str = "WORKER_LOST",
-    ) -> list[int]:
-        """Puts lost attempts back to QUEUED: 1 requeued, 2 FAILED (no attempts left), 0 no-op."""
+    ) -> list[Requeued]:
+        """Puts lost attempts back to QUEUED, or FAILS a task with no attempts left (with the
+        state as stored); a repeat for the same attempt reports what the first send did."""
         if not lost:
             return []
         keys = [self.keys.queued, self.keys.running] + [self.keys.task(x.task_id) for x in lost]
@@ -351,12 +356,17 @@ class TaskStore:
         ]
         for x in lost:
             args += [x.task_id, x.attempt_id]
-        return [int(x) for x in await self._requeue(keys=keys, args=args)]
+        out = []
+        for x, row in zip(lost, await self._requeue(keys=keys, args=args), strict=True):
+            result = RequeueResult(int(row[0]))
+            record = _written(x.task_id, row[1], final_result) if len(row) > 1 else None
+            out.append(Requeued(result, record))
+        return out
 
-    async def fail_queued(self, failures: Sequence[QueuedFailure]) -> list[bool]:
-        """FAILS tasks that are still QUEUED (never started); False for one that was not.
-
-        A repeat with the same tokens (after a reply was lost) reports True again.
+    async def fail_queued(self, failures: Sequence[QueuedFailure]) -> list[TaskRecord | None]:
+        """FAILS tasks that are still QUEUED (never started): the state as stored, or None for
+        one that was not QUEUED. A repeat with the same tokens (after a reply was lost) reports
+        the state again.
         """
         if not failures:
             return []
@@ -364,7 +374,8 @@ class TaskStore:
         args: list[Any] = [_now_ms(), self._result_ttl_ms]
         for f in failures:
             args += [f.task_id, f.token, f.result, f.cause, f.message]
-        return [bool(x) for x in await self._fail_queued(keys=keys, args=args)]
+        rows = await self._fail_queued(keys=keys, args=args)
+        return [_written(f.task_id, row, f.result) for f, row in zip(failures, rows, strict=True)]
 
     async def set_pending(self, reasons: Sequence[tuple[str, str]]) -> int:
         """Stores why QUEUED tasks wait (task_id, reason; "" clears it); others are left alone."""
@@ -372,6 +383,28 @@ class TaskStore:
             return 0
         keys = [self.keys.task(task_id) for task_id, _ in reasons]
         return int(await self._set_pending(keys=keys, args=[reason for _, reason in reasons]))
+
+
+def _written(task_id: str, row: Sequence[Any], result: bytes) -> TaskRecord | None:
+    """The state a terminal write replied with (see scripts._STATE); None when not written."""
+    if not row or int(row[0]) == 0:
+        return None
+    code, function_id, status, cause, message, traceback, attempts = row[:7]
+    worker_id, created, started, finished, stored_result = row[7:12]
+    return TaskRecord(
+        task_id=task_id,
+        function_id=_text(function_id),
+        status=_text(status),
+        result=stored_result if int(code) == 2 and stored_result is not None else result,
+        cause=_text(cause),
+        message=_text(message),
+        traceback=_text(traceback),
+        attempts=_int(attempts),
+        worker_id=_text(worker_id),
+        created_ms=_int(created),
+        started_ms=_int(started),
+        finished_ms=_int(finished),
+    )
 
 
 def _decoded(raw: Any) -> list[str]:

@@ -15,6 +15,23 @@ carried that token) so that a repeat can tell its own earlier write from another
 
 from __future__ import annotations
 
+# Every script that makes a task terminal replies, per task, with the state as written, so that
+# the dispatcher can announce it without reading Redis again:
+# {code, function_id, status, cause, message, traceback, attempts, worker_id, created, started,
+#  finished, result or false}. The result is sent back only for a repeat (code 2), whose stored
+# result may be another send's; for a write applied now (code 1) the caller has it.
+_STATE = """
+local function state(key, code)
+  local f = redis.call('HMGET', key, 'function_id', 'status', 'cause', 'message', 'traceback',
+    'attempts', 'worker_id', 'created', 'started', 'finished')
+  local result = false
+  if code == 2 then
+    result = redis.call('HGET', key, 'result') or ''
+  end
+  return {code, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], result}
+end
+"""
+
 # KEYS: queued, then per task (function key, task key, request key or task key again).
 # ARGV: now, then per task (task_id, function_id, payload, timeout or "", has_request "1"/"0",
 #       placement, runtime: serialized faas.v1 messages or "" for none).
@@ -97,9 +114,11 @@ return out
 # KEYS: queued, running, then one task key per task.
 # ARGV: now, result TTL in ms (0: keep), then per task
 #       (task_id, attempt_id, status, result, cause, message, traceback).
-# Returns per task 1 when stored (now, or by an earlier send for the same attempt), 0 when the
-# task was terminal or the attempt is not current.
-FINISH_ATTEMPTS = """
+# Returns per task the state as stored (code 1 now, 2 by an earlier send for the same attempt),
+# {0} when the task was terminal or the attempt is not current.
+FINISH_ATTEMPTS = (
+    _STATE
+    + """
 local queued, running = KEYS[1], KEYS[2]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 local out = {}
@@ -108,7 +127,7 @@ for i = 3, #KEYS do
   local tid, aid = ARGV[base], ARGV[base + 1]
   local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'settled')
   if fields[3] == aid .. ':F' then
-    out[#out + 1] = 1
+    out[#out + 1] = state(KEYS[i], 2)
   elseif fields[1] == 'RUNNING' and fields[2] == aid then
     redis.call('HSET', KEYS[i], 'status', ARGV[base + 2], 'result', ARGV[base + 3],
       'cause', ARGV[base + 4], 'message', ARGV[base + 5], 'traceback', ARGV[base + 6],
@@ -119,21 +138,25 @@ for i = 3, #KEYS do
     end
     redis.call('ZREM', running, tid)
     redis.call('ZREM', queued, tid)
-    out[#out + 1] = 1
+    out[#out + 1] = state(KEYS[i], 1)
   else
-    out[#out + 1] = 0
+    out[#out + 1] = {0}
   end
 end
 return out
 """
+)
 
 # KEYS: queued, running, then one task key per task.
 # ARGV: now, max_attempts, result TTL in ms (0: keep), then the result, message and cause of a
 #       final failure,
 #       then per task (task_id, attempt_id or "" for any RUNNING attempt).
-# Returns per task 1 when requeued, 2 when FAILED for having used all attempts, 0 otherwise;
-# a repeat for the same attempt returns what the first one did.
-REQUEUE_ATTEMPTS = """
+# Returns per task {1} when requeued, {2, state} when FAILED for having used all attempts (the
+# state as stored, result left out: it is the final result given), {0} otherwise; a repeat for
+# the same attempt returns what the first one did.
+REQUEUE_ATTEMPTS = (
+    _STATE
+    + """
 local queued, running = KEYS[1], KEYS[2]
 local now, max_attempts, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local result, message, cause = ARGV[4], ARGV[5], ARGV[6]
@@ -143,9 +166,9 @@ for i = 3, #KEYS do
   local tid, aid = ARGV[base], ARGV[base + 1]
   local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'attempts', 'settled')
   if aid ~= '' and fields[4] == aid .. ':R' and fields[1] == 'QUEUED' then
-    out[#out + 1] = 1
+    out[#out + 1] = {1}
   elseif aid ~= '' and fields[4] == aid .. ':X' then
-    out[#out + 1] = 2
+    out[#out + 1] = {2, state(KEYS[i], 1)}
   elseif fields[1] == 'RUNNING' and (aid == '' or fields[2] == aid) then
     redis.call('ZREM', running, tid)
     if tonumber(fields[3] or '0') >= max_attempts then
@@ -156,25 +179,28 @@ for i = 3, #KEYS do
       if ttl > 0 then
         redis.call('PEXPIRE', KEYS[i], ttl)
       end
-      out[#out + 1] = 2
+      out[#out + 1] = {2, state(KEYS[i], 1)}
     else
       redis.call('HSET', KEYS[i], 'status', 'QUEUED', 'settled', (fields[2] or '') .. ':R')
       redis.call('ZADD', queued, now, tid)
-      out[#out + 1] = 1
+      out[#out + 1] = {1}
     end
   else
-    out[#out + 1] = 0
+    out[#out + 1] = {0}
   end
 end
 return out
 """
+)
 
 # KEYS: queued, then one task key per task.
 # ARGV: now, result TTL in ms (0: keep), then per task (task_id, token, result, cause, message).
 # Fails QUEUED tasks that never started (no attempt: e.g. no worker could take them).
-# Returns per task 1 when FAILED (now, or by an earlier send with the same token), 0 when the
-# task was not QUEUED.
-FAIL_QUEUED = """
+# Returns per task the state as stored when FAILED (now, or by an earlier send with the same
+# token; its result left out: it is the one given), {0} when the task was not QUEUED.
+FAIL_QUEUED = (
+    _STATE
+    + """
 local queued = KEYS[1]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 local out = {}
@@ -183,7 +209,7 @@ for i = 2, #KEYS do
   local tid, token = ARGV[base], ARGV[base + 1]
   local fields = redis.call('HMGET', KEYS[i], 'status', 'settled')
   if fields[2] == token .. ':Q' then
-    out[#out + 1] = 1
+    out[#out + 1] = state(KEYS[i], 1)
   elseif fields[1] == 'QUEUED' then
     redis.call('HSET', KEYS[i], 'status', 'FAILED', 'result', ARGV[base + 2],
       'cause', ARGV[base + 3], 'message', ARGV[base + 4], 'traceback', '', 'finished', now,
@@ -193,13 +219,14 @@ for i = 2, #KEYS do
       redis.call('PEXPIRE', KEYS[i], ttl)
     end
     redis.call('ZREM', queued, tid)
-    out[#out + 1] = 1
+    out[#out + 1] = state(KEYS[i], 1)
   else
-    out[#out + 1] = 0
+    out[#out + 1] = {0}
   end
 end
 return out
 """
+)
 
 # KEYS: one task key per task. ARGV: per task its pending reason ("" clears it).
 # Sets or clears why a task waits, only while it is QUEUED. Returns the number changed.
