@@ -1,8 +1,10 @@
-"""``TaskFuture``: a ``concurrent.futures.Future`` bound to one task, fed by its watch stream."""
+"""``TaskFuture``: a ``concurrent.futures.Future`` bound to one task, fed by the client's watch
+stream."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -14,19 +16,42 @@ __all__ = ["TaskFuture", "results_in_order"]
 
 
 class TaskFuture(concurrent.futures.Future[Any]):
-    """The future of one task, completed by the client when the task's watch stream ends.
+    """The future of one task, completed by the client from its WatchTasks stream.
 
     ``task_id`` names the task; ``info`` is the latest snapshot streamed (``None`` before the
-    first). The future turns *running* when the task does. ``cancel()`` succeeds only while
-    the task is still queued and only stops the local wait: the platform has no cancel, so
-    the task itself still runs. Done-callbacks run on the client's I/O thread: keep them
-    short and make no blocking client calls there.
+    first). The future turns *running* when the task does. A future from ``submit()`` exists
+    before its task does: the task is queued, with others submitted at about the same time,
+    by one ExecuteBatch, and ``task_id`` waits for that answer (milliseconds) the first time it
+    is read, raising the submission's error if it failed (the future then holds that error).
+    ``cancel()`` succeeds only while the task is still queued and only stops the local wait:
+    the platform has no cancel, so the task itself still runs (unless it was not sent yet:
+    then it never is). Done-callbacks run on the client's I/O thread: keep them short and
+    make no blocking client calls there.
     """
 
-    def __init__(self, task_id: str) -> None:
+    def __init__(self, task_id: str | None = None) -> None:
         super().__init__()
-        self.task_id = task_id
+        self._task_id = task_id
+        self._submission_error: BaseException | None = None
+        self._submitted = threading.Event()
+        if task_id is not None:
+            self._submitted.set()
         self.info: TaskInfo | None = None
+
+    @property
+    def task_id(self) -> str:
+        """The task's id, once the gateway has answered the submission (waits until then)."""
+        if self._task_id is None:
+            self._submitted.wait()
+            if self._task_id is None:
+                assert self._submission_error is not None
+                raise self._submission_error
+        return self._task_id
+
+    @property
+    def submitted(self) -> bool:
+        """Whether the submission has been answered: the task exists, or it failed."""
+        return self._submitted.is_set()
 
     @property
     def status(self) -> TaskStatus:
@@ -34,7 +59,23 @@ class TaskFuture(concurrent.futures.Future[Any]):
         return self.info.status if self.info is not None else TaskStatus.QUEUED
 
     def __repr__(self) -> str:
-        return f"<TaskFuture {self.task_id} {self.status} done={self.done()}>"
+        name = self._task_id or "(being submitted)"
+        return f"<TaskFuture {name} {self.status} done={self.done()}>"
+
+    def _describe(self) -> str:
+        """ "task ID", without waiting for the id."""
+        return f"task {self._task_id}" if self._task_id else "a task still being submitted"
+
+    def _bind(self, task_id: str) -> None:
+        """The gateway queued the task under ``task_id``."""
+        self._task_id = task_id
+        self._submitted.set()
+
+    def _submission_failed(self, error: BaseException) -> None:
+        """The task could not be queued: the future fails with ``error``."""
+        self._submission_error = error
+        self._submitted.set()
+        self._resolve(error=error)
 
     def _update(self, info: TaskInfo) -> None:
         """Records a streamed snapshot; marks the future running when the task is."""
@@ -70,7 +111,7 @@ def results_in_order(futures: Sequence[TaskFuture], timeout: float | None) -> It
                 if future.done():  # the task's own exception was a TimeoutError
                     raise
                 raise FaaSTimeout(
-                    f"task {future.task_id} did not end within {timeout}s", reason="WAIT_TIMEOUT"
+                    f"{future._describe()} did not end within {timeout}s", reason="WAIT_TIMEOUT"
                 ) from None
             pending.pop()
             yield value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["LoopThread"]
@@ -52,6 +52,10 @@ class LoopThread:
     def spawn(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Schedules ``coro`` on the loop; cancelling the returned future cancels it."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
+        """Calls ``callback(*args)`` on the loop, soon (from any thread)."""
+        self._loop.call_soon_threadsafe(callback, *args)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Runs ``coro`` on the loop and blocks until it ends (Ctrl-C cancels it)."""

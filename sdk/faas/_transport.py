@@ -25,7 +25,15 @@ from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 from .errors import ServiceUnavailable, from_rpc_error
 
-__all__ = ["CHANNEL_OPTIONS", "CONNECTED", "CONNECTING", "UNREACHABLE", "RetryPolicy", "Transport"]
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "CONNECTED",
+    "CONNECTING",
+    "RECONNECT_CODES",
+    "UNREACHABLE",
+    "RetryPolicy",
+    "Transport",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +63,7 @@ _PROBE_SECONDS = 0.5
 
 _TERMINAL = (common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED)
 # A watch stream that ends this way is re-opened (after a backoff), not failed.
-_RECONNECT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+RECONNECT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +142,7 @@ class Transport:
         A call that is not idempotent first waits (within the retry budget) for the channel to
         connect and is then sent exactly once, so a failure never duplicates its effect.
         """
-        await self._first_connection()
+        await self.first_connection()
         attempt = 0
         while True:
             if not idempotent:
@@ -150,7 +158,7 @@ class Transport:
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _first_connection(self) -> None:
+    async def first_connection(self) -> None:
         """Returns once the channel has connected (at once after the first time); if it does
         not within ``policy.connect_budget()``, ServiceUnavailable naming the address and why."""
         if self._reached:
@@ -216,7 +224,7 @@ class Transport:
         re-opened after a backoff (up to ``policy.retries`` times in a row); one that reaches
         ``stream_timeout`` is re-opened at once. No call polls.
         """
-        await self._first_connection()
+        await self.first_connection()
         request = gateway_pb2.WatchTaskRequest(task_id=task_id)
         failures = 0
         while True:
@@ -230,7 +238,7 @@ class Transport:
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                         continue
-                    if exc.code() not in _RECONNECT_CODES or failures >= self.policy.retries:
+                    if exc.code() not in RECONNECT_CODES or failures >= self.policy.retries:
                         raise from_rpc_error(
                             exc, attempts=failures + 1, target=self.target
                         ) from None

@@ -34,7 +34,9 @@ from . import _serde
 from ._futures import TaskFuture, results_in_order
 from ._loop import LoopThread
 from ._models import FunctionInfo, TaskInfo, TaskStatus, WorkersReport
+from ._submitter import Submitter
 from ._transport import RetryPolicy, Transport
+from ._watcher import TaskWatcher
 from .errors import ClientClosed, FaaSTimeout
 
 __all__ = ["DEFAULT_TARGET", "Call", "FaaSClient"]
@@ -91,10 +93,12 @@ class FaaSClient:
     retried ``retries`` times, waiting ``backoff``, ``2*backoff``, ... (at most
     ``max_backoff``) in between; until the client has reached the gateway once, it retries only
     for ``RetryPolicy.connect_budget()`` (3.5 s with the defaults), so a platform that is not
-    running is reported at once, naming the address. ``submit`` and ``map`` return futures
-    completed from
-    WatchTask streams served by the I/O thread, never by polling; at most ``max_watches``
-    streams are open at once and each is re-opened every ``stream_timeout`` seconds.
+    running is reported at once, naming the address. ``submit`` returns its future at once:
+    the tasks submitted at about the same time are queued by one ExecuteBatch (see
+    ``faas._submitter``). Every future (``submit``, ``submit_batch``, ``map``, ``future``) is
+    completed from one WatchTasks stream served by the I/O thread, never by polling; it is
+    re-opened every ``stream_timeout`` seconds. ``watch()`` follows one task on a WatchTask
+    stream of its own, at most ``max_watches`` of them at once.
     Errors are the ``faas.errors`` exceptions. Use it as a context manager, or ``close()`` it.
     """
 
@@ -116,10 +120,9 @@ class FaaSClient:
         self._target = target
         self._closed = False
         self._lock = threading.Lock()
-        self._watches: dict[concurrent.futures.Future[Any], concurrent.futures.Future[None]] = {}
         self._loop = LoopThread(f"faas-client {target}")
         try:
-            self._transport = self._loop.run(
+            self._transport, self._watcher, self._submitter = self._loop.run(
                 self._open(target, timeout, policy, stream_timeout, max_watches, interceptors)
             )
         except BaseException:
@@ -134,8 +137,8 @@ class FaaSClient:
         stream_timeout: float,
         max_watches: int,
         interceptors: Sequence[grpc.aio.ClientInterceptor],
-    ) -> Transport:
-        return Transport(
+    ) -> tuple[Transport, TaskWatcher, Submitter]:
+        transport = Transport(
             target,
             call_timeout=timeout,
             policy=policy,
@@ -143,6 +146,8 @@ class FaaSClient:
             max_watches=max_watches,
             interceptors=interceptors,
         )
+        watcher = TaskWatcher(transport)
+        return transport, watcher, Submitter(transport, watcher.add)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **options: Any) -> FaaSClient:
@@ -170,18 +175,15 @@ class FaaSClient:
             if self._closed:
                 return
             self._closed = True
-            watches = list(self._watches.items())
-            self._watches.clear()
-        for future, watch in watches:
-            assert isinstance(future, TaskFuture)
-            future._resolve(
-                error=ClientClosed(f"the client closed before task {future.task_id} ended")
-            )
-            watch.cancel()
         try:
-            self._loop.run(self._transport.close())
+            self._loop.run(self._shutdown())
         finally:
             self._loop.stop()
+
+    async def _shutdown(self) -> None:
+        await self._submitter.close()
+        await self._watcher.close()
+        await self._transport.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -294,8 +296,12 @@ class FaaSClient:
         resources: Mapping[str, float] | None = None,
         **kwargs: Any,
     ) -> TaskFuture:
-        """Queues ``function(*args, **kwargs)``; a future of its value.
+        """Queues ``function(*args, **kwargs)``; a future of its value, returned at once.
 
+        The task goes to the gateway with the others submitted at about the same time, in one
+        ExecuteBatch (a lone submit goes at once); ``future.task_id`` is known when that
+        answers. An error queueing it (an unknown function, a payload over the limit, the
+        gateway unreachable after the retries) is raised by ``future.result()``.
         ``labels`` and ``resources`` are what the task needs of a worker, over the function's
         own; they never reach the function (a function's own ``labels`` argument goes
         through ``client.future(client.execute(function_id, args, kwargs))``). Example::
@@ -304,8 +310,27 @@ class FaaSClient:
             future.result()  # the return value, or the function's own exception re-raised
             client.submit(function_id, 4, labels={"zone": "b"})
         """
-        task_id = self.execute(function_id, args, kwargs, labels=labels, resources=resources)
-        return self.future(task_id)
+        return self._enqueue(function_id, args, kwargs, placement=_placement(labels, resources))
+
+    def _enqueue(
+        self,
+        function_id: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        *,
+        timeout: float | None = None,
+        placement: common_pb2.Placement | None = None,
+    ) -> TaskFuture:
+        """A future for ``function(*args, **kwargs)``, its task queued by the submitter."""
+        payload = _serde.dumps_call(args, kwargs)  # on the caller's thread: errors raise here
+        future = TaskFuture()
+        with self._lock:
+            self._check_open()
+            self._submitter.put(
+                future, function_id, payload, timeout=_duration(timeout), placement=placement
+            )
+        future.add_done_callback(self._forget)
+        return future
 
     def submit_batch(
         self,
@@ -320,7 +345,7 @@ class FaaSClient:
         task_ids = self.execute_batch(
             function_id, calls, timeout=timeout, labels=labels, resources=resources
         )
-        return [self.future(t) for t in task_ids]
+        return self._futures(task_ids)
 
     def map(
         self,
@@ -347,40 +372,25 @@ class FaaSClient:
         return results_in_order(futures, timeout)
 
     def future(self, task_id: str) -> TaskFuture:
-        """A future for an existing task, completed from its WatchTask stream."""
-        future = TaskFuture(task_id)
+        """A future for an existing task, completed from the client's WatchTasks stream."""
+        return self._futures([task_id])[0]
+
+    def _futures(self, task_ids: Sequence[str]) -> list[TaskFuture]:
+        futures = [TaskFuture(task_id) for task_id in task_ids]
         with self._lock:
             self._check_open()
-            watch = self._loop.spawn(self._follow(future))
-            self._watches[future] = watch
-        future.add_done_callback(self._forget)
-        return future
+            self._loop.call_soon(self._watcher.add, futures)
+        for future in futures:
+            future.add_done_callback(self._forget)
+        return futures
 
     def _forget(self, future: concurrent.futures.Future[Any]) -> None:
-        with self._lock:
-            watch = self._watches.pop(future, None)
-        if watch is not None and future.cancelled():
-            watch.cancel()
-
-    async def _follow(self, future: TaskFuture) -> None:
-        """Resolves ``future`` from the task's watch stream."""
-        if future.done():  # cancelled before the watch started
-            return
-
-        def on_state(state: common_pb2.TaskState) -> None:
-            future._update(TaskInfo.from_proto(state))
-
-        try:
-            final = TaskInfo.from_proto(await self._transport.watch(future.task_id, on_state))
-        except Exception as exc:
-            future._resolve(error=exc)
-            return
-        try:
-            value = _serde.outcome(final)
-        except BaseException as exc:  # the task's own exception, whatever its type
-            future._resolve(error=exc)
-        else:
-            future._resolve(value)
+        """A cancelled future is no longer watched."""
+        if future.cancelled() and not self._closed:
+            assert isinstance(future, TaskFuture)
+            with self._lock:
+                if not self._closed:
+                    self._loop.call_soon(self._watcher.discard, future)
 
     # --- reading tasks -------------------------------------------------------------------
 

@@ -30,11 +30,12 @@ class FaaSExecutor(concurrent.futures.Executor):
     """Runs callables on the platform and returns ``TaskFuture`` objects.
 
     Each callable is registered once (cached by identity), pickled as ``FaaSClient.register``
-    pickles it (your own code by value, installed packages by reference), and its futures
-    complete from WatchTask streams, not by polling. ``map`` queues every call in one
-    ExecuteBatch and keeps the order. Pass a ``FaaSClient`` to share one (it is then not
-    closed on shutdown), or a ``target`` and the client's keyword options (``retries``,
-    ``backoff``, ``timeout``...).
+    pickles it (your own code by value, installed packages by reference). ``submit`` returns
+    at once (its tasks are queued in batches, as ``FaaSClient.submit``'s are) and every
+    future completes from the client's one WatchTasks stream, not by polling. ``map`` queues
+    every call in one ExecuteBatch and keeps the order. Pass a ``FaaSClient`` to share one
+    (it is then not closed on shutdown), or a ``target`` and the client's keyword options
+    (``retries``, ``backoff``, ``timeout``...).
     ``task_timeout`` is the time limit in seconds of each task (none if unset).
     """
 
@@ -72,8 +73,7 @@ class FaaSExecutor(concurrent.futures.Executor):
         """Runs ``fn(*args, **kwargs)`` on the platform; the future of its value."""
         self._check_open()
         function_id = self.function_id(fn)
-        task_id = self.client.execute(function_id, args, kwargs)
-        return self._track([self.client.future(task_id)])[0]
+        return self._track([self.client._enqueue(function_id, args, kwargs)])[0]
 
     def map(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import threading
@@ -29,10 +30,13 @@ from tests.support import wait_until
 
 
 class CallLog:
-    """Counts the RPCs a client makes, by method name, through two client interceptors."""
+    """Counts the RPCs a client makes, by method name, and the tasks its submit calls carry,
+    through client interceptors; with ``gate`` set, submit calls wait until it opens."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: threading.Event | None = None) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
+        self.submitted: list[int] = []  # tasks per ExecuteFunction / ExecuteBatch
+        self.gate = gate
         log = self
 
         class Unary(grpc.aio.UnaryUnaryClientInterceptor):
@@ -43,6 +47,7 @@ class CallLog:
                 request: Any,
             ) -> Any:
                 log.record(details)
+                await log.submit(details, request)
                 return await continuation(details, request)
 
         class Stream(grpc.aio.UnaryStreamClientInterceptor):
@@ -55,12 +60,34 @@ class CallLog:
                 log.record(details)
                 return await continuation(details, request)
 
-        self.interceptors = [Unary(), Stream()]
+        class Bidi(grpc.aio.StreamStreamClientInterceptor):
+            async def intercept_stream_stream(
+                self,
+                continuation: Callable[[Any, Any], Awaitable[Any]],
+                details: grpc.aio.ClientCallDetails,
+                request_iterator: Any,
+            ) -> Any:
+                log.record(details)
+                return await continuation(details, request_iterator)
+
+        self.interceptors = [Unary(), Stream(), Bidi()]
 
     def record(self, details: grpc.aio.ClientCallDetails) -> None:
-        method = details.method
-        name = method.decode() if isinstance(method, bytes) else str(method)
-        self.calls[name.rsplit("/", 1)[-1]] += 1
+        self.calls[_method(details)] += 1
+
+    async def submit(self, details: grpc.aio.ClientCallDetails, request: Any) -> None:
+        method = _method(details)
+        if method not in ("ExecuteFunction", "ExecuteBatch"):
+            return
+        self.submitted.append(len(request.payloads) if method == "ExecuteBatch" else 1)
+        if self.gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 60)
+
+
+def _method(details: grpc.aio.ClientCallDetails) -> str:
+    method = details.method
+    name = method.decode() if isinstance(method, bytes) else str(method)
+    return name.rsplit("/", 1)[-1]
 
 
 @pytest.fixture
@@ -135,7 +162,7 @@ def test_unknown_ids_raise_not_found(client: FaaSClient) -> None:
     with pytest.raises(TaskNotFound):
         client.future("no-such-task").result(timeout=30)
     with pytest.raises(FunctionNotFound):
-        client.submit("no-such-function", 1)
+        client.submit("no-such-function", 1).result(timeout=30)  # submit() itself never waits
     with pytest.raises(FunctionNotFound):
         list(client.map("no-such-function", [1, 2]))
 
@@ -145,9 +172,14 @@ def test_payload_over_the_limit_raises_payload_too_large(client: FaaSClient) -> 
         return len(blob)
 
     function_id = client.register(size)
+    too_large = client.submit(function_id, b"x" * (17 * 1024 * 1024))
+    small = client.submit(function_id, b"x" * 10)  # submitted with it, it is not refused
     with pytest.raises(PayloadTooLarge) as caught:
-        client.submit(function_id, b"x" * (17 * 1024 * 1024))
+        too_large.result(timeout=60)
     assert caught.value.reason == "PAYLOAD_TOO_LARGE"
+    with pytest.raises(PayloadTooLarge):
+        too_large.task_id  # noqa: B018  (no task: reading its id raises the submit's error)
+    assert small.result(timeout=60) == 10
 
 
 def test_result_timeout_raises_faas_timeout(client: FaaSClient) -> None:
@@ -166,7 +198,7 @@ def test_result_timeout_raises_faas_timeout(client: FaaSClient) -> None:
     assert client.result(task_id, timeout=60) == 2
 
 
-def test_futures_resolve_from_watch_streams_without_polling(shared_platform: Platform) -> None:
+def test_futures_resolve_from_one_watch_stream_without_polling(shared_platform: Platform) -> None:
     def nap(seconds: float) -> float:
         import time
 
@@ -183,12 +215,32 @@ def test_futures_resolve_from_watch_streams_without_polling(shared_platform: Pla
         assert len(done) == 4 and running.is_set()
         assert [f.result() for f in futures] == [0.3] * 4
         assert list(client.map(function_id, [0.1, 0.0, 0.2])) == [0.1, 0.0, 0.2]
-    assert log.calls == {
-        "RegisterFunction": 1,
-        "ExecuteFunction": 4,
-        "ExecuteBatch": 1,
-        "WatchTask": 7,
-    }
+    # Four submits in at most four calls, and the map's batch; seven futures, one stream.
+    assert sum(log.submitted) == 7 and len(log.submitted) <= 5
+    assert log.calls["WatchTasks"] == 1
+    assert log.calls["WatchTask"] == log.calls["GetResult"] == log.calls["GetStatus"] == 0
+
+
+def test_submit_returns_at_once_and_submits_coalesce(shared_platform: Platform) -> None:
+    gate = threading.Event()  # holds every submit call until it opens
+    log = CallLog(gate)
+    with FaaSClient(shared_platform.gateway_target, interceptors=log.interceptors) as client:
+        function_id = client.register(abs)
+        futures = [client.submit(function_id, -i) for i in range(300)]
+        assert not any(f.submitted or f.done() for f in futures)  # none waited for the gateway
+        gate.set()
+        done = [f.result(timeout=60) for f in concurrent.futures.as_completed(futures, 60)]
+        assert sorted(done) == list(range(300))
+        assert [f.result() for f in futures] == list(range(300))
+        assert len({f.task_id for f in futures}) == 300
+        # The first call went alone; the rest waited behind the held calls and went together.
+        assert sum(log.submitted) == 300 and len(log.submitted) <= 10
+        assert log.calls["WatchTasks"] == 1
+        # A second wave on the same stream, waited for with concurrent.futures.wait.
+        more = [client.submit(function_id, i) for i in range(50)]
+        finished, pending = concurrent.futures.wait(more, timeout=60)
+        assert not pending and sorted(f.result() for f in finished) == list(range(50))
+    assert log.calls["WatchTasks"] == 1 and log.calls["WatchTask"] == 0
 
 
 def test_watch_yields_each_status_until_terminal(client: FaaSClient) -> None:
@@ -221,8 +273,8 @@ def test_executor_registers_once_and_map_keeps_order(shared_platform: Platform) 
             [60, 70],
         )
     assert log.calls["RegisterFunction"] == 1
-    assert log.calls["ExecuteBatch"] == 1
-    assert log.calls["GetResult"] == log.calls["GetStatus"] == 0
+    assert log.submitted[0] == 8 and sum(log.submitted) == 10  # map: one ExecuteBatch
+    assert log.calls["GetResult"] == log.calls["GetStatus"] == log.calls["WatchTask"] == 0
     client.close()
 
 
@@ -251,8 +303,9 @@ def test_gateway_down_raises_unavailable_and_the_client_recovers(
         function_id = client.register(abs)
         platform.gateway.stop()
         started = time.monotonic()
+        future = client.submit(function_id, -1)
         with pytest.raises(ServiceUnavailable) as caught:
-            client.submit(function_id, -1)
+            future.result(timeout=60)
         assert "after 7 attempts" in str(caught.value)
         assert time.monotonic() - started < 10
         platform.gateway.start()
@@ -291,4 +344,4 @@ def test_future_survives_a_gateway_restart(make_platform: PlatformFactory) -> No
         platform.gateway.kill()
         platform.gateway.start()
         assert future.result(timeout=60) == "done"
-    assert log.calls["WatchTask"] >= 2
+    assert log.calls["WatchTasks"] >= 2  # the stream was re-opened, with the task's id
