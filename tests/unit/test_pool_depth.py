@@ -457,6 +457,44 @@ def test_close_drops_queued_jobs_and_leaves_no_processes(tmp_path: Path) -> None
     run_events(scenario)
 
 
+def test_frames_to_a_busy_process_keep_their_order(tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate")
+
+    async def scenario(rec: Events) -> None:
+        async with rec.pool(1, queue_depth=6) as pool:
+            first = make_job(wait_for_file, gate)
+            pool.submit(first)
+            await rec.until_started(first.attempt_id)
+            # One frame per loop turn; past the first, they do not fit in the pipe beside the
+            # ones the busy process has not read, so they are written off the loop, in order.
+            jobs = []
+            for n in range(5):
+                job = make_job(len, os.urandom(100_000 + n), function_id="len")
+                jobs.append(job)
+                pool.submit(job)
+                await asyncio.sleep(0)
+            open(gate, "w").close()
+            outcomes = [await rec.next() for _ in range(6)]
+            assert [o.attempt_id for o in outcomes] == [first.attempt_id] + [
+                job.attempt_id for job in jobs
+            ]
+            assert [completed_value(o) for o in outcomes[1:]] == [100_000 + n for n in range(5)]
+
+    run_events(scenario)
+
+
+def test_on_started_at_depth_one() -> None:
+    async def scenario(rec: Events) -> None:
+        async with rec.pool(2, queue_depth=1) as pool:
+            jobs = [make_job(abs, -n) for n in range(2)]
+            for job in jobs:
+                pool.submit(job)
+            await rec.all(2)
+            rec.check_log([job.attempt_id for job in jobs])
+
+    run_events(scenario)
+
+
 def test_the_pool_process_s_helper_thread_does_not_reach_user_code() -> None:
     def threads() -> int:
         import threading

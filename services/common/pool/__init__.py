@@ -1,6 +1,7 @@
 """Run users' dill-serialized functions in a pool of long-lived child processes.
 
-``ProcessPool`` is driven from an asyncio event loop: ``submit`` a ``Job`` to an idle child and
+``ProcessPool`` is driven from an asyncio event loop: ``submit`` a ``Job`` to a child (each
+holds up to ``queue_depth`` jobs, runs them in order and sends their outcomes in chunks) and
 receive its ``Outcome`` through a callback. Children cache loaded functions, are replaced when
 they die or overrun a time limit, and never run on the loop.
 

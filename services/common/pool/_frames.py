@@ -78,6 +78,7 @@ class FrameReader:
             start += _LONG.size
         if len(buffer) < start + size:
             return None
-        frame = bytes(buffer[start : start + size])
+        with memoryview(buffer) as view:
+            frame = bytes(view[start : start + size])
         del buffer[: start + size]
         return frame

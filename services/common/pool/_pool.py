@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import _outcomes as outcomes
 from . import _protocol as proto
-from ._frames import FrameReader
 from ._handle import ChildHandle, Context
 from ._types import Job, Outcome
 
@@ -521,22 +520,14 @@ class ProcessPool:
         if isinstance(frame, proto.Ready):
             self._on_ready(child)
         elif isinstance(frame, proto.Large):
-            if frame.size > proto.LARGE_FRAME_BYTES:
+            # With queued jobs a child announces smaller frames too, since it writes them
+            # before it is read; off the loop, a child that dies inside one cannot hold it.
+            if frame.size > proto.LARGE_FRAME_BYTES or child.frames is not None:
                 self._read_off_loop(child)
-            elif child.frames is None:
-                self._on_readable(child)  # the child writes it right after the announcement
             else:
-                self._read_announced(child, child.frames)
+                self._on_readable(child)
         else:
             self._on_done(child, frame)
-
-    def _read_announced(self, child: ChildHandle, frames: FrameReader) -> None:
-        try:
-            data = frames.next_blocking()
-        except (EOFError, OSError):
-            self._retire(child)
-            return
-        self._on_data(child, data)
 
     def _on_ready(self, child: ChildHandle) -> None:
         if child.ready:

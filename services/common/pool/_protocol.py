@@ -15,7 +15,7 @@ is random, from ``ChildConfig``), so the parent can tell one job's output from t
 Child to parent:
     ``(READY,)`` once, when the child can take work.
     ``(LARGE, size)`` announces that the next frame is ``size`` bytes, so the parent reads it
-    whole (off the loop when it is over ``LARGE_FRAME_BYTES``).
+    off the loop: a frame over ``LARGE_FRAME_BYTES``, or (queued jobs) over ``RING_BYTES``.
     ``(DONE, attempt_id, kind, result, message, traceback)`` once per job, written as soon as
     the job ends, so an outcome outlives a death of the child during a later job.
 
