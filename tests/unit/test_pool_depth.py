@@ -89,7 +89,7 @@ def run_events(scenario: Callable[[Events], Any]) -> None:
     asyncio.run(main())
 
 
-def wait_for_file(path: str) -> int:
+def wait_for_file(path: str, *_: object) -> int:
     """Block until ``path`` exists (the test creates it), then return this process's pid."""
     import os
     import time
@@ -445,11 +445,12 @@ def test_close_drops_queued_jobs_and_leaves_no_processes(tmp_path: Path) -> None
         first = make_job(os.getpid)
         pool.submit(first)
         pid = completed_value(await rec.next())
-        for _ in range(6):
-            pool.submit(make_job(wait_for_file, gate))
+        for n in range(6):
+            # Big arguments: the frames to the busy processes block on a thread, unread.
+            pool.submit(make_job(wait_for_file, gate, os.urandom(300_000 * n)))
         assert pool.accepting == 0
         assert not await pool.wait_idle(0.05)
-        await pool.close()
+        await asyncio.wait_for(pool.close(), WAIT)
         assert rec.outcomes.empty()
         assert pool.running_attempts() == []
         assert gone(pid)
