@@ -40,11 +40,13 @@ class TaskStatus(enum.StrEnum):
     @classmethod
     def from_proto(cls, value: int) -> TaskStatus:
         """``TASK_STATUS_RUNNING`` (the enum number) -> ``TaskStatus.RUNNING``."""
-        try:
-            name = common_pb2.TaskStatus.Name(value)  # type: ignore[arg-type]
-        except ValueError:
-            return cls.UNSPECIFIED
-        return cls(name.removeprefix("TASK_STATUS_"))
+        return _STATUSES.get(value, TaskStatus.UNSPECIFIED)
+
+
+_STATUSES: dict[int, TaskStatus] = {
+    number: TaskStatus(name.removeprefix("TASK_STATUS_"))
+    for name, number in common_pb2.TaskStatus.items()
+}
 
 
 def cause_name(value: int) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import platform
 import site
 import sys
@@ -157,9 +158,38 @@ def _installed_roots() -> tuple[Path, ...]:
 
 
 def dumps_call(args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:
-    """The arguments payload: ``dill.dumps((tuple(args), dict(kwargs)))``."""
-    data: bytes = dill.dumps((tuple(args), dict(kwargs or {})))
+    """The arguments payload: ``dill.dumps((tuple(args), dict(kwargs)))``.
+
+    Plain data (numbers, strings, bytes, None and small tuples, lists and dicts of them) is
+    pickled by the standard library's C pickler, whose bytes are dill's for such values, at a
+    tenth of the cost; anything else goes through dill.
+    """
+    call = (tuple(args), dict(kwargs or {}))
+    if _plain(call, _PLAIN_DEPTH, [_PLAIN_ITEMS]):
+        return pickle.dumps(call, protocol=dill.settings["protocol"])
+    data: bytes = dill.dumps(call)
     return data
+
+
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
+_PLAIN_DEPTH = 4
+_PLAIN_ITEMS = 256  # larger arguments go through dill: the check would cost more than it saves
+
+
+def _plain(value: object, depth: int, budget: list[int]) -> bool:
+    """Whether ``value`` is plain data, within ``depth`` levels and ``budget[0]`` items."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if depth == 0 or kind not in (tuple, list, dict):
+        return False
+    items: Any = value
+    budget[0] -= len(items)
+    if budget[0] < 0:
+        return False
+    if kind is dict:
+        return all(type(k) in _SCALARS and _plain(v, depth - 1, budget) for k, v in items.items())
+    return all(_plain(item, depth - 1, budget) for item in items)
 
 
 def outcome(info: TaskInfo) -> Any:

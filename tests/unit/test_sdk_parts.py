@@ -145,6 +145,25 @@ def test_call_payload_is_args_and_kwargs() -> None:
     assert dill.loads(dumps_call([1], {"a": 2})) == ((1,), {"a": 2})
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((), {}),
+        ((1, -(2**70), 2.5, "é", b"\x00", None, True), {"k": [1, (2, 3)], "d": {"x": {"y": 1}}}),
+        (([[[[[1]]]]],), {}),  # deeper than the fast path looks: dill
+        ((list(range(300)),), {}),  # more items than the fast path looks at: dill
+        ((lambda x: x,), {}),  # not plain data: dill
+        ((int, {1, 2}, frozenset()), {"c": 1j}),
+    ],
+)
+def test_call_payload_is_dills_bytes_for_any_argument(args: tuple, kwargs: dict) -> None:
+    payload = dumps_call(args, kwargs)
+    assert payload == dill.dumps((args, kwargs))
+    loaded_args, loaded_kwargs = dill.loads(payload)
+    if not any(callable(a) and not isinstance(a, type) for a in args):
+        assert (loaded_args, loaded_kwargs) == (args, kwargs)
+
+
 USER_MODULE = """
 import functools
 import math
