@@ -6,7 +6,17 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from . import _cpu, _grpc_load, _logs, _memory, _platform, _rest_load, _sdk_load, _tasks
+from . import (
+    _cpu,
+    _grpc_load,
+    _logs,
+    _memory,
+    _platform,
+    _rest_floor,
+    _rest_load,
+    _sdk_load,
+    _tasks,
+)
 from ._progress import Progress
 from ._sizes import Sizes
 from ._stats import median
@@ -40,12 +50,6 @@ def measure(
                 )
             )
             progress.say(f"{mode}: gRPC round trip via {via}: {_ms(result)}")
-        out["rest_round_trip"] = result = asyncio.run(
-            _rest_load.round_trips(
-                target.rest_url, functions.noop, rest_args, sizes.rest_round_trips
-            )
-        )
-        progress.say(f"{mode}: REST round trip: {_ms(result)}")
         _sdk(out, target, functions.noop, sizes, progress)
 
         out["grpc_throughput"] = result = _with_cpu(
@@ -71,6 +75,20 @@ def measure(
             ),
         )
         progress.say(f"{mode}: gRPC batch throughput: {_tps(result)}")
+        try:
+            out["fastapi_beside"] = _rest_floor.beside(sizes, log_dir, log_level)
+            progress.say(
+                f"{mode}: FastAPI floor beside it: {_ms(out['fastapi_beside']['round_trip'])}, "
+                f"{_tps(out['fastapi_beside']['clients'])}"
+            )
+        except Exception as exc:  # the floor's rerun is a reference: the mode goes on
+            out["fastapi_beside"] = {"error": f"{type(exc).__name__}: {exc}"}
+        out["rest_round_trip"] = result = asyncio.run(
+            _rest_load.round_trips(
+                target.rest_url, functions.noop, rest_args, sizes.rest_round_trips
+            )
+        )
+        progress.say(f"{mode}: REST round trip: {_ms(result)}")
         out["rest_throughput"] = result = _with_cpu(
             target.pids,
             lambda: asyncio.run(

@@ -318,3 +318,25 @@ def test_the_report_survives_missing_sections() -> None:
     text = _report.markdown(results)
     assert "## Issue 11" in text
     assert "Celery comparison failed: boom" in text
+
+
+def test_rest_figures_are_judged_against_the_floor_rerun_beside_the_mode() -> None:
+    results = _results()
+    results["modes"]["push"]["fastapi_beside"] = {
+        "clients": {"tasks_per_s": 400.0},
+        "round_trip": _rt(2.25, 4.0),
+    }
+    rows = _goals.rows(results)
+    clients = _row(rows, "rest_clients")
+    assert clients["floors"] == [("FastAPI floor", 400.0), ("FastAPI floor at start", 500.0)]
+    assert clients["met"] is True  # 440 >= 0.9 x 400 (it was not against the start's 500)
+    assert dict(clients["ratio_floors"])["FastAPI floor"] == pytest.approx(1.1)
+    round_trip = _row(rows, "rest_rt_p50")
+    assert round_trip["met"] is False  # 3.5 > 2.25 + 1 (the start's 2.75 + 1 would pass)
+    line = next(x for x in _goals.table(rows).splitlines() if x.startswith("| REST: 16"))
+    assert "FastAPI floor 1.10x (400); FastAPI floor at start 0.88x (500)" in line
+
+
+def test_tiny_ratios_keep_two_significant_digits() -> None:
+    assert _goals.times(0.0003123) == "0.00031x"
+    assert _goals.times(0.0123) == "0.012x"
