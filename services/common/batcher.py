@@ -9,8 +9,11 @@ a lone call is flushed at once. Used to turn many single RPCs into one Redis rou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -80,3 +83,42 @@ class Batcher(Generic[T, R]):
         for (_, future), result in zip(chunk, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+
+class BatchQueue(Generic[T]):
+    """Hands added items to ``handler(items)`` in batches, with no future per item.
+
+    Like :class:`Batcher`, at most one batch is under way: items added meanwhile go together as
+    the next one, so batches grow with load and a lone item is handled on the next loop turn.
+    The handler deals with the outcome of each item itself; an exception it raises is logged.
+    """
+
+    def __init__(
+        self, handler: Callable[[list[T]], Awaitable[None]], *, max_batch: int = 4096
+    ) -> None:
+        self._handler = handler
+        self._max_batch = max_batch
+        self._pending: list[T] = []
+        self._scheduled = False
+        self._running: asyncio.Future[None] | None = None
+
+    def add(self, items: Iterable[T]) -> None:
+        self._pending.extend(items)
+        if self._pending and not self._scheduled and self._running is None:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._running is not None or not self._pending:
+            return
+        chunk = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        self._running = asyncio.ensure_future(self._handler(chunk))
+        self._running.add_done_callback(self._ran)
+
+    def _ran(self, task: asyncio.Future[None]) -> None:
+        self._running = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a batch failed", exc_info=task.exception())
+        self._flush()

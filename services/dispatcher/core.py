@@ -19,7 +19,7 @@ from typing import TypeVar
 import redis.exceptions
 from faas.v1 import common_pb2, dispatcher_pb2
 
-from services.common.batcher import Batcher
+from services.common.batcher import Batcher, BatchQueue
 from services.common.store import (
     AttemptOutcome,
     AttemptStart,
@@ -67,7 +67,9 @@ def _cause_name(cause: int) -> str:
     return name.removeprefix("FAILURE_CAUSE_")
 
 
-def _outcome_record(o: dispatcher_pb2.TaskOutcome) -> AttemptOutcome:
+def _outcome_record(
+    o: dispatcher_pb2.TaskOutcome, unstarted: bool = False, worker_id: str = ""
+) -> AttemptOutcome:
     """What to store for an outcome; an unknown status or cause is stored as a FAILED task."""
     status = _STATUS_NAMES.get(o.status, "FAILED")
     message = o.error.message
@@ -84,6 +86,8 @@ def _outcome_record(o: dispatcher_pb2.TaskOutcome) -> AttemptOutcome:
         cause=_cause_name(o.error.cause) if status == "FAILED" else "",
         message=message,
         traceback=o.error.traceback,
+        unstarted=unstarted,
+        worker_id=worker_id,
     )
 
 
@@ -121,6 +125,8 @@ class Dispatcher:
         )
         # task_id -> its attempt, RUNNING before a restart and waiting for its worker.
         self._orphans: dict[str, RunningAttempt] = {}
+        # Starts that workers reported, written to Redis in batches.
+        self._starter: BatchQueue[tuple[Session, str, Task]] = BatchQueue(self._write_starts)
         # Attempts out of every session whose write to Redis (start, outcome, requeue) is under
         # way: the sweep leaves them alone.
         self._settling: set[str] = set()
@@ -349,11 +355,18 @@ class Dispatcher:
         """
         old = self.scheduler.sessions.get(session.worker_id)
         if old is not None:  # the same worker reconnected before its old stream was reaped
+            moved_unstarted = []
             for attempt_id in running_attempt_ids:
                 if attempt_id in old.in_flight:
                     session.in_flight[attempt_id] = old.in_flight.pop(attempt_id)
                     if attempt_id in old.deadlines:
                         session.deadlines[attempt_id] = old.deadlines.pop(attempt_id)
+                    if attempt_id in old.unstarted:  # its process runs it: it has started
+                        session.unstarted[attempt_id] = old.unstarted.pop(attempt_id)
+                        if attempt_id in old.starting:
+                            session.starting.add(attempt_id)  # its write is under way
+                        else:
+                            moved_unstarted.append(attempt_id)
             if old.close is not None:
                 old.close()  # really end its stream, not only forget it
             self.spawn(self.lose(old, "it reconnected"))
@@ -362,6 +375,8 @@ class Dispatcher:
         }
         adopt = [by_attempt[a] for a in running_attempt_ids if a in by_attempt]
         self.scheduler.attach(session)
+        if old is not None and moved_unstarted:
+            self.started(session, moved_unstarted)
         if adopt:
             for task_id in adopt:
                 session.adopting.add(self._orphans.pop(task_id).attempt_id)
@@ -387,8 +402,19 @@ class Dispatcher:
     async def lose(self, session: Session, reason: str) -> None:
         """A session ended: its in-flight tasks go back to the queue (or FAILED)."""
         self.scheduler.detach(session)
-        lost_items = list(session.in_flight.items())
+        waiting = set(session.waiting())
+        held = list(session.in_flight.items())
         session.in_flight.clear()
+        session.unstarted.clear()  # the writes of starts under way settle those (_write_starts)
+        prefetched = [task for attempt, task in held if attempt in waiting]
+        for task in prefetched:  # QUEUED in Redis all along: back to the queue, no write
+            self.scheduler.requeue(task)
+        if prefetched:
+            log.info(
+                "worker %s: %d prefetched task(s) requeued", session.worker_id, len(prefetched)
+            )
+            self.wake()
+        lost_items = [(a, t) for a, t in held if a not in waiting and a not in session.starting]
         if self.stopping or not lost_items:
             return  # on shutdown they stay RUNNING for the next dispatcher to adopt
         log.warning(
@@ -452,52 +478,33 @@ class Dispatcher:
                 self.wake()
 
     async def _start(self, plan: list[tuple[Session, Task]]) -> None:
-        attempts = [(s, t, uuid.uuid4().hex) for s, t in plan]
-        starts = [AttemptStart(t.task_id, a, s.worker_id) for s, t, a in attempts]
-        # A timed-out start is retried with the same attempt ids; the script reports a start
-        # that landed as started, so no task is left RUNNING under an attempt nobody holds.
-        self._settling.update(x.attempt_id for x in starts)
-        try:
-            started = await self._retry(lambda: self.store.start_attempts(starts))
-            await self._started(attempts, started)
-        finally:
-            self._settling.difference_update(x.attempt_id for x in starts)
-        self.wake()
-
-    async def _started(
-        self, attempts: list[tuple[Session, Task, str]], started: list[bool]
-    ) -> None:
+        """Assigns planned tasks: attempts that Redis records as started only once a process
+        starts them (see :meth:`started`), so nothing is written here."""
+        for function_id in {task.function_id for _, task in plan}:
+            if function_id not in self._functions:
+                await self._function_body(function_id)
+        now = time.monotonic()
         by_session: defaultdict[Session, list[tuple[str, Task]]] = defaultdict(list)
-        orphaned: list[tuple[str, Task]] = []
-        for (session, task, attempt_id), ok in zip(attempts, started, strict=True):
+        for session, task in plan:
             session.reserved -= 1
-            if not ok:  # no longer QUEUED: done already, or started by an earlier attempt
-                self.scheduler.forget(task.task_id)
-                if session.mode == "pull":
-                    session.credits += 1
-                continue
-            self.emit(task.task_id, common_pb2.TASK_STATUS_RUNNING)
             if session.closed:
-                orphaned.append((attempt_id, task))
+                self.scheduler.requeue(task)
                 continue
+            attempt_id = uuid.uuid4().hex
             session.in_flight[attempt_id] = task
-            self._set_deadline(session, attempt_id, task)
+            session.unstarted[attempt_id] = now
             session.assigned += 1
             by_session[session].append((attempt_id, task))
         for session, items in by_session.items():
-            await self._deliver(session, items)
-        if orphaned:
-            gone = Session("", "", 0, 0, self.settings.mode, in_flight=dict(orphaned))
-            await self.lose(gone, "it disconnected while tasks were being assigned")
+            self._deliver(session, items)
+        self.wake()
 
-    async def _deliver(self, session: Session, items: list[tuple[str, Task]]) -> None:
+    def _deliver(self, session: Session, items: list[tuple[str, Task]]) -> None:
         bodies: list[dispatcher_pb2.FunctionBody] = []
         for function_id in {task.function_id for _, task in items}:
             if function_id in session.functions_sent:
                 continue
-            payload = self._functions.get(function_id)
-            if payload is None:
-                payload = await self._function_body(function_id)
+            payload = self._functions.get(function_id, b"")
             bodies.append(dispatcher_pb2.FunctionBody(function_id=function_id, payload=payload))
             session.functions_sent.add(function_id)
         assignments = [
@@ -517,9 +524,85 @@ class Dispatcher:
             for part in split(batch):
                 session.deliver(part)
 
+    # Starts
+
+    def started(self, session: Session, attempt_ids: Iterable[str]) -> None:
+        """A session's processes started these attempts: Redis records them RUNNING (batched).
+
+        Attempts the session does not hold, or whose start is known already, are ignored. The
+        dispatcher's own deadline for a timed task counts from here.
+        """
+        now = time.monotonic()
+        items = []
+        for attempt_id in attempt_ids:
+            if attempt_id not in session.unstarted or attempt_id in session.starting:
+                continue
+            session.starting.add(attempt_id)
+            task = session.in_flight[attempt_id]
+            self._set_deadline(session, attempt_id, task, now)
+            items.append((session, attempt_id, task))
+        if items:
+            self._settling.update(attempt_id for _, attempt_id, _ in items)
+            self._starter.add(items)
+
+    async def _write_starts(self, items: list[tuple[Session, str, Task]]) -> None:
+        starts = [AttemptStart(t.task_id, a, s.worker_id) for s, a, t in items]
+        attempt_ids = [attempt_id for _, attempt_id, _ in items]
+        try:
+            # A timed-out write is retried with the same attempts; a start that landed reports
+            # itself as started.
+            landed = await self._retry(lambda: self.store.start_attempts(starts))
+            stranded: list[tuple[str, Task]] = []
+            for (session, attempt_id, task), ok in zip(items, landed, strict=True):
+                session.starting.discard(attempt_id)
+                holder: Session | None = session
+                if session.closed:  # lost, or its worker reconnected (and kept it?)
+                    current = self.scheduler.sessions.get(session.worker_id)
+                    holder = current if current and attempt_id in current.in_flight else None
+                if holder is None:
+                    if ok:
+                        stranded.append((attempt_id, task))  # RUNNING now, and nobody's
+                    else:
+                        self.scheduler.forget(task.task_id)  # not QUEUED: it moved on
+                    continue
+                holder.starting.discard(attempt_id)
+                if attempt_id not in holder.in_flight:
+                    continue  # its outcome came first (and was stored with it), or taken back
+                if ok:
+                    holder.unstarted.pop(attempt_id, None)
+                    self.emit(task.task_id, common_pb2.TASK_STATUS_RUNNING)
+                else:  # not QUEUED in Redis: it ended or moved on; its outcome will be refused
+                    del holder.in_flight[attempt_id]
+                    holder.unstarted.pop(attempt_id, None)
+                    holder.deadlines.pop(attempt_id, None)
+                    self.scheduler.forget(task.task_id)
+            if stranded:
+                gone = Session("", "", 0, 0, self.settings.mode, in_flight=dict(stranded))
+                await self.lose(gone, "it disconnected while its tasks were starting")
+        finally:
+            self._settling.difference_update(attempt_ids)
+            self.wake()
+
+    def drain(self, session: Session) -> None:
+        """A worker drains: the prefetched attempts it did not start go back to the queue now."""
+        session.draining = True
+        self._take_back(session, session.waiting())
+
+    def _take_back(self, session: Session, attempt_ids: list[str]) -> None:
+        for attempt_id in attempt_ids:
+            task = session.in_flight.pop(attempt_id, None)
+            session.unstarted.pop(attempt_id, None)
+            if task is None:
+                continue
+            session.deadlines.pop(attempt_id, None)
+            self.scheduler.requeue(task)
+        if attempt_ids:
+            self.wake()
+
     async def _function_body(self, function_id: str) -> bytes:
         payload = await self._retry(lambda: self.store.get_function_payload(function_id))
-        self._functions[function_id] = payload or b""
+        if payload:
+            self._functions[function_id] = payload
         return payload or b""
 
     # Outcomes
@@ -545,12 +628,15 @@ class Dispatcher:
         final: list[dispatcher_pb2.TaskOutcome] = []
         crashed: list[tuple[str, Task]] = []
         refused: list[str] = []
+        unstarted: set[str] = set()
         for outcome in outcomes:
             if not self._may_report(session, outcome):
                 refused.append(outcome.attempt_id)
                 continue
             session.adopting.discard(outcome.attempt_id)
             session.deadlines.pop(outcome.attempt_id, None)
+            if session.unstarted.pop(outcome.attempt_id, None) is not None:
+                unstarted.add(outcome.attempt_id)  # Redis may not record its start
             task = session.in_flight.pop(outcome.attempt_id, None)
             if task is not None and self._retries(outcome):
                 crashed.append((outcome.attempt_id, task))
@@ -563,6 +649,7 @@ class Dispatcher:
                     session.completed += 1
                 else:
                     session.failed += 1
+        session.drained(len(outcomes) - len(refused), time.monotonic())
         self.wake()
         if refused:
             log.warning(
@@ -573,7 +660,7 @@ class Dispatcher:
             if session.acknowledge is not None and not session.closed:
                 session.acknowledge(refused)
         if final:
-            self.spawn(self._store_outcomes(session, final))
+            self.spawn(self._store_outcomes(session, final, unstarted))
         if crashed:
             self.spawn(self._retry_crashed(session, crashed))
 
@@ -603,10 +690,18 @@ class Dispatcher:
         self.wake()
 
     async def _store_outcomes(
-        self, session: Session, outcomes: list[dispatcher_pb2.TaskOutcome]
+        self,
+        session: Session,
+        outcomes: list[dispatcher_pb2.TaskOutcome],
+        unstarted: set[str] | None = None,
     ) -> None:
         try:
-            records = [_outcome_record(o) for o in outcomes]
+            records = [
+                _outcome_record(o, o.attempt_id in unstarted, session.worker_id)
+                if unstarted
+                else _outcome_record(o)
+                for o in outcomes
+            ]
             applied = await self._store_records(records)
         finally:
             self._settling.difference_update(o.attempt_id for o in outcomes)
@@ -687,24 +782,53 @@ class Dispatcher:
                     log.warning("worker %s missed its heartbeats", session.worker_id)
                     if session.close is not None:
                         session.close()
+                session.retarget(now)
                 self._expire_overdue(session, now)
+                self._take_back_stalled(session, now)
+
+    def _take_back_stalled(self, session: Session, now: float) -> None:
+        """A worker that leaves prefetched tasks unstarted while a process of its is free (for
+        the timeout grace) loses them: they go back to the queue."""
+        waiting = session.waiting()
+        if not waiting or session.busy() >= session.capacity:
+            session.stalled_since = None
+            return
+        if session.stalled_since is None:
+            session.stalled_since = now
+            return
+        if now - session.stalled_since < self.settings.timeout_grace_seconds:
+            return
+        session.stalled_since = None
+        log.warning(
+            "worker %s left %d prefetched task(s) unstarted with a process free; requeued",
+            session.worker_id,
+            len(waiting),
+        )
+        self._take_back(session, waiting)
 
     # Timeouts the dispatcher enforces itself
 
-    def _set_deadline(self, session: Session, attempt_id: str, task: Task) -> None:
+    def _set_deadline(
+        self, session: Session, attempt_id: str, task: Task, start: float | None = None
+    ) -> None:
+        """The dispatcher's own limit for a timed attempt: from its start, timeout plus grace."""
         if task.timeout and session.remote:
             grace = self.settings.timeout_grace_seconds
-            session.deadlines[attempt_id] = time.monotonic() + task.timeout + grace
+            begun = time.monotonic() if start is None else start
+            session.deadlines[attempt_id] = begun + task.timeout + grace
 
     def _expire_overdue(self, session: Session, now: float) -> None:
         """A worker holding a task past its timeout plus a grace loses it: it FAILS TIMEOUT."""
         overdue = [a for a, deadline in session.deadlines.items() if deadline <= now]
         expired: list[dispatcher_pb2.TaskOutcome] = []
+        unstarted: set[str] = set()
         for attempt_id in overdue:
             del session.deadlines[attempt_id]
             task = session.in_flight.pop(attempt_id, None)
             if task is None:
                 continue
+            if session.unstarted.pop(attempt_id, None) is not None:
+                unstarted.add(attempt_id)
             session.failed += 1
             self._settling.add(attempt_id)
             message = (
@@ -723,9 +847,9 @@ class Dispatcher:
             )
         if expired:
             log.warning("worker %s overran %d task(s)", session.worker_id, len(expired))
-            gone = Session("", "", 0, 0, self.settings.mode)  # nothing to acknowledge to
+            gone = Session(session.worker_id, "", 0, 0, self.settings.mode)  # no acks to send
             gone.closed = True
-            self.spawn(self._store_outcomes(gone, expired))
+            self.spawn(self._store_outcomes(gone, expired, unstarted))
             self.wake()
 
     def worker_stats(self) -> list[common_pb2.WorkerStats]:

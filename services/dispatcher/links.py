@@ -133,14 +133,16 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             async for request in requests:
                 session.last_seen = time.monotonic()
                 kind = request.WhichOneof("kind")
-                if kind == "outcomes":
+                if kind == "starts":
+                    dispatcher.started(session, request.starts.attempt_ids)
+                elif kind == "outcomes":
                     dispatcher.report(session, request.outcomes.outcomes)
                 elif kind == "work_request":
                     dispatcher.scheduler.grant(session, request.work_request.slots)
                     dispatcher.wake()
                 elif kind == "drain":
                     log.info("worker %s is draining", session.worker_id)
-                    session.draining = True
+                    dispatcher.drain(session)
         except grpc.aio.AioRpcError as exc:
             log.info("worker %s stream broke: %s", session.worker_id, exc.code().name)
         finally:

@@ -22,6 +22,7 @@ class LocalWorker:
         self._dispatcher = dispatcher
         self._bodies: dict[str, bytes] = {}
         self._outcomes: list[dispatcher_pb2.TaskOutcome] = []
+        self._starts: list[str] = []  # attempts handed to a process since the last flush
         self._flush_scheduled = False
         self._backlog: collections.deque[Job] = collections.deque()
         self.pool = ProcessPool(
@@ -72,8 +73,18 @@ class LocalWorker:
 
     def _start_backlog(self) -> None:
         """Starts waiting jobs on idle processes (a replaced process is idle only once ready)."""
+        if not self._backlog:
+            return
         while self._backlog and self.pool.free_slots > 0:
-            self.pool.submit(self._backlog.popleft())
+            job = self._backlog.popleft()
+            self.pool.submit(job)
+            self._starts.append(job.attempt_id)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and (self._starts or self._outcomes):
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _on_outcome(self, outcome: Outcome) -> None:
         self._start_backlog()
@@ -90,11 +101,13 @@ class LocalWorker:
                 ),
             )
         )
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._schedule_flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        starts, self._starts = self._starts, []
         outcomes, self._outcomes = self._outcomes, []
-        self._dispatcher.report(self.session, outcomes)
+        if starts:
+            self._dispatcher.started(self.session, starts)
+        if outcomes:
+            self._dispatcher.report(self.session, outcomes)

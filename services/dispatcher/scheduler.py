@@ -1,7 +1,11 @@
 """Which worker gets which task: pure bookkeeping, no I/O, so it is unit-tested on its own.
 
 Push mode gives a task to the connected worker with the fewest in-flight tasks relative to its
-capacity (ties round-robin), never beyond capacity + prefetch. Pull mode gives tasks only to
+capacity (ties round-robin), never beyond its processes plus a prefetch that follows how fast the
+worker drains (see :meth:`Session.retarget`), and never below ``--prefetch``. A prefetched task
+is the worker's but not started: it is QUEUED in Redis until the worker says a process started
+it (``unstarted`` below), so a lost worker's prefetched tasks go back to the queue at once, with
+no write to Redis. Pull mode gives tasks only to
 workers that asked for them, oldest request first. In every mode a task goes only to a worker
 that has what it needs (see :mod:`.placement`). Tasks queue by their needs, so a task that no
 free worker can take now never holds back the tasks behind it (no head-of-line blocking).
@@ -10,6 +14,7 @@ free worker can take now never holds back the tasks behind it (no head-of-line b
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from faas.v1 import common_pb2
 from faas.v1.dispatcher_pb2 import AssignmentBatch
 
-from services.common.runtime import current_runtime, python_minor
+from services.common.runtime import current_runtime
 
 from .placement import ANY, Needs, Offer, unmet
 
@@ -40,6 +45,14 @@ class Task:
     seq: int | None = None
 
 
+# The adaptive prefetch: enough tasks beyond the processes to keep them busy for this long at the
+# rate the worker drains, within these bounds (per process).
+PREFETCH_HORIZON_SECONDS = 0.1
+MAX_PREFETCH_PER_PROCESS = 64
+# The drain rate is measured over windows at least this long, and smoothed.
+_RATE_WINDOW_SECONDS = 0.2
+
+
 @dataclass(eq=False, slots=True)
 class Session:
     """One connected worker (or the dispatcher's own pool in local mode)."""
@@ -49,8 +62,22 @@ class Session:
     pid: int
     capacity: int
     mode: str
-    prefetch: int = 0
+    prefetch: int = 0  # the least prefetch (--prefetch); the adaptive one may be more
     in_flight: dict[str, Task] = field(default_factory=dict)  # attempt_id -> task
+    # Attempts in in_flight that Redis does not record as RUNNING yet (prefetched, or started
+    # with the write of the start under way), in the order they were assigned: attempt_id ->
+    # when (monotonic).
+    unstarted: dict[str, float] = field(default_factory=dict)
+    # Attempts of unstarted whose start is being written to Redis.
+    starting: set[str] = field(default_factory=set)
+    # Since when (monotonic) the worker has had prefetched attempts waiting while it had a free
+    # process (None: it has not); a worker that leaves them waiting loses them.
+    stalled_since: float | None = None
+    # The adaptive prefetch (tasks beyond capacity), from the drain rate (outcomes per second).
+    target: int = -1
+    drain_rate: float = 0.0
+    _drained: int = 0
+    _window_start: float = field(default_factory=time.monotonic)
     # attempt_id -> monotonic time past which the dispatcher takes a timed task away.
     deadlines: dict[str, float] = field(default_factory=dict)
     reserved: int = 0  # chosen for tasks whose start is being written to Redis
@@ -83,13 +110,44 @@ class Session:
             return 0
         if self.mode == "pull":
             return self.credits
-        return self.capacity + self.prefetch - len(self.in_flight) - self.reserved
+        return self.capacity + self.prefetched() - len(self.in_flight) - self.reserved
+
+    def prefetched(self) -> int:
+        """How many tasks beyond its processes the session may hold now."""
+        if self.target < 0:  # no drain rate measured yet: as many as its processes
+            return max(self.prefetch, self.capacity)
+        return max(self.prefetch, self.target)
+
+    def drained(self, count: int, now: float) -> None:
+        """``count`` attempts ended (outcomes came): feeds the drain rate."""
+        self._drained += count
+        self.retarget(now)
+
+    def retarget(self, now: float) -> None:
+        """Updates the drain rate once a window has passed, and the prefetch that follows it:
+        processes busy for ``PREFETCH_HORIZON_SECONDS`` more at that rate, bounded."""
+        span = now - self._window_start
+        if span < _RATE_WINDOW_SECONDS:
+            return
+        rate = self._drained / span
+        self.drain_rate = rate if self.target < 0 else (self.drain_rate + rate) / 2
+        self._drained, self._window_start = 0, now
+        wanted = math.ceil(self.drain_rate * PREFETCH_HORIZON_SECONDS)
+        self.target = min(max(wanted, 0), MAX_PREFETCH_PER_PROCESS * self.capacity)
+
+    def busy(self) -> int:
+        """Attempts a process runs (or ran, the outcome not in yet): held, not waiting to start."""
+        return len(self.in_flight) - len(self.unstarted) + len(self.starting)
+
+    def waiting(self) -> list[str]:
+        """Prefetched attempts that no process has started, oldest first."""
+        return [a for a in self.unstarted if a not in self.starting]
 
     def load(self) -> float:
         return (len(self.in_flight) + self.reserved) / max(self.capacity, 1)
 
     def offer(self) -> Offer:
-        return Offer(self.labels, self.resources, python_minor(self.runtime.python_version))
+        return Offer.of(self.labels, self.resources, self.runtime)
 
 
 @dataclass(slots=True)

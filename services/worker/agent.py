@@ -52,6 +52,8 @@ class Worker:
         self._backlog: collections.deque[Job] = collections.deque()
         self._unacked: dict[str, dispatcher_pb2.TaskOutcome] = {}
         self._outgoing: list[dispatcher_pb2.TaskOutcome] = []
+        # Attempts handed to a process since the last flush: reported as started.
+        self._starts: list[str] = []
         self._freed = 0
         self._flush_scheduled = False
         self._outbox: Outbox | None = None
@@ -85,6 +87,7 @@ class Worker:
             "draining: %d task(s) running, grace %.0fs", len(self.pool.running_attempts()), grace
         )
         self._draining = True
+        self._flush()  # the starts so far go first: what is not started is the dispatcher's again
         self._send(dispatcher_pb2.ConnectRequest(drain=dispatcher_pb2.Drain()))
         deadline = time.monotonic() + grace
         self._backlog.clear()  # not started: the dispatcher requeues them when the stream ends
@@ -155,6 +158,9 @@ class Worker:
         finally:
             outbox.put_nowait(None)
             call.cancel()
+            # Not started: the dispatcher puts them back in its queue when the stream ends.
+            self._backlog.clear()
+            self._starts.clear()
 
     def _on_welcome(self, welcome: dispatcher_pb2.Welcome, outbox: Outbox) -> None:
         if self.settings.mode and welcome.mode != self.settings.mode:
@@ -214,8 +220,18 @@ class Worker:
             self._request_work(1)
 
     def _start_backlog(self) -> None:
+        if not self._backlog:
+            return
         while self._backlog and self.pool.free_slots > 0:
-            self.pool.submit(self._backlog.popleft())
+            job = self._backlog.popleft()
+            self.pool.submit(job)
+            self._starts.append(job.attempt_id)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and (self._starts or self._outgoing):
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     # Outcomes
 
@@ -237,13 +253,17 @@ class Worker:
         self._outgoing.append(message)
         self._freed += 1
         self._start_backlog()
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._schedule_flush()
 
     def _flush(self) -> None:
-        """Sends the outcomes of one loop turn (in bounded batches), then asks for as much work."""
+        """Sends the starts and outcomes of one loop turn (in bounded batches), then asks for as
+        much work as was freed."""
         self._flush_scheduled = False
+        if self._starts:
+            starts = dispatcher_pb2.TaskStarts(attempt_ids=self._starts)
+            self._starts = []
+            for part in split(starts):
+                self._send(dispatcher_pb2.ConnectRequest(starts=part))
         outcomes, self._outgoing = self._outgoing, []
         freed, self._freed = self._freed, 0
         for batch in _batches(outcomes):

@@ -111,9 +111,16 @@ class LinkClient:
         except grpc.RpcError:
             pass
 
-    def submit(self, task_ids: list[str], timeout: float = 0.0) -> None:
+    def submit(
+        self,
+        task_ids: list[str],
+        timeout: float = 0.0,
+        placement: common_pb2.Placement | None = None,
+    ) -> None:
         specs = [
-            dispatcher_pb2.TaskSpec(task_id=t, function_id="f1", payload=dill.dumps(((3,), {})))
+            dispatcher_pb2.TaskSpec(
+                task_id=t, function_id="f1", payload=dill.dumps(((3,), {})), placement=placement
+            )
             for t in task_ids
         ]
         if timeout:
@@ -251,3 +258,114 @@ def test_a_dispatcher_timeout_event_carries_the_failure(
     assert "w-sitter" in event.state.error.message and event.state.result
     (record,) = platform.records([task_id])
     assert record is not None and event.state.finished_time.ToMilliseconds() == record.finished_ms
+
+
+@pytest.mark.fault
+def test_a_task_no_worker_can_take_fails_with_its_state_in_the_event(
+    bench: Callable[..., Bench],
+    link: Callable[[Bench], LinkClient],
+    fake: Callable[..., FakeWorker],
+) -> None:
+    platform = bench(FAAS_NO_WORKER_TIMEOUT_SECONDS="1")
+    gateway = link(platform)
+    (task_id,) = platform.store_tasks(1)
+    worker = fake(platform, "w-plain")  # no labels
+    worker.next("welcome")
+    gateway.submit([task_id], placement=common_pb2.Placement(labels={"gpu": "h200"}))
+    state = gateway.terminal([task_id])[task_id].state
+    assert state.status == common_pb2.TASK_STATUS_FAILED
+    assert state.error.cause == common_pb2.FAILURE_CAUSE_NO_COMPATIBLE_WORKER
+    assert "gpu=h200" in state.error.message and state.attempts == 0 and state.result
+    (record,) = platform.records([task_id])
+    assert record is not None and state.finished_time.ToMilliseconds() == record.finished_ms
+
+
+# Prefetch: tasks beyond a worker's processes are its own but QUEUED until a process starts them.
+
+
+@pytest.mark.fault
+def test_prefetched_tasks_stay_queued_until_a_process_starts_them(
+    bench: Callable[..., Bench],
+    link: Callable[[Bench], LinkClient],
+    fake: Callable[..., FakeWorker],
+) -> None:
+    platform = bench()
+    gateway = link(platform)
+    ids = platform.store_tasks(2)
+    worker = fake(platform, "w-prefetch", capacity=1)
+    worker.next("welcome")
+    gateway.submit(ids)
+    first, second = sorted(_assignments(worker, 2), key=lambda a: ids.index(a.task_id))
+    records = platform.records(ids)
+    assert [_state_of(r)[:2] for r in records] == [("QUEUED", 0), ("QUEUED", 0)]
+    worker.start(first)
+    deadline = time.monotonic() + 20
+    while _state_of(platform.records([ids[0]])[0])[0] != "RUNNING":
+        assert time.monotonic() < deadline, "the start was not recorded"
+        time.sleep(0.05)  # polling Redis for the batched start write
+    assert _state_of(platform.records([ids[0]])[0])[:3] == ("RUNNING", 1, "w-prefetch")
+    assert _state_of(platform.records([ids[1]])[0])[:2] == ("QUEUED", 0)
+    # An outcome for an attempt whose start never came is stored all the same.
+    worker.report(second, status=common_pb2.TASK_STATUS_COMPLETED, result=dill.dumps(9))
+    worker.report(first, status=common_pb2.TASK_STATUS_COMPLETED, result=dill.dumps(9))
+    events = gateway.terminal(ids)
+    assert {e.state.status for e in events.values()} == {common_pb2.TASK_STATUS_COMPLETED}
+    for record in platform.records(ids):
+        assert record is not None and (record.status, record.attempts) == ("COMPLETED", 1)
+        assert record.worker_id == "w-prefetch" and 0 < record.started_ms <= record.finished_ms
+
+
+@pytest.mark.fault
+def test_a_lost_workers_prefetched_tasks_go_to_another_worker_at_once(
+    bench: Callable[..., Bench],
+    link: Callable[[Bench], LinkClient],
+    fake: Callable[..., FakeWorker],
+) -> None:
+    platform = bench()
+    gateway = link(platform)
+    ids = platform.store_tasks(2)
+    lost = fake(platform, "w-lost", capacity=1)
+    lost.next("welcome")
+    gateway.submit(ids)
+    first, _ = sorted(_assignments(lost, 2), key=lambda a: ids.index(a.task_id))
+    lost.start(first)
+    deadline = time.monotonic() + 20
+    while _state_of(platform.records([ids[0]])[0])[0] != "RUNNING":
+        assert time.monotonic() < deadline, "the start was not recorded"
+        time.sleep(0.05)  # polling Redis for the batched start write
+    lost.close()  # its stream breaks: both tasks go back to the queue
+    other = fake(platform, "w-other", capacity=2)
+    other.next("welcome")
+    again = _assignments(other, 2)
+    assert sorted(a.task_id for a in again) == sorted(ids)
+    for assignment in again:
+        other.report(assignment, status=common_pb2.TASK_STATUS_COMPLETED, result=dill.dumps(9))
+    gateway.terminal(ids)
+    started, prefetched = platform.records(ids)
+    assert started is not None and (started.status, started.attempts) == ("COMPLETED", 2)
+    assert prefetched is not None and (prefetched.status, prefetched.attempts) == ("COMPLETED", 1)
+    assert started.worker_id == prefetched.worker_id == "w-other"
+
+
+@pytest.mark.fault
+def test_the_dispatchers_deadline_counts_from_the_start(
+    bench: Callable[..., Bench],
+    link: Callable[[Bench], LinkClient],
+    fake: Callable[..., FakeWorker],
+) -> None:
+    platform = bench(FAAS_TIMEOUT_GRACE_SECONDS="1")
+    gateway = link(platform)
+    ids = platform.store_tasks(2, timeout=1.0)
+    worker = fake(platform, "w-slow", capacity=1)
+    worker.next("welcome")
+    gateway.submit(ids, timeout=1.0)
+    first, second = sorted(_assignments(worker, 2), key=lambda a: ids.index(a.task_id))
+    worker.start(first)  # and sits on it
+    timed_out = gateway.terminal([ids[0]])[ids[0]].state
+    assert timed_out.error.cause == common_pb2.FAILURE_CAUSE_TIMEOUT
+    # The prefetched task was assigned as long ago, but its time only starts now.
+    assert _state_of(platform.records([ids[1]])[0])[0] == "QUEUED"
+    worker.start(second)
+    worker.report(second, status=common_pb2.TASK_STATUS_COMPLETED, result=dill.dumps(9))
+    done = gateway.terminal([ids[1]])[ids[1]].state
+    assert done.status == common_pb2.TASK_STATUS_COMPLETED, done.error

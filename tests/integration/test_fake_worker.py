@@ -94,6 +94,11 @@ class FakeWorker:
             if not isinstance(item, ConnectResponse):
                 return item
 
+    def start(self, *assignments: dispatcher_pb2.Assignment) -> None:
+        """Says a process started these (prefetched attempts are QUEUED until then)."""
+        starts = dispatcher_pb2.TaskStarts(attempt_ids=[a.attempt_id for a in assignments])
+        self.send(dispatcher_pb2.ConnectRequest(starts=starts))
+
     def report(self, assignment: dispatcher_pb2.Assignment, **fields: object) -> None:
         outcome = dispatcher_pb2.TaskOutcome(
             task_id=assignment.task_id, attempt_id=assignment.attempt_id, **fields
@@ -171,6 +176,9 @@ def test_forged_outcomes_for_attempts_never_given_are_not_stored(
     holder.next("welcome")
     assignment = holder.next("assignments").assignments.assignments[0]
     assert assignment.task_id == task_id
+    holder.start(assignment)
+    running = common_pb2.TASK_STATUS_RUNNING
+    wait_until(lambda: client.state(task_id).status == running, 20, "the start recorded")
     forger = fakes(platform, "forger")
     forger.next("welcome")
     forger.report(assignment, status=common_pb2.TASK_STATUS_COMPLETED, result=dill.dumps("forged"))
@@ -254,6 +262,7 @@ def test_a_worker_sitting_on_a_task_past_its_timeout_loses_it(
     fake = fakes(platform, "sitter")
     fake.next("welcome")
     assignment = fake.next("assignments").assignments.assignments[0]
+    fake.start(assignment)
     (state,) = client.wait_all([task_id], timeout=30)  # 1 s timeout + 1 s grace
     assert state.status == common_pb2.TASK_STATUS_FAILED
     assert state.error.cause == common_pb2.FAILURE_CAUSE_TIMEOUT
@@ -273,6 +282,9 @@ def test_after_a_restart_a_worker_adopts_only_its_own_attempts(
     owner = fakes(platform, "owner")
     owner.next("welcome")
     assignment = owner.next("assignments").assignments.assignments[0]
+    owner.start(assignment)
+    running = common_pb2.TASK_STATUS_RUNNING
+    wait_until(lambda: client.state(task_id).status == running, 20, "the start recorded")
     platform.dispatcher.kill()  # the task stays RUNNING in Redis under the owner's attempt
     owner.close()
     platform.dispatcher.start()

@@ -201,8 +201,7 @@ def test_sigterm_drains_a_worker(
     platform = make_platform(mode="push", workers=1, worker_processes=2)
     client = client_for(platform)
     worker = platform.workers[0]
-    task_ids = client.submit(client.register(nap), [(1.0,)] * 2)
-    wait_until(lambda: client.workers()[worker.name].in_flight == 2, 10, "both tasks running")
+    task_ids = _two_running_naps(client, 1.0)  # started by its processes, not only assigned
     assert worker.stop(signal.SIGTERM, timeout=30) == 0
     states = [client.state(t) for t in task_ids]
     _completed(states)

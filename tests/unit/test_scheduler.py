@@ -32,15 +32,48 @@ def _run(scheduler: Scheduler, rounds: int) -> Counter[str]:
 
 def test_push_never_exceeds_capacity_plus_prefetch() -> None:
     scheduler = Scheduler("push")
-    a, b = _session("a", 2), _session("b", 1, prefetch=1)
+    a, b = _session("a", 2), _session("b", 1, prefetch=3)
     scheduler.attach(a)
     scheduler.attach(b)
-    for i in range(10):
+    for i in range(20):
         scheduler.add(_task(i))
     plan = scheduler.plan()
-    assert Counter(s.worker_id for s, _ in plan) == {"a": 2, "b": 2}
-    assert scheduler.queued_count() == 6
+    # Before any drain rate is known, each may prefetch as many as its processes, or --prefetch.
+    assert Counter(s.worker_id for s, _ in plan) == {"a": 4, "b": 4}
+    assert scheduler.queued_count() == 12
     assert scheduler.plan() == []
+
+
+def test_the_prefetch_follows_the_drain_rate_within_bounds() -> None:
+    from services.dispatcher.scheduler import MAX_PREFETCH_PER_PROCESS, PREFETCH_HORIZON_SECONDS
+
+    session = _session("a", 2, prefetch=1)
+    start = session._window_start
+    session.drained(1000, start + 1.0)  # 1,000 outcomes/s
+    assert session.prefetched() == round(1000 * PREFETCH_HORIZON_SECONDS)
+    assert session.available() == 2 + session.prefetched()
+    session.drained(0, start + 2.0)  # smoothed: half the rate
+    assert session.prefetched() == round(500 * PREFETCH_HORIZON_SECONDS)
+    for step in range(3, 40):  # idle: it falls to the --prefetch floor
+        session.retarget(start + step)
+    assert session.prefetched() == 1
+    session.drained(10**7, start + 41.0)  # bounded per process
+    assert session.prefetched() == 2 * MAX_PREFETCH_PER_PROCESS
+    session.retarget(start + 41.1)  # within a window: unchanged
+    assert session.prefetched() == 2 * MAX_PREFETCH_PER_PROCESS
+
+
+def test_prefetched_attempts_wait_until_started_and_count_as_held() -> None:
+    session = _session("a", 2)
+    task = _task(1)
+    for attempt in ("x", "y", "z"):
+        session.in_flight[attempt] = task
+        session.unstarted[attempt] = 0.0
+    del session.unstarted["x"]  # started and recorded
+    session.starting.add("y")  # started, its write under way
+    assert session.waiting() == ["z"]
+    assert session.busy() == 2
+    assert session.load() == 1.5
 
 
 def test_push_prefers_the_least_loaded_relative_to_capacity() -> None:
@@ -128,7 +161,7 @@ def _worker(
     python: str = "3.11.7",
     mode: str = "push",
 ) -> Session:
-    return Session(
+    session = Session(
         name,
         "host",
         1,
@@ -138,6 +171,8 @@ def _worker(
         labels=labels or {},
         resources=resources or {},
     )
+    session.target = 0  # no prefetch: a worker is busy once its processes are
+    return session
 
 
 def _needing(i: int, needs: Needs) -> Task:

@@ -88,6 +88,10 @@ class AttemptOutcome:
     cause: str = ""
     message: str = ""
     traceback: str = ""
+    # The attempt was assigned but Redis may not record it as started (a prefetched attempt
+    # whose start was not written): the outcome is stored for a QUEUED task too.
+    unstarted: bool = False
+    worker_id: str = ""  # whose attempt: recorded when it was unstarted
 
 
 @dataclass(frozen=True, slots=True)

@@ -322,13 +322,18 @@ class TaskStore:
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[TaskRecord | None]:
         """Stores outcomes; the state as stored (also for a repeat of a stored outcome), or None
-        where the task was terminal or the attempt was not current."""
+        where the task was terminal or the attempt was not current.
+
+        An outcome marked ``unstarted`` (its attempt was never recorded RUNNING: prefetched, and
+        its start not written) is stored for a task still QUEUED as well.
+        """
         if not outcomes:
             return []
         keys = [self.keys.queued, self.keys.running] + [self.keys.task(o.task_id) for o in outcomes]
         args: list[Any] = [_now_ms(), self._result_ttl_ms]
         for o in outcomes:
             args += [o.task_id, o.attempt_id, o.status, o.result, o.cause, o.message, o.traceback]
+            args += ["1" if o.unstarted else "0", o.worker_id]
         rows = await self._finish(keys=keys, args=args)
         return [_written(o.task_id, row, o.result) for o, row in zip(outcomes, rows, strict=True)]
 

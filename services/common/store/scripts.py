@@ -113,7 +113,11 @@ return out
 
 # KEYS: queued, running, then one task key per task.
 # ARGV: now, result TTL in ms (0: keep), then per task
-#       (task_id, attempt_id, status, result, cause, message, traceback).
+#       (task_id, attempt_id, status, result, cause, message, traceback, unstarted "1"|"0",
+#       worker_id).
+# An outcome is stored for the task's current RUNNING attempt, or, when the dispatcher says the
+# attempt was never recorded as started (a prefetched attempt whose start did not come or was
+# not written yet: "unstarted"), for a task still QUEUED, which then counts that attempt.
 # Returns per task the state as stored (code 1 now, 2 by an earlier send for the same attempt),
 # {0} when the task was terminal or the attempt is not current.
 FINISH_ATTEMPTS = (
@@ -123,12 +127,18 @@ local queued, running = KEYS[1], KEYS[2]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 local out = {}
 for i = 3, #KEYS do
-  local base = 3 + 7 * (i - 3)
+  local base = 3 + 9 * (i - 3)
   local tid, aid = ARGV[base], ARGV[base + 1]
   local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'settled')
+  local unstarted = ARGV[base + 7] == '1' and fields[1] == 'QUEUED'
   if fields[3] == aid .. ':F' then
     out[#out + 1] = state(KEYS[i], 2)
-  elseif fields[1] == 'RUNNING' and fields[2] == aid then
+  elseif (fields[1] == 'RUNNING' and fields[2] == aid) or unstarted then
+    if unstarted then
+      redis.call('HSET', KEYS[i], 'attempt_id', aid, 'worker_id', ARGV[base + 8], 'started', now)
+      redis.call('HINCRBY', KEYS[i], 'attempts', 1)
+      redis.call('HDEL', KEYS[i], 'pending')
+    end
     redis.call('HSET', KEYS[i], 'status', ARGV[base + 2], 'result', ARGV[base + 3],
       'cause', ARGV[base + 4], 'message', ARGV[base + 5], 'traceback', ARGV[base + 6],
       'finished', now, 'settled', aid .. ':F')
