@@ -9,10 +9,14 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from faas.v1 import common_pb2
+
 from ._models import TaskInfo, TaskStatus
 from .errors import FaaSTimeout
 
 __all__ = ["TaskFuture", "results_in_order"]
+
+_RUNNING = common_pb2.TASK_STATUS_RUNNING
 
 
 class TaskFuture(concurrent.futures.Future[Any]):
@@ -36,7 +40,17 @@ class TaskFuture(concurrent.futures.Future[Any]):
         self._submitted = threading.Event()
         if task_id is not None:
             self._submitted.set()
-        self.info: TaskInfo | None = None
+        # The latest state streamed: as received (made a TaskInfo only when read), or as the
+        # TaskInfo the client made of a terminal one. Set by the I/O thread only.
+        self._snapshot: common_pb2.TaskState | TaskInfo | None = None
+
+    @property
+    def info(self) -> TaskInfo | None:
+        """The latest snapshot of the task streamed (None before the first)."""
+        snapshot = self._snapshot
+        if isinstance(snapshot, common_pb2.TaskState):
+            return TaskInfo.from_proto(snapshot)
+        return snapshot
 
     @property
     def task_id(self) -> str:
@@ -56,14 +70,17 @@ class TaskFuture(concurrent.futures.Future[Any]):
     @property
     def status(self) -> TaskStatus:
         """The task's status as last streamed (QUEUED until the first snapshot arrives)."""
-        return self.info.status if self.info is not None else TaskStatus.QUEUED
+        snapshot = self._snapshot
+        if isinstance(snapshot, common_pb2.TaskState):
+            return TaskStatus.from_proto(snapshot.status)
+        return snapshot.status if snapshot is not None else TaskStatus.QUEUED
 
     def __repr__(self) -> str:
         name = self._task_id or "(being submitted)"
         return f"<TaskFuture {name} {self.status} done={self.done()}>"
 
     def _describe(self) -> str:
-        """ "task ID", without waiting for the id."""
+        """The words "task ID" for messages, without waiting for the id."""
         return f"task {self._task_id}" if self._task_id else "a task still being submitted"
 
     def _bind(self, task_id: str) -> None:
@@ -77,10 +94,14 @@ class TaskFuture(concurrent.futures.Future[Any]):
         self._submitted.set()
         self._resolve(error=error)
 
-    def _update(self, info: TaskInfo) -> None:
-        """Records a streamed snapshot; marks the future running when the task is."""
-        self.info = info
-        if info.status == TaskStatus.RUNNING and not (self.running() or self.done()):
+    def _update(self, state: common_pb2.TaskState | TaskInfo) -> None:
+        """Records a streamed state (or the TaskInfo made of it); marks the future running
+        when the task is."""
+        self._snapshot = state
+        running = state.status == (
+            _RUNNING if isinstance(state, common_pb2.TaskState) else TaskStatus.RUNNING
+        )
+        if running and not (self.running() or self.done()):
             self.set_running_or_notify_cancel()
 
     def _resolve(self, value: Any = None, error: BaseException | None = None) -> None:

@@ -158,11 +158,11 @@ class TaskWatcher:
             watching = self._futures.get(state.task_id)
             if not watching:
                 continue
-            info = TaskInfo.from_proto(state)
             if state.status not in _TERMINAL:
                 for future in watching:
-                    future._update(info)
+                    future._update(state)  # its TaskInfo is made if someone reads it
                 continue
+            info = TaskInfo.from_proto(state)
             del self._futures[state.task_id]
             error: BaseException | None = None
             value = None
@@ -171,7 +171,7 @@ class TaskWatcher:
             except BaseException as exc:  # the task's own exception, whatever its type
                 error = exc
             for future in watching:
-                future._update(info)
+                future._update(info)  # not the state: it would keep the whole reply alive
                 future._resolve(value, error)
         for task_id in reply.unknown_task_ids:
             for future in self._futures.pop(task_id, ()):
