@@ -19,6 +19,17 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class _Group(Generic[R]):
+    """The items of one ``submit_many`` call: one future for all their results."""
+
+    __slots__ = ("future", "left", "results")
+
+    def __init__(self, future: asyncio.Future[list[R]], count: int) -> None:
+        self.future = future
+        self.results: list[R | None] = [None] * count
+        self.left = count
+
+
 class Batcher(Generic[T, R]):
     """Calls ``handler(items)`` (returning one result per item) for batches of submitted items."""
 
@@ -36,18 +47,25 @@ class Batcher(Generic[T, R]):
         self._max_batch = max_batch
         self._size = size
         self._max_bytes = max_bytes
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: list[tuple[T, _Group[R], int]] = []
         self._scheduled = False
         self._running: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
+        return (await self.submit_many([item]))[0]
+
+    async def submit_many(self, items: Sequence[T]) -> list[R]:
+        """The results of ``items``, which join the pending batches together (one future for
+        all of them); an error of any batch they are in is raised."""
+        if not items:
+            return []
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        self._pending.append((item, future))
+        group: _Group[R] = _Group(loop.create_future(), len(items))
+        self._pending.extend((item, group, i) for i, item in enumerate(items))
         if not self._scheduled and self._running is None:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return await group.future
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -70,19 +88,21 @@ class Batcher(Generic[T, R]):
         self._running = None
         self._flush()
 
-    async def _run(self, chunk: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self, chunk: list[tuple[T, _Group[R], int]]) -> None:
         try:
-            results = await self._handler([item for item, _ in chunk])
+            results = await self._handler([item for item, _, _ in chunk])
         except BaseException as exc:  # handed to every caller of the batch
-            for _, future in chunk:
-                if not future.done():
-                    future.set_exception(exc)
+            for _, group, _ in chunk:
+                if not group.future.done():
+                    group.future.set_exception(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        for (_, future), result in zip(chunk, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        for (_, group, index), result in zip(chunk, results, strict=True):
+            group.results[index] = result
+            group.left -= 1
+            if group.left == 0 and not group.future.done():
+                group.future.set_result(group.results)  # type: ignore[arg-type]
 
 
 class BatchQueue(Generic[T]):

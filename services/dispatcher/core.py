@@ -16,10 +16,10 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
-import redis.exceptions
 from faas.v1 import common_pb2, dispatcher_pb2
 
 from services.common.batcher import Batcher, BatchQueue
+from services.common.errors import StoreUnavailable
 from services.common.store import (
     AttemptOutcome,
     AttemptStart,
@@ -29,12 +29,14 @@ from services.common.store import (
     Requeued,
     RequeueResult,
     RunningAttempt,
+    StoreFailed,
     TaskRecord,
     TaskStore,
-    task_state,
 )
 from services.common.streams import split
 
+from .bodies import BodyCache
+from .events import GatewayEvents, GatewayOutbox
 from .placement import Needs
 from .scheduler import Scheduler, Session, Task
 from .settings import DispatcherSettings
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The function bodies kept at hand (least recently used evicted past it).
+_MAX_CACHED_BODY_BYTES = 256 * 1024 * 1024
 # Outcomes stored in one Redis call hold at most this many bytes of results.
 _MAX_BATCH_BYTES = 64 * 1024 * 1024
 # A batch of outcomes whose store step fails (not for want of Redis) this often is left to the
@@ -115,11 +119,9 @@ class Dispatcher:
         self.store = store
         self.scheduler = Scheduler(settings.mode)
         self.stopping = False
-        self._functions: dict[str, bytes] = {}
+        self._functions = BodyCache(_MAX_CACHED_BODY_BYTES)
         self._wake = asyncio.Event()
-        self._gateways: set[asyncio.Queue[dispatcher_pb2.LinkResponse | None]] = set()
-        self._events: list[dispatcher_pb2.TaskEvent] = []
-        self._events_scheduled = False
+        self.events = GatewayEvents()
         self._finisher: Batcher[AttemptOutcome, TaskRecord | None] = Batcher(
             self._finish_batch, size=lambda o: len(o.result), max_bytes=_MAX_BATCH_BYTES
         )
@@ -164,8 +166,10 @@ class Dispatcher:
         while True:
             try:
                 return await call()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+            except StoreFailed:
+                raise  # Redis answered with an error: the caller decides
+            except StoreUnavailable as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc.__cause__, delay)
                 await asyncio.sleep(delay)  # backoff while Redis is away
                 delay = min(delay * 2, 2.0)
 
@@ -266,7 +270,7 @@ class Dispatcher:
                 continue
             try:
                 await self.sweep()
-            except redis.exceptions.RedisError as exc:
+            except StoreUnavailable as exc:
                 log.warning("sweep skipped: %s", exc)
 
     # Tasks no worker can take
@@ -325,14 +329,14 @@ class Dispatcher:
         for task, record in zip(tasks, failed, strict=True):
             self.scheduler.forget(task.task_id)  # FAILED now, or no longer QUEUED anyway
             if record is not None:
-                self.emit_state(record)
+                self.events.emit_state(record)
 
     async def _reconcile_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reconcile_seconds)  # periodic safety net
             try:
                 await self.reconcile()
-            except redis.exceptions.RedisError as exc:
+            except StoreUnavailable as exc:
                 log.warning("reconcile skipped: %s", exc)
 
     # Sessions
@@ -355,28 +359,23 @@ class Dispatcher:
         """
         old = self.scheduler.sessions.get(session.worker_id)
         if old is not None:  # the same worker reconnected before its old stream was reaped
-            moved_unstarted = []
             for attempt_id in running_attempt_ids:
                 if attempt_id in old.in_flight:
                     session.in_flight[attempt_id] = old.in_flight.pop(attempt_id)
                     if attempt_id in old.deadlines:
                         session.deadlines[attempt_id] = old.deadlines.pop(attempt_id)
-                    if attempt_id in old.unstarted:  # its process runs it: it has started
+                    if attempt_id in old.unstarted:  # its start comes again after the welcome
                         session.unstarted[attempt_id] = old.unstarted.pop(attempt_id)
                         if attempt_id in old.starting:
                             session.starting.add(attempt_id)  # its write is under way
-                        else:
-                            moved_unstarted.append(attempt_id)
-            if old.close is not None:
-                old.close()  # really end its stream, not only forget it
+            if old.link is not None:
+                old.link.close()  # really end its stream, not only forget it
             self.spawn(self.lose(old, "it reconnected"))
         by_attempt = {
             a.attempt_id: t for t, a in self._orphans.items() if a.worker_id == session.worker_id
         }
         adopt = [by_attempt[a] for a in running_attempt_ids if a in by_attempt]
         self.scheduler.attach(session)
-        if old is not None and moved_unstarted:
-            self.started(session, moved_unstarted)
         if adopt:
             for task_id in adopt:
                 session.adopting.add(self._orphans.pop(task_id).attempt_id)
@@ -453,9 +452,9 @@ class Dispatcher:
     def _announce_requeue(self, lost: Sequence[LostAttempt], results: Sequence[Requeued]) -> None:
         for item, result in zip(lost, results, strict=True):
             if result.result == _REQUEUED:
-                self.emit(item.task_id, common_pb2.TASK_STATUS_QUEUED)
+                self.events.emit(item.task_id, common_pb2.TASK_STATUS_QUEUED)
             elif result.record is not None:
-                self.emit_state(result.record)
+                self.events.emit_state(result.record)
 
     # Dispatching
 
@@ -480,9 +479,10 @@ class Dispatcher:
     async def _start(self, plan: list[tuple[Session, Task]]) -> None:
         """Assigns planned tasks: attempts that Redis records as started only once a process
         starts them (see :meth:`started`), so nothing is written here."""
+        bodies: dict[str, bytes] = {}
         for function_id in {task.function_id for _, task in plan}:
-            if function_id not in self._functions:
-                await self._function_body(function_id)
+            body = self._functions.get(function_id)
+            bodies[function_id] = await self._function_body(function_id) if body is None else body
         now = time.monotonic()
         by_session: defaultdict[Session, list[tuple[str, Task]]] = defaultdict(list)
         for session, task in plan:
@@ -496,15 +496,17 @@ class Dispatcher:
             session.assigned += 1
             by_session[session].append((attempt_id, task))
         for session, items in by_session.items():
-            self._deliver(session, items)
+            self._deliver(session, items, bodies)
         self.wake()
 
-    def _deliver(self, session: Session, items: list[tuple[str, Task]]) -> None:
+    def _deliver(
+        self, session: Session, items: list[tuple[str, Task]], payloads: dict[str, bytes]
+    ) -> None:
         bodies: list[dispatcher_pb2.FunctionBody] = []
         for function_id in {task.function_id for _, task in items}:
             if function_id in session.functions_sent:
                 continue
-            payload = self._functions.get(function_id, b"")
+            payload = payloads.get(function_id, b"")
             bodies.append(dispatcher_pb2.FunctionBody(function_id=function_id, payload=payload))
             session.functions_sent.add(function_id)
         assignments = [
@@ -519,10 +521,10 @@ class Dispatcher:
         for assignment, (_, task) in zip(assignments, items, strict=True):
             if task.timeout:
                 assignment.timeout.FromNanoseconds(int(task.timeout * 1e9))
-        if session.deliver is not None:
+        if session.link is not None:
             batch = dispatcher_pb2.AssignmentBatch(functions=bodies, assignments=assignments)
             for part in split(batch):
-                session.deliver(part)
+                session.link.deliver(part)
 
     # Starts
 
@@ -570,7 +572,7 @@ class Dispatcher:
                     continue  # its outcome came first (and was stored with it), or taken back
                 if ok:
                     holder.unstarted.pop(attempt_id, None)
-                    self.emit(task.task_id, common_pb2.TASK_STATUS_RUNNING)
+                    self.events.emit(task.task_id, common_pb2.TASK_STATUS_RUNNING)
                 else:  # not QUEUED in Redis: it ended or moved on; its outcome will be refused
                     del holder.in_flight[attempt_id]
                     holder.unstarted.pop(attempt_id, None)
@@ -602,7 +604,7 @@ class Dispatcher:
     async def _function_body(self, function_id: str) -> bytes:
         payload = await self._retry(lambda: self.store.get_function_payload(function_id))
         if payload:
-            self._functions[function_id] = payload
+            self._functions.put(function_id, payload)
         return payload or b""
 
     # Outcomes
@@ -657,8 +659,8 @@ class Dispatcher:
                 session.worker_id,
                 len(refused),
             )
-            if session.acknowledge is not None and not session.closed:
-                session.acknowledge(refused)
+            if session.link is not None and not session.closed:
+                session.link.acknowledge(refused)
         if final:
             self.spawn(self._store_outcomes(session, final, unstarted))
         if crashed:
@@ -685,8 +687,8 @@ class Dispatcher:
                 self.scheduler.forget(task.task_id)
                 session.failed += result.result == RequeueResult.FAILED
         self._announce_requeue(lost, results)
-        if session.acknowledge is not None and not session.closed:
-            session.acknowledge([attempt for attempt, _ in crashed])
+        if session.link is not None and not session.closed:
+            session.link.acknowledge([attempt for attempt, _ in crashed])
         self.wake()
 
     async def _store_outcomes(
@@ -711,15 +713,15 @@ class Dispatcher:
             if stored is not None:
                 self.scheduler.forget(stored.task_id)
                 self._orphans.pop(stored.task_id, None)
-                self.emit_state(stored)
-        if session.acknowledge is not None and not session.closed:
-            session.acknowledge([o.attempt_id for o in outcomes])
+                self.events.emit_state(stored)
+        if session.link is not None and not session.closed:
+            session.link.acknowledge([o.attempt_id for o in outcomes])
 
     async def _store_records(self, records: list[AttemptOutcome]) -> list[TaskRecord | None] | None:
         """Stores outcomes (waiting out Redis outages); None when the store step keeps failing."""
         for tries in range(1, _STORE_TRIES + 1):
             try:
-                return list(await asyncio.gather(*(self._finisher.submit(r) for r in records)))
+                return await self._finisher.submit_many(records)
             except Exception:
                 log.exception("storing %d outcome(s) failed (try %d)", len(records), tries)
                 await asyncio.sleep(0.5 * tries)  # a transient server-side error may pass
@@ -730,45 +732,18 @@ class Dispatcher:
 
     # Events to gateways
 
-    def add_gateway(self, outbox: asyncio.Queue[dispatcher_pb2.LinkResponse | None]) -> None:
-        self._gateways.add(outbox)
+    def add_gateway(self, outbox: GatewayOutbox) -> None:
+        self.events.add(outbox)
         self.spawn(self._reconcile_quietly())
 
-    def remove_gateway(self, outbox: asyncio.Queue[dispatcher_pb2.LinkResponse | None]) -> None:
-        self._gateways.discard(outbox)
+    def remove_gateway(self, outbox: GatewayOutbox) -> None:
+        self.events.remove(outbox)
 
     async def _reconcile_quietly(self) -> None:
         try:
             await self.reconcile()
-        except redis.exceptions.RedisError as exc:
+        except StoreUnavailable as exc:
             log.warning("reconcile skipped: %s", exc)
-
-    def emit(
-        self,
-        task_id: str,
-        status: common_pb2.TaskStatus.ValueType,
-        state: common_pb2.TaskState | None = None,
-    ) -> None:
-        if not self._gateways:
-            return
-        self._events.append(dispatcher_pb2.TaskEvent(task_id=task_id, status=status, state=state))
-        if not self._events_scheduled:
-            self._events_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_events)
-
-    def emit_state(self, record: TaskRecord) -> None:
-        """A terminal event that carries the state as stored, so gateways need not read it."""
-        if self._gateways:
-            state = task_state(record)
-            self.emit(record.task_id, state.status, state)
-
-    def _flush_events(self) -> None:
-        self._events_scheduled = False
-        events, self._events = self._events, []
-        for batch in split(dispatcher_pb2.TaskEventBatch(events=events)):
-            message = dispatcher_pb2.LinkResponse(events=batch)
-            for outbox in self._gateways:
-                outbox.put_nowait(message)
 
     # Liveness
 
@@ -780,8 +755,8 @@ class Dispatcher:
             for session in list(self.scheduler.sessions.values()):
                 if session.remote and session.last_seen < limit:
                     log.warning("worker %s missed its heartbeats", session.worker_id)
-                    if session.close is not None:
-                        session.close()
+                    if session.link is not None:
+                        session.link.close()
                 session.retarget(now)
                 self._expire_overdue(session, now)
                 self._take_back_stalled(session, now)

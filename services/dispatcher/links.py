@@ -26,6 +26,23 @@ WorkerOutbox = asyncio.Queue[dispatcher_pb2.ConnectResponse | None]
 GatewayOutbox = asyncio.Queue[dispatcher_pb2.LinkResponse | None]
 
 
+class WorkerStream:
+    """The :class:`~.scheduler.Link` of a worker's Connect stream: messages into its outbox."""
+
+    def __init__(self, outbox: WorkerOutbox) -> None:
+        self._outbox = outbox
+
+    def deliver(self, batch: dispatcher_pb2.AssignmentBatch) -> None:
+        self._outbox.put_nowait(dispatcher_pb2.ConnectResponse(assignments=batch))
+
+    def acknowledge(self, attempt_ids: list[str]) -> None:
+        ack = dispatcher_pb2.OutcomeAck(attempt_ids=attempt_ids)
+        self._outbox.put_nowait(dispatcher_pb2.ConnectResponse(ack=ack))
+
+    def close(self) -> None:
+        self._outbox.put_nowait(None)
+
+
 class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     """Serves workers' Connect streams and gateways' Link streams for one Dispatcher."""
 
@@ -85,13 +102,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             labels=dict(hello.labels),
             resources=dict(hello.resources),
         )
-        session.deliver = lambda batch: outbox.put_nowait(
-            dispatcher_pb2.ConnectResponse(assignments=batch)
-        )
-        session.acknowledge = lambda ids: outbox.put_nowait(
-            dispatcher_pb2.ConnectResponse(ack=dispatcher_pb2.OutcomeAck(attempt_ids=ids))
-        )
-        session.close = lambda: outbox.put_nowait(None)
+        session.link = WorkerStream(outbox)
         kept = dispatcher.attach(session, list(hello.running_attempt_ids))
         log.info(
             "worker %s connected from %s pid %d with %d process(es), Python %s%s%s",

@@ -14,6 +14,9 @@ from services.common.pool import Job, Outcome, ProcessPool
 from .core import Dispatcher
 from .scheduler import Session
 
+# Jobs each process holds (as a worker's do); the rest of the prefetch waits in the backlog.
+QUEUE_DEPTH = 4
+
 
 class LocalWorker:
     """A session backed by a ProcessPool in this process: no stream, no heartbeats."""
@@ -22,7 +25,7 @@ class LocalWorker:
         self._dispatcher = dispatcher
         self._bodies: dict[str, bytes] = {}
         self._outcomes: list[dispatcher_pb2.TaskOutcome] = []
-        self._starts: list[str] = []  # attempts handed to a process since the last flush
+        self._starts: list[str] = []  # attempts a process started since the last flush
         self._flush_scheduled = False
         self._backlog: collections.deque[Job] = collections.deque()
         self.pool = ProcessPool(
@@ -32,6 +35,8 @@ class LocalWorker:
             max_result_bytes=dispatcher.settings.max_result_bytes,
             max_output_bytes=dispatcher.settings.max_output_bytes,
             code_path=dispatcher.settings.code_paths,
+            queue_depth=QUEUE_DEPTH,
+            on_started=self._on_started,
         )
         self.session = Session(
             worker_id=f"local-{socket.gethostname()}-{os.getpid()}",
@@ -42,7 +47,7 @@ class LocalWorker:
             prefetch=dispatcher.settings.prefetch,
             remote=False,
         )
-        self.session.deliver = self._deliver
+        self.session.link = self
 
     async def start(self) -> None:
         await self.pool.start()
@@ -54,7 +59,15 @@ class LocalWorker:
         await self.pool.wait_idle(grace)
         await self.pool.close()
 
-    def _deliver(self, batch: dispatcher_pb2.AssignmentBatch) -> None:
+    # The session's Link: assignments go to the pool; nothing to acknowledge or close.
+
+    def acknowledge(self, attempt_ids: list[str]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def deliver(self, batch: dispatcher_pb2.AssignmentBatch) -> None:
         for body in batch.functions:
             self._bodies[body.function_id] = body.payload
         for a in batch.assignments:
@@ -72,13 +85,12 @@ class LocalWorker:
         self._start_backlog()
 
     def _start_backlog(self) -> None:
-        """Starts waiting jobs on idle processes (a replaced process is idle only once ready)."""
-        if not self._backlog:
-            return
-        while self._backlog and self.pool.free_slots > 0:
-            job = self._backlog.popleft()
-            self.pool.submit(job)
-            self._starts.append(job.attempt_id)
+        """Hands waiting jobs to processes with room (a replaced process has room once ready)."""
+        while self._backlog and self.pool.accepting > 0:
+            self.pool.submit(self._backlog.popleft())
+
+    def _on_started(self, attempt_ids: list[str]) -> None:
+        self._starts.extend(attempt_ids)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:

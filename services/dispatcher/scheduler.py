@@ -17,8 +17,8 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from faas.v1 import common_pb2
 from faas.v1.dispatcher_pb2 import AssignmentBatch
@@ -26,6 +26,19 @@ from faas.v1.dispatcher_pb2 import AssignmentBatch
 from services.common.runtime import current_runtime
 
 from .placement import ANY, Needs, Offer, unmet
+
+
+class Link(Protocol):
+    """How the dispatcher reaches a session's worker: its Connect stream, or the local pool."""
+
+    def deliver(self, batch: AssignmentBatch) -> None:
+        """Hands over assignments (and the function bodies they need, first)."""
+
+    def acknowledge(self, attempt_ids: list[str]) -> None:
+        """Says these outcomes are stored (or refused): the worker may forget them."""
+
+    def close(self) -> None:
+        """Ends the link for good."""
 
 
 @dataclass(slots=True)
@@ -100,10 +113,8 @@ class Session:
     runtime: common_pb2.Runtime = field(default_factory=current_runtime)
     labels: dict[str, str] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)
-    # Hooks set by the link that owns the session.
-    deliver: Callable[[AssignmentBatch], None] | None = None
-    acknowledge: Callable[[list[str]], None] | None = None
-    close: Callable[[], None] | None = None
+    # The link that owns the session (None: a stand-in with nothing to reach).
+    link: Link | None = None
 
     def available(self) -> int:
         if self.closed or self.draining:

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 Outbox = asyncio.Queue[dispatcher_pb2.ConnectRequest | None]
 
+# Jobs each process holds (the one it runs and those queued behind it, sent to it in chunks);
+# the rest of what the dispatcher prefetched waits here, for whichever process frees up first.
+QUEUE_DEPTH = 4
+
 
 class ModeMismatch(Exception):
     """The dispatcher runs another mode than the one the worker was told to insist on."""
@@ -47,12 +51,14 @@ class Worker:
             max_result_bytes=settings.max_result_bytes,
             max_output_bytes=settings.max_output_bytes,
             code_path=settings.code_paths,
+            queue_depth=QUEUE_DEPTH,
+            on_started=self._on_started,
         )
         self._bodies: dict[str, bytes] = {}
         self._backlog: collections.deque[Job] = collections.deque()
         self._unacked: dict[str, dispatcher_pb2.TaskOutcome] = {}
         self._outgoing: list[dispatcher_pb2.TaskOutcome] = []
-        # Attempts handed to a process since the last flush: reported as started.
+        # Attempts a process started since the last flush: reported as started.
         self._starts: list[str] = []
         self._freed = 0
         self._flush_scheduled = False
@@ -170,6 +176,11 @@ class Worker:
         self._mode = welcome.mode
         self._outbox = outbox
         log.info("connected to %s (%s mode)", self.settings.dispatcher_target, welcome.mode)
+        queued = set(self.pool.queued_attempts())
+        started = [a for a in self.pool.running_attempts() if a not in queued]
+        if started:  # their starts may not have reached the dispatcher
+            starts = dispatcher_pb2.TaskStarts(attempt_ids=started)
+            outbox.put_nowait(dispatcher_pb2.ConnectRequest(starts=starts))
         if self._unacked:
             log.info("re-sending %d outcome(s)", len(self._unacked))
             for batch in _batches(list(self._unacked.values())):
@@ -220,12 +231,11 @@ class Worker:
             self._request_work(1)
 
     def _start_backlog(self) -> None:
-        if not self._backlog:
-            return
-        while self._backlog and self.pool.free_slots > 0:
-            job = self._backlog.popleft()
-            self.pool.submit(job)
-            self._starts.append(job.attempt_id)
+        while self._backlog and self.pool.accepting > 0:
+            self.pool.submit(self._backlog.popleft())
+
+    def _on_started(self, attempt_ids: list[str]) -> None:
+        self._starts.extend(attempt_ids)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:

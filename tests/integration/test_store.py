@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from faas.v1 import common_pb2
 
+from services.common.errors import StoreUnavailable
 from services.common.store import (
     AttemptOutcome,
     AttemptStart,
@@ -17,6 +18,7 @@ from services.common.store import (
     Requeued,
     RequeueResult,
     RunningAttempt,
+    StoreFailed,
     TaskRecord,
     TaskStore,
     connect,
@@ -260,3 +262,27 @@ def test_a_function_is_read_back_with_what_the_gateway_recorded(redis_url: str) 
         assert await store.get_function_payload("f1") == b"p" * 300
 
     _run(redis_url, "function:", scenario)
+
+
+def test_redis_errors_come_out_as_the_platforms_own(redis_url: str) -> None:
+    """No service needs redis-py's exceptions: a store that cannot reach Redis, or that Redis
+    answers with an error, raises StoreUnavailable (StoreFailed for an error reply)."""
+
+    async def main() -> None:
+        away = TaskStore(connect("redis://127.0.0.1:1/0", socket_timeout=1.0), Keys("away:"))
+        try:
+            with pytest.raises(StoreUnavailable) as caught:
+                await away.get_status("t1")
+            assert not isinstance(caught.value, StoreFailed)
+            assert caught.value.reason == "STORE_UNAVAILABLE"
+        finally:
+            await away.close()
+        store = TaskStore(connect(redis_url), Keys("wrongtype:"))
+        try:
+            await store.client.set("wrongtype:task:t1", "not a hash")
+            with pytest.raises(StoreFailed):
+                await store.get_status("t1")
+        finally:
+            await store.close()
+
+    asyncio.run(main())

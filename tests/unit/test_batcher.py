@@ -67,3 +67,51 @@ def test_max_bytes_splits_and_a_big_item_goes_alone() -> None:
 
     assert asyncio.run(main()) == [4, 4, 4, 30, 1]
     assert calls == [[4, 4], [4], [30], [1]]
+
+
+def test_submit_many_shares_batches_and_splits_across_them() -> None:
+    calls: list[list[int]] = []
+
+    async def handler(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        await asyncio.sleep(0)
+        return [i * 10 for i in items]
+
+    async def main() -> tuple[list[int], list[int], int]:
+        batcher: Batcher[int, int] = Batcher(handler, max_batch=3)
+        first, second, third = await asyncio.gather(
+            batcher.submit_many([1, 2]), batcher.submit_many([3, 4, 5]), batcher.submit(6)
+        )
+        return first, second, third
+
+    assert asyncio.run(main()) == ([10, 20], [30, 40, 50], 60)
+    assert calls == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_batch_queue_hands_items_over_in_batches_one_at_a_time() -> None:
+    from services.common.batcher import BatchQueue
+
+    calls: list[list[int]] = []
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def handler(items: list[int]) -> None:
+            calls.append(items)
+            await release.wait()
+
+        queue: BatchQueue[int] = BatchQueue(handler)
+        queue.add([1, 2])
+        await asyncio.sleep(0.01)  # the first batch is under way
+        queue.add([3])
+        queue.add([4, 5])
+        await asyncio.sleep(0.01)
+        assert calls == [[1, 2]]  # the rest wait for it
+        release.set()
+        for _ in range(100):  # bounded: a few loop turns
+            if len(calls) == 2:
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert calls == [[1, 2], [3, 4, 5]]

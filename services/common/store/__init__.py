@@ -16,7 +16,7 @@ from ._records import (
     TaskRecord,
 )
 from ._states import CAUSE_VALUES, STATUS_VALUES, task_state
-from ._store import FunctionRecord, TaskStore, connect
+from ._store import FunctionRecord, StoreFailed, TaskStore, connect
 from .keys import Keys
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "RequeueResult",
     "Requeued",
     "RunningAttempt",
+    "StoreFailed",
     "TaskRecord",
     "TaskStore",
     "connect",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from faas.v1 import common_pb2
+
+from services.common.errors import StoreUnavailable
 
 from . import scripts
 from ._records import (
@@ -79,6 +83,34 @@ class FunctionRecord:
     placement: common_pb2.Placement = field(default_factory=common_pb2.Placement)
 
 
+P = ParamSpec("P")
+# What clients are told (the gateway answers UNAVAILABLE with it); the cause is chained.
+_UNAVAILABLE = "the task store (Redis) is unavailable"
+R = TypeVar("R")
+
+
+class StoreFailed(StoreUnavailable):
+    """Redis answered with an error (out of memory, read-only, a script error): unlike a lost
+    or timed-out connection, trying the same call again at once is not expected to help."""
+
+
+def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """``method`` with Redis's errors raised as the platform's own: :class:`StoreUnavailable`
+    when Redis cannot be reached or does not answer in time, :class:`StoreFailed` when it
+    answers with an error. So no service needs to know redis-py's exceptions."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise StoreUnavailable(_UNAVAILABLE, "STORE_UNAVAILABLE") from exc
+        except redis.exceptions.RedisError as exc:
+            raise StoreFailed(_UNAVAILABLE, "STORE_UNAVAILABLE") from exc
+
+    return call
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -122,8 +154,9 @@ def connect(url: str, *, socket_timeout: float = 5.0, max_connections: int = 64)
 class TaskStore:
     """Functions and tasks in Redis, with atomic (Lua) batch state changes.
 
-    Errors: every method raises :class:`redis.exceptions.RedisError` subclasses when Redis cannot
-    be reached (``ConnectionError``, ``TimeoutError``); callers map those to UNAVAILABLE.
+    Errors: every method raises :class:`~services.common.errors.StoreUnavailable` when Redis
+    cannot be reached or does not answer within the timeout, and its subclass
+    :class:`StoreFailed` when Redis answers with an error; both map to UNAVAILABLE.
     """
 
     def __init__(
@@ -143,11 +176,13 @@ class TaskStore:
     async def close(self) -> None:
         await self.client.aclose()
 
+    @_translated
     async def ping(self) -> bool:
         return bool(await self.client.ping())
 
     # Functions
 
+    @_translated
     async def register_function(
         self,
         function_id: str,
@@ -177,6 +212,7 @@ class TaskStore:
             },
         )
 
+    @_translated
     async def get_function(self, function_id: str) -> FunctionRecord | None:
         """The function without its payload, or None when there is no such function."""
         key = self.keys.function(function_id)
@@ -200,12 +236,14 @@ class TaskStore:
             placement=common_pb2.Placement.FromString(fields["placement"] or b""),
         )
 
+    @_translated
     async def get_function_payload(self, function_id: str) -> bytes | None:
         raw = await self.client.hget(self.keys.function(function_id), "payload")
         return cast("bytes | None", raw)
 
     # Tasks: the gateway's side
 
+    @_translated
     async def create_tasks(self, tasks: Sequence[NewTask]) -> list[CreatedTask | None]:
         """Stores tasks as QUEUED; ``None`` in place of a task whose function does not exist."""
         if not tasks:
@@ -241,10 +279,12 @@ class TaskStore:
                 )
         return out
 
+    @_translated
     async def get_status(self, task_id: str) -> str | None:
         raw = await self.client.hget(self.keys.task(task_id), "status")
         return _text(cast("bytes | None", raw)) or None
 
+    @_translated
     async def get_status_reason(self, task_id: str) -> tuple[str, str] | None:
         """A task's status and, while it is QUEUED, why it waits ("" when only for a worker)."""
         raw = await self.client.hmget(self.keys.task(task_id), ["status", "pending"])
@@ -253,10 +293,12 @@ class TaskStore:
             return None
         return _text(status), _text(pending) if status == b"QUEUED" else ""
 
+    @_translated
     async def get_task(self, task_id: str) -> TaskRecord | None:
         values = await self.client.hmget(self.keys.task(task_id), list(_RECORD_FIELDS))
         return _record(task_id, cast("list[bytes | None]", values))
 
+    @_translated
     async def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
         async with self.client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
@@ -266,12 +308,15 @@ class TaskStore:
 
     # Tasks: the dispatcher's side
 
+    @_translated
     async def queued_ids(self) -> list[str]:
         return _decoded(await self.client.zrange(self.keys.queued, 0, -1))
 
+    @_translated
     async def running_ids(self) -> list[str]:
         return _decoded(await self.client.zrange(self.keys.running, 0, -1))
 
+    @_translated
     async def load_queued(
         self, task_ids: Sequence[str], status: str = "QUEUED"
     ) -> list[QueuedTask]:
@@ -298,6 +343,7 @@ class TaskStore:
                 )
         return out
 
+    @_translated
     async def running_attempts(self, task_ids: Sequence[str]) -> dict[str, RunningAttempt]:
         """task_id -> its current attempt, for those of ``task_ids`` that are RUNNING."""
         async with self.client.pipeline(transaction=False) as pipe:
@@ -310,6 +356,7 @@ class TaskStore:
             if status == b"RUNNING" and attempt
         }
 
+    @_translated
     async def start_attempts(self, starts: Sequence[AttemptStart]) -> list[bool]:
         """Marks tasks RUNNING under a new attempt; False for a task that was not QUEUED."""
         if not starts:
@@ -320,6 +367,7 @@ class TaskStore:
             args += [s.task_id, s.attempt_id, s.worker_id]
         return [bool(x) for x in await self._start(keys=keys, args=args)]
 
+    @_translated
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[TaskRecord | None]:
         """Stores outcomes; the state as stored (also for a repeat of a stored outcome), or None
         where the task was terminal or the attempt was not current.
@@ -337,6 +385,7 @@ class TaskStore:
         rows = await self._finish(keys=keys, args=args)
         return [_written(o.task_id, row, o.result) for o, row in zip(outcomes, rows, strict=True)]
 
+    @_translated
     async def requeue_attempts(
         self,
         lost: Sequence[LostAttempt],
@@ -368,6 +417,7 @@ class TaskStore:
             out.append(Requeued(result, record))
         return out
 
+    @_translated
     async def fail_queued(self, failures: Sequence[QueuedFailure]) -> list[TaskRecord | None]:
         """FAILS tasks that are still QUEUED (never started): the state as stored, or None for
         one that was not QUEUED. A repeat with the same tokens (after a reply was lost) reports
@@ -382,6 +432,7 @@ class TaskStore:
         rows = await self._fail_queued(keys=keys, args=args)
         return [_written(f.task_id, row, f.result) for f, row in zip(failures, rows, strict=True)]
 
+    @_translated
     async def set_pending(self, reasons: Sequence[tuple[str, str]]) -> int:
         """Stores why QUEUED tasks wait (task_id, reason; "" clears it); others are left alone."""
         if not reasons:
