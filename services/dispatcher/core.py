@@ -401,19 +401,15 @@ class Dispatcher:
     async def lose(self, session: Session, reason: str) -> None:
         """A session ended: its in-flight tasks go back to the queue (or FAILED)."""
         self.scheduler.detach(session)
-        waiting = set(session.waiting())
-        held = list(session.in_flight.items())
-        session.in_flight.clear()
-        session.unstarted.clear()  # the writes of starts under way settle those (_write_starts)
-        prefetched = [task for attempt, task in held if attempt in waiting]
-        for task in prefetched:  # QUEUED in Redis all along: back to the queue, no write
+        # The writes of starts under way settle theirs (_write_starts).
+        prefetched, lost_items = session.release_all()
+        for _, task in prefetched:  # QUEUED in Redis all along: back to the queue, no write
             self.scheduler.requeue(task)
         if prefetched:
             log.info(
                 "worker %s: %d prefetched task(s) requeued", session.worker_id, len(prefetched)
             )
             self.wake()
-        lost_items = [(a, t) for a, t in held if a not in waiting and a not in session.starting]
         if self.stopping or not lost_items:
             return  # on shutdown they stay RUNNING for the next dispatcher to adopt
         log.warning(
@@ -471,8 +467,7 @@ class Dispatcher:
                 # A bug must not stop dispatching: the tasks go back to the queue.
                 log.exception("starting %d task(s) failed; requeueing them", len(plan))
                 for session, task in plan:
-                    session.reserved = max(0, session.reserved - 1)
-                    self.scheduler.requeue(task)
+                    self.scheduler.unreserve(session, task)
                 await asyncio.sleep(1.0)  # do not spin on a persistent fault
                 self.wake()
 
@@ -486,14 +481,11 @@ class Dispatcher:
         now = time.monotonic()
         by_session: defaultdict[Session, list[tuple[str, Task]]] = defaultdict(list)
         for session, task in plan:
-            session.reserved -= 1
             if session.closed:
-                self.scheduler.requeue(task)
+                self.scheduler.unreserve(session, task)
                 continue
             attempt_id = uuid.uuid4().hex
-            session.in_flight[attempt_id] = task
-            session.unstarted[attempt_id] = now
-            session.assigned += 1
+            session.hold(attempt_id, task, now)
             by_session[session].append((attempt_id, task))
         for session, items in by_session.items():
             self._deliver(session, items, bodies)
@@ -574,9 +566,7 @@ class Dispatcher:
                     holder.unstarted.pop(attempt_id, None)
                     self.events.emit(task.task_id, common_pb2.TASK_STATUS_RUNNING)
                 else:  # not QUEUED in Redis: it ended or moved on; its outcome will be refused
-                    del holder.in_flight[attempt_id]
-                    holder.unstarted.pop(attempt_id, None)
-                    holder.deadlines.pop(attempt_id, None)
+                    holder.release(attempt_id)
                     self.scheduler.forget(task.task_id)
             if stranded:
                 gone = Session("", "", 0, 0, self.settings.mode, in_flight=dict(stranded))
@@ -592,12 +582,9 @@ class Dispatcher:
 
     def _take_back(self, session: Session, attempt_ids: list[str]) -> None:
         for attempt_id in attempt_ids:
-            task = session.in_flight.pop(attempt_id, None)
-            session.unstarted.pop(attempt_id, None)
-            if task is None:
-                continue
-            session.deadlines.pop(attempt_id, None)
-            self.scheduler.requeue(task)
+            task, _ = session.release(attempt_id)
+            if task is not None:
+                self.scheduler.requeue(task)
         if attempt_ids:
             self.wake()
 
@@ -636,10 +623,9 @@ class Dispatcher:
                 refused.append(outcome.attempt_id)
                 continue
             session.adopting.discard(outcome.attempt_id)
-            session.deadlines.pop(outcome.attempt_id, None)
-            if session.unstarted.pop(outcome.attempt_id, None) is not None:
+            task, was_unstarted = session.release(outcome.attempt_id)
+            if was_unstarted:
                 unstarted.add(outcome.attempt_id)  # Redis may not record its start
-            task = session.in_flight.pop(outcome.attempt_id, None)
             if task is not None and self._retries(outcome):
                 crashed.append((outcome.attempt_id, task))
                 self._settling.add(outcome.attempt_id)
@@ -798,11 +784,10 @@ class Dispatcher:
         expired: list[dispatcher_pb2.TaskOutcome] = []
         unstarted: set[str] = set()
         for attempt_id in overdue:
-            del session.deadlines[attempt_id]
-            task = session.in_flight.pop(attempt_id, None)
+            task, was_unstarted = session.release(attempt_id)
             if task is None:
                 continue
-            if session.unstarted.pop(attempt_id, None) is not None:
+            if was_unstarted:
                 unstarted.add(attempt_id)
             session.failed += 1
             self._settling.add(attempt_id)

@@ -146,6 +146,34 @@ class Session:
         wanted = math.ceil(self.drain_rate * PREFETCH_HORIZON_SECONDS)
         self.target = min(max(wanted, 0), MAX_PREFETCH_PER_PROCESS * self.capacity)
 
+    # Holding attempts: every change of in_flight, unstarted and deadlines goes through these.
+
+    def hold(self, attempt_id: str, task: Task, now: float) -> None:
+        """A planned task becomes an attempt of this session, prefetched until it starts."""
+        self.reserved -= 1
+        self.in_flight[attempt_id] = task
+        self.unstarted[attempt_id] = now
+        self.assigned += 1
+
+    def release(self, attempt_id: str) -> tuple[Task | None, bool]:
+        """The session no longer holds ``attempt_id``: its task (None if it did not hold it)
+        and whether Redis may not record its start (it was unstarted)."""
+        self.deadlines.pop(attempt_id, None)
+        unstarted = self.unstarted.pop(attempt_id, None) is not None
+        return self.in_flight.pop(attempt_id, None), unstarted
+
+    def release_all(self) -> tuple[list[tuple[str, Task]], list[tuple[str, Task]]]:
+        """Lets go of everything held: (prefetched attempts no process started, the others).
+        Attempts whose start is being written are in neither (that write settles them)."""
+        waiting = set(self.waiting())
+        held = list(self.in_flight.items())
+        self.in_flight.clear()
+        self.unstarted.clear()
+        self.deadlines.clear()
+        prefetched = [(a, t) for a, t in held if a in waiting]
+        others = [(a, t) for a, t in held if a not in waiting and a not in self.starting]
+        return prefetched, others
+
     def busy(self) -> int:
         """Attempts a process runs (or ran, the outcome not in yet): held, not waiting to start."""
         return len(self.in_flight) - len(self.unstarted) + len(self.starting)
@@ -249,6 +277,11 @@ class Scheduler:
         session.closed = True
         if self.sessions.get(session.worker_id) is session:
             del self.sessions[session.worker_id]
+
+    def unreserve(self, session: Session, task: Task) -> None:
+        """A planned task that was not assigned after all goes back to the queue, first."""
+        session.reserved = max(0, session.reserved - 1)
+        self.requeue(task)
 
     def grant(self, session: Session, slots: int) -> None:
         """Pull mode: the worker asks for ``slots`` more tasks, up to its processes + prefetch."""

@@ -345,3 +345,27 @@ def test_review_with_no_worker_connected_gives_a_reason_but_never_expires() -> N
     draining.draining = True
     scheduler.attach(draining)
     assert scheduler.review(200.0, wait=1.0).expired == []
+
+
+def test_held_attempts_are_released_through_the_session() -> None:
+    scheduler = Scheduler("push")
+    session = _session("a", 1)
+    scheduler.attach(session)
+    for i in range(3):
+        scheduler.add(_task(i))
+    plan = scheduler.plan()
+    assert len(plan) == 2 and session.reserved == 2  # one process, one prefetched
+    (_, first), (_, second) = plan
+    session.hold("x", first, 1.0)
+    scheduler.unreserve(session, second)  # not assigned after all: first in the queue again
+    assert session.reserved == 0 and scheduler.queued()[0] is second
+    session.hold("y", _task(9), 2.0)
+    session.deadlines["x"] = 5.0
+    del session.unstarted["x"]  # x started
+    assert session.release("x") == (first, False) and "x" not in session.deadlines
+    assert session.release("x") == (None, False)
+    session.hold("z", _task(8), 3.0)
+    session.starting.add("z")  # its start is being written: settled by that write
+    prefetched, others = session.release_all()
+    assert [a for a, _ in prefetched] == ["y"] and others == []
+    assert session.in_flight == {} and session.unstarted == {} and session.assigned == 3
