@@ -57,7 +57,11 @@ class DispatcherSettings(ServiceSettings):
         int, Field(ge=1, description="attempts per task before a lost worker makes it FAILED")
     ] = 3
     prefetch: Annotated[
-        int, Field(ge=0, description="push mode: tasks a worker may hold beyond its processes")
+        int,
+        Field(
+            ge=0,
+            description="push mode: the fewest tasks a worker holds beyond its processes",
+        ),
     ] = 0
     retry_process_death: Annotated[
         Flag,
