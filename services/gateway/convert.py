@@ -8,10 +8,19 @@ from faas.v1 import common_pb2
 from google.protobuf import duration_pb2
 
 from services.common.errors import InvalidArgument
-from services.common.store import TaskRecord
-from services.common.timeutil import duration_seconds, ms_timestamp
+from services.common.store import task_state
+from services.common.timeutil import duration_seconds
 
 from .limits import MAX_DURATION_SECONDS
+
+__all__ = [
+    "cause_value",
+    "duration_arg",
+    "merged_placement",
+    "placement_arg",
+    "status_value",
+    "task_state",  # the store's: one conversion of a task record for every reader
+]
 
 _NANOS = 1_000_000_000
 # A placement names at most this many labels and resources, each name and value this long.
@@ -89,31 +98,3 @@ def cause_value(name: str) -> common_pb2.FailureCause.ValueType:
     if not name:
         return common_pb2.FAILURE_CAUSE_UNSPECIFIED
     return common_pb2.FailureCause.Value(f"FAILURE_CAUSE_{name}")
-
-
-def task_state(record: TaskRecord) -> common_pb2.TaskState:
-    state = common_pb2.TaskState(
-        task_id=record.task_id,
-        function_id=record.function_id,
-        status=status_value(record.status),
-        attempts=record.attempts,
-        worker_id=record.worker_id,
-        pending_reason=record.pending_reason if record.status == "QUEUED" else "",
-    )
-    if record.terminal:
-        state.result = record.result
-    if record.status == "FAILED":
-        state.error.CopyFrom(
-            common_pb2.TaskError(
-                cause=cause_value(record.cause), message=record.message, traceback=record.traceback
-            )
-        )
-    for field, ms in (
-        ("created_time", record.created_ms),
-        ("started_time", record.started_ms),
-        ("finished_time", record.finished_ms),
-    ):
-        stamp = ms_timestamp(ms)
-        if stamp is not None:
-            getattr(state, field).CopyFrom(stamp)
-    return state
