@@ -185,6 +185,27 @@ def test_a_function_of_another_python_never_reaches_a_worker(routed: Routed) -> 
     assert [dill.loads(s.result) for s in states] == [0, 1, 0, 1]
 
 
+def test_a_cloudpickle_pickle_goes_only_where_its_cloudpickle_version_runs(
+    routed: Routed,
+) -> None:
+    import cloudpickle
+
+    request = gateway_pb2.RegisterFunctionRequest(name="cp", payload=dill.dumps(square))
+    request.runtime.python_version = platform.python_version()
+    request.runtime.serializer = "cloudpickle"
+    request.runtime.cloudpickle_version = "0.1.0"
+    old = str(routed.stub.RegisterFunction(request, timeout=10).function_id)
+    (task_id,) = routed.submit(old, 1)
+    reason = routed.pending(task_id)
+    assert reason.startswith("no worker runs cloudpickle 0.1, which the function was pickled with")
+    (state,) = routed.client.wait_all([task_id], timeout=60)
+    assert state.error.cause == common_pb2.FAILURE_CAUSE_NO_COMPATIBLE_WORKER
+    request.runtime.cloudpickle_version = cloudpickle.__version__  # the workers' own: it runs
+    ours = str(routed.stub.RegisterFunction(request, timeout=10).function_id)
+    states = routed.client.wait_all(routed.submit(ours, 2))
+    assert [dill.loads(s.result) for s in states] == [0, 1]
+
+
 def test_local_mode_places_by_the_dispatchers_own_python(make_platform: PlatformFactory) -> None:
     local = make_platform(mode="local", worker_processes=1, extra_env=ENV)
     client = GrpcClient(local)
