@@ -7,8 +7,9 @@ import collections
 import os
 import socket
 
-from faas.v1 import common_pb2, dispatcher_pb2
+from faas.v1 import dispatcher_pb2
 
+from services.common.jobs import job_of, outcome_message
 from services.common.pool import Job, Outcome, ProcessPool
 
 from .core import Dispatcher
@@ -71,17 +72,7 @@ class LocalWorker:
         for body in batch.functions:
             self._bodies[body.function_id] = body.payload
         for a in batch.assignments:
-            timeout = a.timeout.seconds + a.timeout.nanos / 1e9
-            self._backlog.append(
-                Job(
-                    task_id=a.task_id,
-                    attempt_id=a.attempt_id,
-                    function_id=a.function_id,
-                    function_payload=self._bodies.get(a.function_id, b""),
-                    args_payload=a.payload,
-                    timeout=timeout or None,
-                )
-            )
+            self._backlog.append(job_of(a, self._bodies))
         self._start_backlog()
 
     def _start_backlog(self) -> None:
@@ -100,19 +91,7 @@ class LocalWorker:
 
     def _on_outcome(self, outcome: Outcome) -> None:
         self._start_backlog()
-        self._outcomes.append(
-            dispatcher_pb2.TaskOutcome(
-                task_id=outcome.task_id,
-                attempt_id=outcome.attempt_id,
-                status=outcome.status,  # type: ignore[arg-type]
-                result=outcome.result,
-                error=common_pb2.TaskError(
-                    cause=outcome.cause,  # type: ignore[arg-type]
-                    message=outcome.message,
-                    traceback=outcome.traceback,
-                ),
-            )
-        )
+        self._outcomes.append(outcome_message(outcome))
         self._schedule_flush()
 
     def _flush(self) -> None:

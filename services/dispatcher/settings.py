@@ -113,7 +113,7 @@ class DispatcherSettings(ServiceSettings):
         int, Field(ge=1, description="local mode: the largest serialized result a task may return")
     ] = 16 * _MIB
     max_output_bytes: Annotated[
-        int, Field(ge=1, description="local mode: how much of a task's stdout and stderr is kept")
+        int, Field(ge=0, description="local mode: how much of a task's stdout and stderr is kept")
     ] = 64 * 1024
     code_path: Annotated[
         str,

@@ -20,6 +20,7 @@ import grpc
 from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 
 from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.jobs import job_of, outcome_message
 from services.common.pool import Job, Outcome, ProcessPool
 from services.common.runtime import current_runtime
 from services.common.streams import MAX_ITEM_BYTES, drain, split
@@ -204,16 +205,7 @@ class Worker:
             for body in message.assignments.functions:
                 self._bodies[body.function_id] = body.payload
             for a in message.assignments.assignments:
-                timeout = a.timeout.seconds + a.timeout.nanos / 1e9
-                job = Job(
-                    task_id=a.task_id,
-                    attempt_id=a.attempt_id,
-                    function_id=a.function_id,
-                    function_payload=self._bodies.get(a.function_id, b""),
-                    args_payload=a.payload,
-                    timeout=timeout or None,
-                )
-                self._backlog.append(job)
+                self._backlog.append(job_of(a, self._bodies))
             self._start_backlog()
         elif kind == "ack":
             for attempt_id in message.ack.attempt_ids:
@@ -246,19 +238,7 @@ class Worker:
     # Outcomes
 
     def _on_outcome(self, outcome: Outcome) -> None:
-        message = _sendable(
-            dispatcher_pb2.TaskOutcome(
-                task_id=outcome.task_id,
-                attempt_id=outcome.attempt_id,
-                status=outcome.status,  # type: ignore[arg-type]
-                result=outcome.result,
-                error=common_pb2.TaskError(
-                    cause=outcome.cause,  # type: ignore[arg-type]
-                    message=outcome.message,
-                    traceback=outcome.traceback,
-                ),
-            )
-        )
+        message = _sendable(outcome_message(outcome))
         self._unacked[outcome.attempt_id] = message
         self._outgoing.append(message)
         self._freed += 1
