@@ -32,15 +32,27 @@ class Bench:
     target: str
     dispatcher: ServiceProcess
 
-    def store_tasks(self, count: int, timeout: float | None = None) -> list[str]:
-        """Stores a function and ``count`` QUEUED tasks as the gateway would; their ids."""
+    def store_tasks(
+        self,
+        count: int,
+        timeout: float | None = None,
+        placement: common_pb2.Placement | None = None,
+    ) -> list[str]:
+        """Stores a function and ``count`` QUEUED tasks as the gateway would; their ids.
+
+        The placement is stored with each task, as the gateway does, so a dispatcher that finds
+        the tasks in Redis (its reconcile loop) before they come over the link places them alike.
+        """
         ids = [uuid.uuid4().hex for _ in range(count)]
+        needs = placement.SerializeToString() if placement is not None else b""
 
         async def main() -> None:
             store = TaskStore(connect(self.redis_url), Keys())
             try:
                 await store.register_function("f1", "square", dill.dumps(_square), timeout)
-                await store.create_tasks([NewTask(t, "f1", dill.dumps(((3,), {}))) for t in ids])
+                await store.create_tasks(
+                    [NewTask(t, "f1", dill.dumps(((3,), {})), placement=needs) for t in ids]
+                )
             finally:
                 await store.close()
 
@@ -268,10 +280,11 @@ def test_a_task_no_worker_can_take_fails_with_its_state_in_the_event(
 ) -> None:
     platform = bench(FAAS_NO_WORKER_TIMEOUT_SECONDS="1")
     gateway = link(platform)
-    (task_id,) = platform.store_tasks(1)
+    gpu = common_pb2.Placement(labels={"gpu": "h200"})
+    (task_id,) = platform.store_tasks(1, placement=gpu)
     worker = fake(platform, "w-plain")  # no labels
     worker.next("welcome")
-    gateway.submit([task_id], placement=common_pb2.Placement(labels={"gpu": "h200"}))
+    gateway.submit([task_id], placement=gpu)
     state = gateway.terminal([task_id])[task_id].state
     assert state.status == common_pb2.TASK_STATUS_FAILED
     assert state.error.cause == common_pb2.FAILURE_CAUSE_NO_COMPATIBLE_WORKER
