@@ -114,7 +114,13 @@ def test_killed_worker_tasks_finish_elsewhere(
     client = client_for(platform)
     victim, survivor = platform.workers
     task_ids = client.submit(client.register(nap), [(1.0,)] * 8)
-    wait_until(lambda: client.workers()[victim.name].in_flight > 0, 10, "tasks on the victim")
+    running = common_pb2.TASK_STATUS_RUNNING
+
+    def started_on_victim() -> bool:  # started, not only prefetched (those carry no attempt)
+        states = [client.state(t) for t in task_ids]
+        return any(s.status == running and s.worker_id == victim.name for s in states)
+
+    wait_until(started_on_victim, 10, "a task started on the victim")
     victim.kill()
     states = client.wait_all(task_ids)
     _completed(states)
