@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -30,8 +31,36 @@ class RedisVersionError(RuntimeError):
     """The data folder was written by a newer Redis than the one about to start on it."""
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The range the kernel takes outgoing connections' local ports from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
+    """A TCP port that was free a moment ago on ``host``, chosen outside the ephemeral range.
+
+    A port the kernel handed out with ``bind(0)`` comes from the range it also gives outgoing
+    connections their local ports from, so between this call and the server's bind any client
+    connecting anywhere could take it (seen in CI: "port ... is in use"). Below that range only
+    servers bind, and a random pick keeps parallel callers apart.
+    """
+    low, _ = _ephemeral_range()
+    candidates = range(15000, low) if low > 16000 else range(0)
+    for _ in range(64):
+        if not candidates:
+            break
+        port = random.choice(candidates)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
