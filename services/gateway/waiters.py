@@ -14,8 +14,9 @@ State = common_pb2.TaskState
 class Watcher(Protocol):
     """Follows many tasks at once (one WatchTasks stream), called back on their events."""
 
-    def changed(self, task_id: str, state: State | None) -> None:
-        """A task it subscribed to changed; ``state`` is the event's (terminal) state, if any."""
+    def changed(self, task_id: str, state: State | None, terminal: bool = True) -> None:
+        """A task it subscribed to changed; ``state`` is the event's (terminal) state, if any,
+        and ``terminal`` whether the event said the task ended."""
 
     def stale(self) -> None:
         """Events may have been missed (the link was down, or the gateway is stopping)."""
@@ -76,7 +77,7 @@ class TaskWaiters:
         watchers = self._subscribed.get(task_id)
         if watchers:
             for watcher in list(watchers):
-                watcher.changed(task_id, state)
+                watcher.changed(task_id, state, terminal)
         self._wake(task_id, terminal, state)
 
     def _wake(self, task_id: str, terminal: bool, state: State | None) -> None:

@@ -6,6 +6,11 @@ task to read from Redis) is gathered while a response is being built and sent, s
 sends few large responses and an idle one answers each event at once. As the waiters do, it
 re-reads from Redis every task it has heard nothing of for ``recheck_seconds``, in case an event
 was missed.
+
+A RUNNING event carries no state, so sending it costs a Redis read. The stream reads it only
+once ``RUNNING_DEBOUNCE_SECONDS`` have passed without the task ending: a short task's terminal
+state (carried by its event) then supersedes it, and the stream sends one state per task
+instead of a read and two states. A long task's RUNNING arrives that much later.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ _READ_CHUNK = 1000  # task ids per pipelined Redis read
 _TERMINAL = frozenset({common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED})
 _NOT_SENT = common_pb2.TASK_STATUS_UNSPECIFIED
 
+RUNNING_DEBOUNCE_SECONDS = 0.05
+"""How long a RUNNING event waits for the task's terminal one before the stream reads it."""
+
 
 class TaskWatch:
     """The tasks of one WatchTasks stream and what is still to be sent for them.
@@ -58,6 +66,8 @@ class TaskWatch:
         self._sent: dict[str, common_pb2.TaskStatus.ValueType] = {}  # watched -> last sent
         self._heard: OrderedDict[str, float] = OrderedDict()  # watched, oldest news first
         self._dirty: dict[str, State | None] = {}  # to send: the event's state, or None: read
+        # Tasks whose RUNNING event came, by when to read them unless they end first.
+        self._deferred: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._requests_done = False
         self._failure: BaseException | None = None
@@ -92,7 +102,14 @@ class TaskWatch:
             self._failure = failure
         self._wake.set()
 
-    def changed(self, task_id: str, state: State | None) -> None:
+    def changed(self, task_id: str, state: State | None, terminal: bool = True) -> None:
+        if not terminal and state is None:
+            if task_id not in self._dirty:  # a read already due covers it
+                self._deferred.setdefault(task_id, time.monotonic() + RUNNING_DEBOUNCE_SECONDS)
+                if len(self._deferred) == 1:
+                    self._wake.set()  # the sleep's timeout now ends at its due time
+            return
+        self._deferred.pop(task_id, None)
         if state is not None or task_id not in self._dirty:
             self._dirty[task_id] = state
         self._wake.set()
@@ -108,6 +125,7 @@ class TaskWatch:
         self._sent.clear()
         self._heard.clear()
         self._dirty.clear()
+        self._deferred.clear()
 
     # --- the response stream -----------------------------------------------------------------
 
@@ -131,12 +149,32 @@ class TaskWatch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
             self._recheck_due()
+            self._deferred_due()
 
     def _due_in(self) -> float | None:
-        """Seconds until the task heard of longest ago is due a re-read (None: none watched)."""
+        """Seconds until the next read is due: of the task heard of longest ago, or of the
+        oldest deferred RUNNING event (None: none watched)."""
+        now = time.monotonic()
+        due: float | None = None
         for heard in self._heard.values():
-            return heard + self._interval() - time.monotonic()
-        return None
+            due = heard + self._interval() - now
+            break
+        for deferred in self._deferred.values():
+            due = deferred - now if due is None else min(due, deferred - now)
+            break
+        return due
+
+    def _deferred_due(self) -> None:
+        """Marks for a read the RUNNING events that waited long enough for the task to end."""
+        if not self._deferred:
+            return
+        now = time.monotonic()
+        for task_id, due in list(self._deferred.items()):  # in arrival order, so due order
+            if due > now:
+                break
+            del self._deferred[task_id]
+            if task_id in self._sent:
+                self._dirty.setdefault(task_id, None)
 
     def _recheck_due(self) -> None:
         """Marks for a Redis read every task not heard of for ``interval()`` seconds."""
@@ -181,6 +219,7 @@ class TaskWatch:
         return split(gateway_pb2.WatchTasksResponse(tasks=states, unknown_task_ids=unknown))
 
     def _forget(self, task_id: str) -> None:
+        self._deferred.pop(task_id, None)
         del self._sent[task_id]
         del self._heard[task_id]
         self._waiters.unsubscribe(task_id, self)

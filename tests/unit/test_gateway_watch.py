@@ -210,3 +210,30 @@ def test_watch_task_ends_with_the_carried_state() -> None:
         await channel.close()
 
     asyncio.run(main())
+
+
+def test_a_running_event_superseded_by_the_end_costs_no_read_and_one_response() -> None:
+    async def main() -> None:
+        store = Store({"a": "QUEUED", "b": "QUEUED"})
+        waiters = TaskWaiters()
+        watch = _watch(store, waiters)
+        responses = watch.responses()
+        watch.add(["a", "b"])
+        assert [s.status for s in (await _next(responses)).tasks] == [QUEUED, QUEUED]
+        reads = len(store.reads)
+        waiters.notify("a", terminal=False)  # RUNNING, then the end within the debounce
+        waiters.notify("a", state=_terminal("a", b"done"))
+        (only,) = (await _next(responses)).tasks
+        assert (only.task_id, only.status, only.result) == ("a", COMPLETED, b"done")
+        assert len(store.reads) == reads  # the RUNNING event was never read
+
+        store.statuses["b"] = "RUNNING"  # a long task: its RUNNING is read once it is due
+        waiters.notify("b", terminal=False)
+        (running,) = (await _next(responses)).tasks
+        assert (running.task_id, running.status) == ("b", RUNNING)
+        assert store.reads[reads:] == ["b"]
+        watch.end_requests()
+        waiters.notify("b", state=_terminal("b"))
+        assert [s.status for s in (await _next(responses)).tasks] == [COMPLETED]
+
+    asyncio.run(main())
