@@ -1,10 +1,15 @@
-"""The shim's one gRPC channel to the gateway, with a timeout on every call."""
+"""The shim's one gRPC channel to the gateway, with a timeout on every call.
+
+Executes go through the coalescer (``_coalesce``: concurrent ones as one ExecuteBatch) and long
+polls through the shared WatchTasks stream (``_results``), falling back to GetResult.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -12,7 +17,9 @@ import grpc
 from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.gateway.rest._coalesce import ExecuteCoalescer
 from services.gateway.rest._convert import duration
+from services.gateway.rest._results import Miss, ResultWatch
 from services.gateway.rest.settings import RestSettings
 
 __all__ = ["GatewayClient"]
@@ -22,6 +29,7 @@ logger = logging.getLogger(__name__)
 _GATEWAY_SERVICE: Final = "faas.v1.GatewayService"
 _HEALTH_SERVICE: Final = "grpc.health.v1.Health"
 _MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+_WATCH_STREAM_SECONDS: Final = 3600.0  # the shared WatchTasks stream is re-opened after this
 
 # Retry UNAVAILABLE a few times, but only on calls that are safe to repeat: a retried
 # ExecuteFunction without a request_id could store a task twice.
@@ -76,15 +84,35 @@ class GatewayClient:
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._health: Any = health_pb2_grpc.HealthStub(self._channel)
         self._stopping = asyncio.Event()
+        self.coalescer = ExecuteCoalescer(self)
+        self.watch = ResultWatch(
+            lambda requests: self._stub.WatchTasks(requests, timeout=_WATCH_STREAM_SECONDS)
+        )
+        self.result_calls = 0  # GetResult calls made (long polls not served by the watch)
         logger.info("REST shim talks to the gateway at %s", settings.gateway_target)
 
     def stop_waiting(self) -> None:
         """The shim is stopping: long polls in flight end now, answering the task's state."""
         self._stopping.set()
+        self.watch.stop()
 
     async def close(self) -> None:
         """Close the channel, cancelling calls still in flight."""
+        await self.coalescer.close()
+        await self.watch.close()
         await self._channel.close()
+        executes, watch = self.coalescer.counts, self.watch.counts
+        logger.info(
+            "REST shim sent %d executes in %d ExecuteBatch and %d ExecuteFunction calls; "
+            "%d long polls waited on %d WatchTasks streams (%d answered there), %d GetResult calls",
+            executes.requests,
+            executes.batch_calls,
+            executes.function_calls,
+            watch.waits,
+            watch.streams,
+            watch.answered,
+            self.result_calls,
+        )
 
     async def register_function(
         self,
@@ -116,16 +144,32 @@ class GatewayClient:
         request_id: str | None,
         placement: common_pb2.Placement | None = None,
     ) -> gateway_pb2.ExecuteFunctionResponse:
-        """ExecuteFunction."""
-        request = gateway_pb2.ExecuteFunctionRequest(
-            function_id=function_id,
-            payload=payload,
-            request_id=request_id or "",
-            placement=placement,
-        )
-        if timeout is not None:
-            request.timeout.CopyFrom(duration(timeout))
+        """ExecuteFunction, coalesced with concurrent ones into ExecuteBatch calls; a request
+        with the client's own ``request_id`` goes alone, so its key keeps its meaning."""
+        limit = duration(timeout) if timeout is not None else None
+        if request_id:
+            request = gateway_pb2.ExecuteFunctionRequest(
+                function_id=function_id,
+                payload=payload,
+                request_id=request_id,
+                placement=placement,
+                timeout=limit,
+            )
+            return await self.execute_function_call(request)
+        task_id = await self.coalescer.execute(function_id, payload, limit, placement)
+        return gateway_pb2.ExecuteFunctionResponse(task_id=task_id)
+
+    async def execute_function_call(
+        self, request: gateway_pb2.ExecuteFunctionRequest
+    ) -> gateway_pb2.ExecuteFunctionResponse:
+        """One ExecuteFunction call, as it is."""
         return await self._stub.ExecuteFunction(request, timeout=self._timeout)
+
+    async def execute_batch_call(
+        self, request: gateway_pb2.ExecuteBatchRequest
+    ) -> gateway_pb2.ExecuteBatchResponse:
+        """One ExecuteBatch call, as it is."""
+        return await self._stub.ExecuteBatch(request, timeout=self._timeout)
 
     async def execute_batch(
         self,
@@ -152,27 +196,44 @@ class GatewayClient:
         return await self._stub.GetStatus(request, timeout=self._timeout)
 
     async def get_result(self, task_id: str, wait: float | None) -> common_pb2.TaskState:
-        """GetResult; with ``wait`` > 0 a long poll, given that much extra time, which ends early
-        when the shim stops (``stop_waiting``): then it answers the task's state at that moment."""
-        request = gateway_pb2.GetResultRequest(task_id=task_id)
+        """The task's state; with ``wait`` > 0 a long poll, answered from the shared WatchTasks
+        stream (GetResult when it is down), which ends early when the shim stops
+        (``stop_waiting``): then it answers the task's state at that moment."""
         if wait and not self._stopping.is_set():
-            request.wait.CopyFrom(duration(wait))
-            poll = asyncio.ensure_future(
-                self._stub.GetResult(request, timeout=self._timeout + wait)
-            )
-            stopping = asyncio.ensure_future(self._stopping.wait())
-            try:
-                done, _ = await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopping.cancel()
-                if not poll.done():
-                    poll.cancel()  # the shim is stopping: ask once more, without waiting
-            if poll in done:
-                return poll.result().task
+            deadline = time.monotonic() + wait
+            outcome = await self.watch.wait(task_id, wait)
+            if isinstance(outcome, common_pb2.TaskState):
+                return outcome
+            left = deadline - time.monotonic()
+            if outcome is Miss.DOWN and left > 0:
+                return await self._long_poll(task_id, left)
+        return await self._result_now(task_id)
+
+    async def _result_now(self, task_id: str) -> common_pb2.TaskState:
+        self.result_calls += 1
         response = await self._stub.GetResult(
             gateway_pb2.GetResultRequest(task_id=task_id), timeout=self._timeout
         )
         return response.task
+
+    async def _long_poll(self, task_id: str, wait: float) -> common_pb2.TaskState:
+        """GetResult with ``wait``, given that much extra time, ended by ``stop_waiting``."""
+        if self._stopping.is_set():
+            return await self._result_now(task_id)
+        request = gateway_pb2.GetResultRequest(task_id=task_id)
+        request.wait.CopyFrom(duration(wait))
+        self.result_calls += 1
+        poll = asyncio.ensure_future(self._stub.GetResult(request, timeout=self._timeout + wait))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not poll.done():
+                poll.cancel()  # the shim is stopping: ask once more, without waiting
+        if poll in done:
+            return poll.result().task
+        return await self._result_now(task_id)
 
     async def list_workers(self) -> gateway_pb2.ListWorkersResponse:
         """ListWorkers."""
