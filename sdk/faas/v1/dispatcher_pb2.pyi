@@ -261,12 +261,19 @@ class WorkerHello(_message.Message):
     RUNTIME_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
+    FUNCTION_CACHE_BYTES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Stable for the worker's lifetime, kept across reconnects."""
     host: _builtins.str
     pid: _builtins.int
     capacity: _builtins.int
     """Number of processes."""
+    function_cache_bytes: _builtins.int
+    """The bytes of function bodies the worker keeps (0: no bound). Both sides then apply the
+    same least-recently-used rule to each AssignmentBatch, in stream order (see
+    services/common/function_cache.py), so the dispatcher knows which bodies the worker still
+    holds and sends again any it evicted. The cache starts empty on every connection.
+    """
     @_builtins.property
     def running_attempt_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Attempts the worker is still running, from before a reconnect."""
@@ -292,10 +299,11 @@ class WorkerHello(_message.Message):
         runtime: _common_pb2.Runtime | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         resources: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        function_cache_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["runtime", b"runtime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "host", b"host", "labels", b"labels", "pid", b"pid", "resources", b"resources", "running_attempt_ids", b"running_attempt_ids", "runtime", b"runtime", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "function_cache_bytes", b"function_cache_bytes", "host", b"host", "labels", b"labels", "pid", b"pid", "resources", b"resources", "running_attempt_ids", b"running_attempt_ids", "runtime", b"runtime", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
