@@ -25,6 +25,7 @@ from services.common.pool import Job, Outcome, ProcessPool
 from services.common.runtime import current_runtime
 from services.common.streams import MAX_ITEM_BYTES, drain, split
 
+from .credits import Credits
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,14 @@ class Worker:
             code_path=settings.code_paths,
             queue_depth=QUEUE_DEPTH,
             on_started=self._on_started,
+        )
+        # Pull mode: never more credits unanswered than the processes, the least the
+        # dispatcher keeps for a worker (its capacity plus its own --prefetch).
+        self._credits = Credits(
+            settings.processes,
+            settings.prefetch * settings.processes,
+            settings.processes,
+            time.monotonic(),
         )
         self._bodies: dict[str, bytes] = {}
         self._backlog: collections.deque[Job] = collections.deque()
@@ -176,6 +185,7 @@ class Worker:
             )
         self._mode = welcome.mode
         self._outbox = outbox
+        self._credits.connected()
         log.info("connected to %s (%s mode)", self.settings.dispatcher_target, welcome.mode)
         queued = set(self.pool.queued_attempts())
         started = [a for a in self.pool.running_attempts() if a not in queued]
@@ -188,10 +198,8 @@ class Worker:
                 outbox.put_nowait(dispatcher_pb2.ConnectRequest(outcomes=batch))
         if self._draining:
             outbox.put_nowait(dispatcher_pb2.ConnectRequest(drain=dispatcher_pb2.Drain()))
-        elif self._mode == "pull":
-            free = self.pool.free_slots - len(self._backlog)
-            if free > 0:
-                self._request_work(free)
+        else:
+            self._request_work()
 
     async def _heartbeats(self, outbox: Outbox, interval: float) -> None:
         beat = dispatcher_pb2.ConnectRequest(heartbeat=dispatcher_pb2.Heartbeat())
@@ -204,8 +212,10 @@ class Worker:
         if kind == "assignments":
             for body in message.assignments.functions:
                 self._bodies[body.function_id] = body.payload
-            for a in message.assignments.assignments:
+            assignments = message.assignments.assignments
+            for a in assignments:
                 self._backlog.append(job_of(a, self._bodies))
+            self._credits.received(len(assignments))
             self._start_backlog()
         elif kind == "ack":
             for attempt_id in message.ack.attempt_ids:
@@ -215,12 +225,7 @@ class Worker:
     def _on_slot_ready(self) -> None:
         """A replaced process is ready: it takes waiting work, or (pull mode) asks for some."""
         self._start_backlog()
-        if (
-            self._mode == "pull"
-            and not self._draining
-            and self.pool.free_slots > len(self._backlog)
-        ):
-            self._request_work(1)
+        self._request_work()
 
     def _start_backlog(self) -> None:
         while self._backlog and self.pool.accepting > 0:
@@ -246,8 +251,8 @@ class Worker:
         self._schedule_flush()
 
     def _flush(self) -> None:
-        """Sends the starts and outcomes of one loop turn (in bounded batches), then asks for as
-        much work as was freed."""
+        """Sends the starts and outcomes of one loop turn (in bounded batches), then (pull mode)
+        asks for the work that keeps the processes fed."""
         self._flush_scheduled = False
         if self._starts:
             starts = dispatcher_pb2.TaskStarts(attempt_ids=self._starts)
@@ -255,18 +260,22 @@ class Worker:
             for part in split(starts):
                 self._send(dispatcher_pb2.ConnectRequest(starts=part))
         outcomes, self._outgoing = self._outgoing, []
-        freed, self._freed = self._freed, 0
+        if self._freed:
+            self._credits.drained(self._freed, time.monotonic())
+            self._freed = 0
         for batch in _batches(outcomes):
             self._send(dispatcher_pb2.ConnectRequest(outcomes=batch))
-        if self._mode == "pull" and not self._draining:
-            free = min(freed, self.pool.free_slots - len(self._backlog))
-            if free > 0:
-                self._request_work(free)
+        self._request_work()
 
-    def _request_work(self, slots: int) -> None:
-        self._send(
-            dispatcher_pb2.ConnectRequest(work_request=dispatcher_pb2.WorkRequest(slots=slots))
-        )
+    def _request_work(self) -> None:
+        """Pull mode, unless draining or disconnected: asks for what the credits allow now."""
+        if self._mode != "pull" or self._draining or self._outbox is None:
+            return
+        held = len(self._backlog) + len(self.pool.running_attempts())
+        slots = self._credits.ask(held)
+        if slots > 0:
+            request = dispatcher_pb2.WorkRequest(slots=slots)
+            self._send(dispatcher_pb2.ConnectRequest(work_request=request))
 
     def _send(self, request: dispatcher_pb2.ConnectRequest) -> None:
         if self._outbox is not None:  # while disconnected, outcomes wait in _unacked

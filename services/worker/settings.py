@@ -63,6 +63,16 @@ class WorkerSettings(ServiceSettings):
             positional="N_PROCESSES", env="FAAS_WORKER_PROCESSES", default_doc="number of cores"
         ),
     ] = os.cpu_count() or 1
+    prefetch: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=64,
+            description="pull mode: the most tasks per process the worker holds beyond the one "
+            "each runs; how many it holds follows how fast it drains, up to this (0: none)",
+        ),
+        Option(("--prefetch",), env="FAAS_WORKER_PREFETCH"),
+    ] = 64
     dispatcher_target: Annotated[
         str,
         AfterValidator(_target),
