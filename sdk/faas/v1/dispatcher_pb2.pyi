@@ -561,8 +561,14 @@ class Welcome(_message.Message):
 
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
+    MAX_CREDITS_FIELD_NUMBER: _builtins.int
     mode: _builtins.str
     """"local", "pull" or "push"."""
+    max_credits: _builtins.int
+    """Pull mode: the most credits (slots asked for in WorkRequests and not yet answered by
+    assignments) the dispatcher keeps for this worker; a worker asks for no more at once, so
+    none is dropped. 0: as many as the worker's capacity.
+    """
     @_builtins.property
     def heartbeat_interval(self) -> _duration_pb2.Duration:
         """How often each side sends a heartbeat; three missed ones mean the peer is dead."""
@@ -572,10 +578,11 @@ class Welcome(_message.Message):
         *,
         heartbeat_interval: _duration_pb2.Duration | None = ...,
         mode: _builtins.str = ...,
+        max_credits: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "mode", b"mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "max_credits", b"max_credits", "mode", b"mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
