@@ -218,5 +218,16 @@ def _put(requests: Requests, task_ids: list[str]) -> None:
 
 
 async def _drain(requests: Requests) -> AsyncIterator[gateway_pb2.WatchTasksRequest]:
+    """The queued requests, those queued while the last was being written merged into one
+    (each write on a stream costs about as much as a small unary call)."""
     while (request := await requests.get()) is not None:  # None: the call has ended
+        ended = False
+        while not requests.empty() and len(request.task_ids) < _IDS_PER_REQUEST:
+            more = requests.get_nowait()
+            if more is None:
+                ended = True
+                break
+            request.task_ids.extend(more.task_ids)
         yield request
+        if ended:
+            return
