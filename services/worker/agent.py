@@ -56,8 +56,7 @@ class Worker:
             queue_depth=QUEUE_DEPTH,
             on_started=self._on_started,
         )
-        # Pull mode: never more credits unanswered than the processes, the least the
-        # dispatcher keeps for a worker (its capacity plus its own --prefetch).
+        # Pull mode: never more credits unanswered than the dispatcher keeps (its welcome says).
         self._credits = Credits(
             settings.processes,
             settings.prefetch * settings.processes,
@@ -185,7 +184,7 @@ class Worker:
             )
         self._mode = welcome.mode
         self._outbox = outbox
-        self._credits.connected()
+        self._credits.connected(welcome.max_credits)
         log.info("connected to %s (%s mode)", self.settings.dispatcher_target, welcome.mode)
         queued = set(self.pool.queued_attempts())
         started = [a for a in self.pool.running_attempts() if a not in queued]

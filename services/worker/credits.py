@@ -5,8 +5,8 @@ processes plus a prefetch that follows how fast it drains (enough for
 ``PREFETCH_HORIZON_SECONDS`` more at its rate, never more than ``max_prefetch``), as the
 dispatcher's push mode does for its workers (``Session.retarget``). Tasks held and credits
 asked for but not answered yet both count, so it never asks twice for the same room; and no
-more than ``max_unanswered`` credits are ever unanswered, so the dispatcher, which keeps at
-least as many as the worker has processes, drops none of them.
+more than ``max_unanswered`` credits are ever unanswered: as many as the dispatcher says it
+keeps (``Welcome.max_credits``), so it drops none of them.
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ class Credits:
         """How many tasks the worker wants to hold (running, queued and asked for)."""
         return self.processes + self.prefetch
 
-    def connected(self) -> None:
-        """A new session: the dispatcher keeps no credit of an ended one."""
+    def connected(self, max_credits: int) -> None:
+        """A new session, whose dispatcher keeps ``max_credits`` unanswered at most (0: as many
+        as the processes); it keeps no credit of an ended session."""
+        self.max_unanswered = max_credits or self.processes
         self.unanswered = 0
 
     def received(self, count: int) -> None:

@@ -57,9 +57,11 @@ def test_no_prefetch_asks_only_for_the_processes() -> None:
 def test_a_new_session_starts_with_no_credit() -> None:
     credits = Credits(processes=2, max_prefetch=8, max_unanswered=2, now=0.0)
     assert credits.ask(held=0) == 2
-    credits.connected()  # the dispatcher dropped the ended session's credits
+    credits.connected(0)  # the dispatcher dropped the ended session's credits
     assert credits.unanswered == 0
     assert credits.ask(held=1) == 2
+    credits.connected(6)  # a dispatcher that keeps more: it asks for more at once
+    assert credits.ask(held=0) == 4  # what it wants: 2 processes + 2
     credits.received(5)  # more than asked (never expected): no negative count
     assert credits.unanswered == 0
 
