@@ -18,7 +18,7 @@ from tests.support import serialize
 _COUNTS = re.compile(
     r"REST shim sent (\d+) executes in (\d+) ExecuteBatch and (\d+) ExecuteFunction calls; "
     r"(\d+) long polls waited on (\d+) WatchTasks streams \((\d+) answered there\), "
-    r"(\d+) GetResult calls"
+    r"(\d+) GetResult calls; (\d+) tasks watched ahead, (\d+) long polls found their end there"
 )
 
 
@@ -90,13 +90,15 @@ def test_concurrent_executes_are_coalesced_and_long_polls_share_one_stream(
             return list(await asyncio.gather(*(one(x) for x in range(count))))
 
     assert asyncio.run(main()) == [2 * x for x in range(count)]
-    executes, batches, functions, waits, streams, answered, gets = _shim_counts(platform)
+    counts = _shim_counts(platform)
+    executes, batches, functions, waits, streams, answered, gets, ahead, found = counts
     assert executes == count
     assert batches >= 1
     assert batches + functions < count  # coalesced: fewer gateway calls than requests
     assert waits >= count
     assert 1 <= streams < count
-    assert answered >= 1
+    assert ahead == count  # every queued task was watched ahead, in its execute call's request
+    assert answered + found >= count - gets  # every long poll not sent to GetResult ended here
     assert gets < waits  # most long polls never held a GetResult call of their own
 
 

@@ -253,6 +253,7 @@ class FakeStream:
         self._requests = requests
         self._answer = answer
         self.asked: list[str] = []
+        self.requests = 0
 
     def __aiter__(self) -> AsyncIterator[gateway_pb2.WatchTasksResponse]:
         return self._replies()
@@ -260,6 +261,7 @@ class FakeStream:
     async def _replies(self) -> AsyncIterator[gateway_pb2.WatchTasksResponse]:
         async for request in self._requests:
             self.asked.extend(request.task_ids)
+            self.requests += 1
             reply = gateway_pb2.WatchTasksResponse()
             for task_id in request.task_ids:
                 state = self._answer(task_id)
@@ -341,3 +343,30 @@ def test_ids_the_gateway_would_refuse_never_go_on_the_shared_stream() -> None:
     assert not watch.takes("")
     assert not watch.takes("a" * 129)
     assert not watch.takes("\ud800")
+
+
+@_sync
+async def test_tasks_watched_ahead_go_in_one_request_and_their_long_polls_find_the_end() -> None:
+    streams: list[FakeStream] = []
+
+    def open_stream(requests: AsyncIterator[gateway_pb2.WatchTasksRequest]) -> FakeStream:
+        streams.append(FakeStream(requests, lambda i: _state(i, common_pb2.TASK_STATUS_COMPLETED)))
+        return streams[-1]
+
+    watch = ResultWatch(open_stream)  # type: ignore[arg-type]
+    ids = [f"t{i}" for i in range(50)]
+    async with asyncio.timeout(5):
+        watch.expect(ids[:10])  # opens the stream with these
+        await asyncio.sleep(0)
+        watch.expect(ids[10:])  # one more request, with all forty
+        while len(streams[0].asked) < 50:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)  # lets the replies be read
+        outcomes = [await watch.wait(i, 5) for i in ids]
+        await watch.close()
+    assert [o.task_id for o in outcomes] == ids  # type: ignore[union-attr]
+    assert sorted(streams[0].asked) == sorted(
+        ids
+    )  # each id sent once, none again for its long poll
+    assert streams[0].requests == 2
+    assert (watch.counts.ahead, watch.counts.found, watch.counts.waits) == (50, 50, 50)

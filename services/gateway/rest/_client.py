@@ -84,7 +84,7 @@ class GatewayClient:
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._health: Any = health_pb2_grpc.HealthStub(self._channel)
         self._stopping = asyncio.Event()
-        self.coalescer = ExecuteCoalescer(self)
+        self.coalescer = ExecuteCoalescer(self, on_queued=self._expect)
         self.watch = ResultWatch(
             lambda requests: self._stub.WatchTasks(requests, timeout=_WATCH_STREAM_SECONDS)
         )
@@ -104,7 +104,8 @@ class GatewayClient:
         executes, watch = self.coalescer.counts, self.watch.counts
         logger.info(
             "REST shim sent %d executes in %d ExecuteBatch and %d ExecuteFunction calls; "
-            "%d long polls waited on %d WatchTasks streams (%d answered there), %d GetResult calls",
+            "%d long polls waited on %d WatchTasks streams (%d answered there), "
+            "%d GetResult calls; %d tasks watched ahead, %d long polls found their end there",
             executes.requests,
             executes.batch_calls,
             executes.function_calls,
@@ -112,6 +113,8 @@ class GatewayClient:
             watch.streams,
             watch.answered,
             self.result_calls,
+            watch.ahead,
+            watch.found,
         )
 
     async def register_function(
@@ -155,7 +158,9 @@ class GatewayClient:
                 placement=placement,
                 timeout=limit,
             )
-            return await self.execute_function_call(request)
+            response = await self.execute_function_call(request)
+            self.watch.expect([response.task_id])
+            return response
         task_id = await self.coalescer.execute(function_id, payload, limit, placement)
         return gateway_pb2.ExecuteFunctionResponse(task_id=task_id)
 
@@ -164,6 +169,9 @@ class GatewayClient:
     ) -> gateway_pb2.ExecuteFunctionResponse:
         """One ExecuteFunction call, as it is."""
         return await self._stub.ExecuteFunction(request, timeout=self._timeout)
+
+    def _expect(self, task_ids: list[str]) -> None:
+        self.watch.expect(task_ids)
 
     async def execute_batch_call(
         self, request: gateway_pb2.ExecuteBatchRequest
@@ -188,7 +196,9 @@ class GatewayClient:
         )
         if timeout is not None:
             request.timeout.CopyFrom(duration(timeout))
-        return await self._stub.ExecuteBatch(request, timeout=self._timeout)
+        response = await self._stub.ExecuteBatch(request, timeout=self._timeout)
+        self.watch.expect(response.task_ids)
+        return response
 
     async def get_status(self, task_id: str) -> gateway_pb2.GetStatusResponse:
         """GetStatus."""

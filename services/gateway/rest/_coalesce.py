@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -99,19 +100,22 @@ class ExecuteCoalescer:
     """Takes execute requests on the loop and sends them, coalesced, through ``sender``.
 
     ``execute`` returns the task id, or raises the ``AioRpcError`` that this request alone would
-    have met. ``close`` cancels what is still waiting or in flight.
+    have met; ``on_queued`` is given the ids of each call's stored tasks. ``close`` cancels what
+    is still waiting or in flight.
     """
 
     def __init__(
         self,
         sender: ExecuteSender,
         *,
+        on_queued: Callable[[list[str]], None] | None = None,
         linger: float = LINGER_SECONDS,
         max_items: int = MAX_ITEMS,
         max_bytes: int = MAX_BYTES,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self._sender = sender
+        self._on_queued = on_queued
         self._linger = linger
         self._max_items = max_items
         self._max_bytes = max_bytes
@@ -203,6 +207,8 @@ class ExecuteCoalescer:
             raise
         except Exception as exc:
             results = [exc] * len(batch.futures)
+        if self._on_queued is not None:
+            self._on_queued([r for r in results if isinstance(r, str)])
         for future, result in zip(batch.futures, results, strict=True):
             if future.done():
                 continue  # its HTTP request went away

@@ -6,6 +6,10 @@ batches of states. The stream is opened when a wait needs it. One that breaks af
 (a gateway restart) is re-opened at once with every id still waited for; one that breaks before
 answering hands its waits back (``Miss.DOWN``) so that the caller falls back to the unary
 GetResult, and the stream is left down for a backoff, during which waits are not taken here.
+
+The ids of the tasks the shim has just queued are watched ahead (``expect``), all of one execute
+call in one request: their long polls then find the terminal state already here (kept for
+``ENDED_SECONDS``, at most ``ENDED_BYTES`` of them), or wait for it with nothing more to send.
 Everything runs on the shim's event loop.
 """
 
@@ -15,7 +19,8 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,13 +29,19 @@ from faas.v1 import common_pb2, gateway_pb2
 
 from services.gateway.limits import MAX_ID_CHARS
 
-__all__ = ["Miss", "ResultWatch", "WatchCounts"]
+__all__ = ["ENDED_BYTES", "ENDED_SECONDS", "Miss", "ResultWatch", "WatchCounts"]
 
 logger = logging.getLogger(__name__)
 
 _IDS_PER_REQUEST: Final = 4096
 _MAX_WATCHED: Final = 100_000  # ids on one stream; past it, waits use the unary GetResult
 _BACKOFF_SECONDS: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
+ENDED_SECONDS: Final = 30.0
+"""How long a watched-ahead task's terminal state (or the wish to see it) is kept."""
+
+ENDED_BYTES: Final = 32 * 1024 * 1024
+"""The most result and error bytes the terminal states kept for long polls hold together."""
+
 _TERMINAL: Final = frozenset({common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED})
 
 Requests = asyncio.Queue[gateway_pb2.WatchTasksRequest | None]
@@ -52,9 +63,11 @@ class Miss(enum.Enum):
 class WatchCounts:
     """Waits answered from the stream, and streams opened."""
 
-    waits: int = 0
+    waits: int = 0  # long polls taken (or tried) here
     answered: int = 0
     streams: int = 0
+    ahead: int = 0  # ids watched ahead, as their execute answered
+    found: int = 0  # long polls that found the terminal state already here
 
 
 class ResultWatch:
@@ -64,6 +77,9 @@ class ResultWatch:
         self._open_stream = open_stream
         self._waiters: dict[str, list[asyncio.Future[common_pb2.TaskState | Miss]]] = {}
         self._watched: set[str] = set()  # ids sent on the current stream, not yet ended
+        self._expected: OrderedDict[str, float] = OrderedDict()  # watched ahead -> since
+        self._ended: OrderedDict[str, tuple[common_pb2.TaskState, float, int]] = OrderedDict()
+        self._ended_bytes = 0
         self._new: list[str] = []  # ids not yet sent on the current stream
         self._flush_scheduled = False
         self._requests: Requests | None = None
@@ -93,21 +109,19 @@ class ResultWatch:
 
     async def wait(self, task_id: str, seconds: float) -> common_pb2.TaskState | Miss:
         """The task's terminal state once the gateway sends it, else why not (a ``Miss``)."""
+        self.counts.waits += 1
+        ended = self._ended.pop(task_id, None)
+        if ended is not None:
+            self._ended_bytes -= ended[2]
+            if ended[1] > time.monotonic() - ENDED_SECONDS:
+                self.counts.found += 1
+                return ended[0]
         if not self.takes(task_id):
             return Miss.DOWN
         loop = asyncio.get_running_loop()
         future: asyncio.Future[common_pb2.TaskState | Miss] = loop.create_future()
         self._waiters.setdefault(task_id, []).append(future)
-        self.counts.waits += 1
-        if self._runner is None:
-            self._new.clear()  # a new stream starts with every waited id
-            self._runner = loop.create_task(self._run(), name="rest-watch-tasks")
-        elif task_id not in self._watched:
-            self._watched.add(task_id)
-            self._new.append(task_id)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop.call_soon(self._flush)
+        self._send([task_id], loop)
         try:
             async with asyncio.timeout(seconds):
                 return await future
@@ -115,6 +129,35 @@ class ResultWatch:
             return Miss.TIMEOUT
         finally:
             self._drop(task_id, future)
+
+    def expect(self, task_ids: Iterable[str]) -> None:
+        """Watches ahead the tasks just queued (ids the gateway made), so that their long polls
+        find their end here; nothing when the stream is down."""
+        now = time.monotonic()
+        if self._stopped or now < self._down_until:
+            return
+        _prune(self._expected, now - ENDED_SECONDS)
+        ids = [i for i in task_ids if i not in self._expected]
+        if len(self._watched) + len(ids) > _MAX_WATCHED:
+            return
+        for task_id in ids:
+            self._expected[task_id] = now
+        self.counts.ahead += len(ids)
+        self._send(ids, asyncio.get_running_loop())
+
+    def _send(self, task_ids: list[str], loop: asyncio.AbstractEventLoop) -> None:
+        """Puts on the stream the ids it does not watch yet (opening it if need be)."""
+        if self._runner is None:
+            self._new.clear()  # a new stream starts with every waited and expected id
+            self._runner = loop.create_task(self._run(), name="rest-watch-tasks")
+            return
+        for task_id in task_ids:
+            if task_id not in self._watched:
+                self._watched.add(task_id)
+                self._new.append(task_id)
+        if self._new and not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
 
     def stop(self) -> None:
         """The shim is stopping: every wait ends now (``Miss.TIMEOUT``), and no new one starts."""
@@ -154,7 +197,7 @@ class ResultWatch:
 
     async def _run(self) -> None:
         try:
-            while self._waiters and not self._stopped:
+            while (self._waiters or self._expected) and not self._stopped:
                 replied = await self._stream()
                 if replied:
                     self._failures = 0
@@ -165,6 +208,7 @@ class ResultWatch:
                 self._down_until = time.monotonic() + delay
                 logger.info("task watch stream unavailable; GetResult for %.1fs", delay)
                 self._end_all(Miss.DOWN)
+                self._expected.clear()
         finally:
             self._runner = None
 
@@ -172,7 +216,8 @@ class ResultWatch:
         """One WatchTasks stream, opened with every waited id, until it ends; whether it
         answered anything."""
         requests: Requests = asyncio.Queue()
-        self._watched = set(self._waiters)
+        _prune(self._expected, time.monotonic() - ENDED_SECONDS)
+        self._watched = set(self._waiters) | set(self._expected)
         _put(requests, list(self._watched))
         self._requests, self._new = requests, []
         self.counts.streams += 1
@@ -199,16 +244,48 @@ class ResultWatch:
         for state in reply.tasks:
             if state.status not in _TERMINAL:
                 continue  # a long poll answers only the end (or its state at the bound)
-            self._watched.discard(state.task_id)
-            for future in self._waiters.pop(state.task_id, ()):
+            task_id = state.task_id
+            self._watched.discard(task_id)
+            expected = self._expected.pop(task_id, None) is not None
+            answered = False
+            for future in self._waiters.pop(task_id, ()):
                 if not future.done():
                     self.counts.answered += 1
                     future.set_result(state)
+                    answered = True
+            if expected and not answered:
+                self._keep(task_id, state)
         for task_id in reply.unknown_task_ids:
             self._watched.discard(task_id)
+            self._expected.pop(task_id, None)
             for future in self._waiters.pop(task_id, ()):
                 if not future.done():
                     future.set_result(Miss.UNKNOWN)
+
+    def _keep(self, task_id: str, state: common_pb2.TaskState) -> None:
+        """Keeps a watched-ahead task's end for its long poll, within the time and byte bounds."""
+        now = time.monotonic()
+        size = len(state.result) + len(state.error.traceback) + len(state.error.message)
+        if size > ENDED_BYTES:
+            return
+        self._ended[task_id] = (state, now, size)
+        self._ended_bytes += size
+        limit = now - ENDED_SECONDS
+        while self._ended:
+            oldest_id, (_, since, oldest_size) = next(iter(self._ended.items()))
+            if since > limit and self._ended_bytes <= ENDED_BYTES:
+                break
+            del self._ended[oldest_id]
+            self._ended_bytes -= oldest_size
+
+
+def _prune(since: OrderedDict[str, float], limit: float) -> None:
+    """Drops the entries older than ``limit`` (the oldest come first)."""
+    while since:
+        task_id, t = next(iter(since.items()))
+        if t > limit:
+            return
+        del since[task_id]
 
 
 def _put(requests: Requests, task_ids: list[str]) -> None:
