@@ -22,7 +22,10 @@ from collections.abc import Iterable
 
 from faas.v1 import dispatcher_pb2
 
-__all__ = ["FunctionCache"]
+__all__ = ["FUNCTION_CACHE_BYTES", "FunctionCache"]
+
+FUNCTION_CACHE_BYTES = 256 * 1024 * 1024
+"""The default budget of a worker's (and local mode's) function-body cache."""
 
 
 class FunctionCache:

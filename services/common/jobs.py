@@ -6,7 +6,7 @@ the one translation between the two, so they cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Protocol
 
 from faas.v1 import common_pb2, dispatcher_pb2
 
@@ -15,7 +15,13 @@ from services.common.pool import Job, Outcome
 __all__ = ["job_of", "outcome_message"]
 
 
-def job_of(assignment: dispatcher_pb2.Assignment, bodies: Mapping[str, bytes]) -> Job:
+class Bodies(Protocol):
+    """Where function bodies are looked up (a dict, or a FunctionCache)."""
+
+    def get(self, function_id: str, default: bytes, /) -> bytes: ...
+
+
+def job_of(assignment: dispatcher_pb2.Assignment, bodies: Bodies) -> Job:
     """The pool job for ``assignment``, with its function's body from ``bodies`` (b"" if none)."""
     timeout = assignment.timeout.seconds + assignment.timeout.nanos / 1e9
     return Job(

@@ -227,13 +227,15 @@ class Dispatcher:
     def _deliver(
         self, session: Session, items: list[tuple[str, Task]], payloads: dict[str, bytes]
     ) -> None:
-        bodies: list[dispatcher_pb2.FunctionBody] = []
-        for function_id in {task.function_id for _, task in items}:
-            if function_id in session.functions_sent:
-                continue
-            payload = payloads.get(function_id, b"")
-            bodies.append(dispatcher_pb2.FunctionBody(function_id=function_id, payload=payload))
-            session.functions_sent.add(function_id)
+        # Every body the batch needs goes with it; the link drops those the worker holds
+        # when the batch is sent (see WorkerStream.sent), so the worker's cache and its
+        # mirror here see the same batches.
+        bodies = [
+            dispatcher_pb2.FunctionBody(
+                function_id=function_id, payload=payloads.get(function_id, b"")
+            )
+            for function_id in dict.fromkeys(task.function_id for _, task in items)
+        ]
         assignments = [
             dispatcher_pb2.Assignment(
                 task_id=task.task_id,

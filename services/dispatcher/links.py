@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
+from services.common.function_cache import FunctionCache
 from services.common.streams import drain
 from services.common.timeutil import to_duration
 
@@ -29,8 +30,9 @@ GatewayOutbox = asyncio.Queue[dispatcher_pb2.LinkResponse | None]
 class WorkerStream:
     """The :class:`~.scheduler.Link` of a worker's Connect stream: messages into its outbox."""
 
-    def __init__(self, outbox: WorkerOutbox) -> None:
+    def __init__(self, outbox: WorkerOutbox, cache: FunctionCache) -> None:
         self._outbox = outbox
+        self._cache = cache
 
     def deliver(self, batch: dispatcher_pb2.AssignmentBatch) -> None:
         self._outbox.put_nowait(dispatcher_pb2.ConnectResponse(assignments=batch))
@@ -41,6 +43,24 @@ class WorkerStream:
 
     def close(self) -> None:
         self._outbox.put_nowait(None)
+
+    def sent(self, message: dispatcher_pb2.ConnectResponse) -> dispatcher_pb2.ConnectResponse:
+        """``message`` as it goes on the stream: an assignment batch (merged, maybe, from
+        several) keeps only the bodies the worker does not hold, and the mirror of the worker's
+        cache then applies it, as the worker will."""
+        if message.WhichOneof("kind") == "assignments":
+            batch = message.assignments
+            needed = set(self._cache.missing(body.function_id for body in batch.functions))
+            if len(needed) != len(batch.functions):
+                keep = []
+                for body in batch.functions:
+                    if body.function_id in needed:
+                        needed.discard(body.function_id)  # the first copy of each only
+                        keep.append(body)
+                del batch.functions[:]
+                batch.functions.extend(keep)
+            self._cache.apply(batch)
+        return message
 
 
 class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
@@ -101,8 +121,9 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             runtime=hello.runtime,  # empty when the worker does not say: only for any Python
             labels=dict(hello.labels),
             resources=dict(hello.resources),
+            function_cache=FunctionCache(hello.function_cache_bytes, keep_bodies=False),
         )
-        session.link = WorkerStream(outbox)
+        stream = session.link = WorkerStream(outbox, session.function_cache)
         kept = dispatcher.attach(session, list(hello.running_attempt_ids))
         log.info(
             "worker %s connected from %s pid %d with %d process(es), Python %s%s%s",
@@ -121,10 +142,11 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                 welcome=dispatcher_pb2.Welcome(
                     heartbeat_interval=to_duration(dispatcher.settings.heartbeat_seconds),
                     mode=dispatcher.settings.mode,
+                    max_credits=session.max_credits() if session.mode == "pull" else 0,
                 )
             )
             async for message in drain(outbox, dispatcher.settings.heartbeat_seconds, heartbeat):
-                yield message
+                yield stream.sent(message)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

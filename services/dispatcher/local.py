@@ -9,6 +9,7 @@ import socket
 
 from faas.v1 import dispatcher_pb2
 
+from services.common.function_cache import FUNCTION_CACHE_BYTES, FunctionCache
 from services.common.jobs import job_of, outcome_message
 from services.common.pool import Job, Outcome, ProcessPool
 
@@ -24,7 +25,8 @@ class LocalWorker:
 
     def __init__(self, dispatcher: Dispatcher, processes: int) -> None:
         self._dispatcher = dispatcher
-        self._bodies: dict[str, bytes] = {}
+        # Each batch carries every body it needs; this keeps them bounded between batches.
+        self._bodies = FunctionCache(FUNCTION_CACHE_BYTES)
         self._outcomes: list[dispatcher_pb2.TaskOutcome] = []
         self._starts: list[str] = []  # attempts a process started since the last flush
         self._flush_scheduled = False
@@ -69,8 +71,7 @@ class LocalWorker:
         pass
 
     def deliver(self, batch: dispatcher_pb2.AssignmentBatch) -> None:
-        for body in batch.functions:
-            self._bodies[body.function_id] = body.payload
+        self._bodies.apply(batch)
         for a in batch.assignments:
             self._backlog.append(job_of(a, self._bodies))
         self._start_backlog()

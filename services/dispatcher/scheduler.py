@@ -23,6 +23,7 @@ from typing import Protocol
 from faas.v1 import common_pb2
 from faas.v1.dispatcher_pb2 import AssignmentBatch
 
+from services.common.function_cache import FunctionCache
 from services.common.runtime import current_runtime
 
 from .placement import ANY, Needs, Offer, unmet
@@ -98,7 +99,11 @@ class Session:
     credit_since: float = 0.0
     draining: bool = False
     closed: bool = False
-    functions_sent: set[str] = field(default_factory=set)
+    # The function bodies the worker holds, as its cache's mirror (see
+    # services/common/function_cache.py); the link applies it to each batch it sends.
+    function_cache: FunctionCache = field(
+        default_factory=lambda: FunctionCache(0, keep_bodies=False)
+    )
     # Attempts from before a dispatcher restart that this session is being given back.
     adopting: set[str] = field(default_factory=set)
     assigned: int = 0
@@ -122,6 +127,10 @@ class Session:
         if self.mode == "pull":
             return self.credits
         return self.capacity + self.prefetched() - len(self.in_flight) - self.reserved
+
+    def max_credits(self) -> int:
+        """Pull mode: the most credits kept unanswered (the worker is told so in its welcome)."""
+        return max(self.capacity * (1 + MAX_PREFETCH_PER_PROCESS), self.capacity + self.prefetch)
 
     def prefetched(self) -> int:
         """How many tasks beyond its processes the session may hold now."""
@@ -284,12 +293,12 @@ class Scheduler:
         self.requeue(task)
 
     def grant(self, session: Session, slots: int) -> None:
-        """Pull mode: the worker asks for ``slots`` more tasks, up to its processes + prefetch."""
+        """Pull mode: the worker asks for ``slots`` more tasks, up to ``max_credits()``."""
         if slots <= 0:
             return
         if session.credits == 0:
             session.credit_since = time.monotonic()
-        session.credits = min(session.credits + slots, session.capacity + session.prefetch)
+        session.credits = min(session.credits + slots, session.max_credits())
 
     # Planning
 
@@ -330,8 +339,8 @@ class Scheduler:
         for session in self.sessions.values():
             if session.available() <= 0 or not needs.fits(session.offer()):
                 continue
-            if self.mode == "pull":
-                key = (session.credit_since, 0.0)
+            if self.mode == "pull":  # the least loaded of those that asked; then who asked first
+                key = (session.load(), session.credit_since)
             else:
                 key = (session.load(), float(self._rank[session.worker_id]))
             if best is None or key < best_key:

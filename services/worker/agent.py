@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 import grpc
 from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 
+from services.common.function_cache import FunctionCache
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.common.jobs import job_of, outcome_message
 from services.common.pool import Job, Outcome, ProcessPool
@@ -63,7 +64,8 @@ class Worker:
             settings.processes,
             time.monotonic(),
         )
-        self._bodies: dict[str, bytes] = {}
+        # The bodies of functions sent on this connection, bounded; the dispatcher mirrors it.
+        self._bodies = FunctionCache(settings.function_cache_bytes)
         self._backlog: collections.deque[Job] = collections.deque()
         self._unacked: dict[str, dispatcher_pb2.TaskOutcome] = {}
         self._outgoing: list[dispatcher_pb2.TaskOutcome] = []
@@ -141,6 +143,7 @@ class Worker:
 
     async def _session(self, stub: dispatcher_pb2_grpc.DispatcherServiceAsyncStub) -> None:
         outbox: Outbox = asyncio.Queue()
+        self._bodies.clear()  # each connection starts empty, as the dispatcher's mirror does
         hello = dispatcher_pb2.WorkerHello(
             worker_id=self.settings.worker_id,
             host=socket.gethostname(),
@@ -150,6 +153,7 @@ class Worker:
             runtime=current_runtime(),
             labels=self.settings.labels,
             resources=self.settings.resources,
+            function_cache_bytes=self.settings.function_cache_bytes,
         )
         outbox.put_nowait(dispatcher_pb2.ConnectRequest(hello=hello))
         call = stub.Connect(_requests(outbox))
@@ -209,8 +213,7 @@ class Worker:
     def _on_message(self, message: dispatcher_pb2.ConnectResponse) -> None:
         kind = message.WhichOneof("kind")
         if kind == "assignments":
-            for body in message.assignments.functions:
-                self._bodies[body.function_id] = body.payload
+            self._bodies.apply(message.assignments)
             assignments = message.assignments.assignments
             for a in assignments:
                 self._backlog.append(job_of(a, self._bodies))

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from services.common.function_cache import FUNCTION_CACHE_BYTES
 from services.common.pool import code_path_entries, normalized_code_path
 from services.common.settings import Flag, LogLevel, Option, ServiceSettings
 
@@ -73,6 +74,15 @@ class WorkerSettings(ServiceSettings):
         ),
         Option(("--prefetch",), env="FAAS_WORKER_PREFETCH"),
     ] = 64
+    function_cache_bytes: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="the bytes of function bodies kept between tasks, least recently used "
+            "dropped past it (the dispatcher sends a dropped one again; 0: no bound)",
+        ),
+        Option(("--function-cache-bytes",), env="FAAS_FUNCTION_CACHE_BYTES"),
+    ] = FUNCTION_CACHE_BYTES
     dispatcher_target: Annotated[
         str,
         AfterValidator(_target),

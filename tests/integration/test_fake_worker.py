@@ -233,23 +233,26 @@ def test_a_worker_cannot_claim_unbounded_capacity_or_stay_silent(
 
 
 @pytest.mark.fault
-def test_pull_credits_are_bounded_by_capacity(
+def test_pull_credits_are_bounded_by_what_the_welcome_says(
     make_platform: PlatformFactory, fakes: Callable[..., FakeWorker]
 ) -> None:
+    """A worker may ask ahead of its processes (pull prefetch), but never for more than the
+    dispatcher keeps for it, which its welcome states: asking for 1,000 gets that many."""
     platform = make_platform(mode="pull", workers=0)
     client = GrpcClient(platform)
-    client.submit(client.register(square), [(i,) for i in range(20)])
+    client.submit(client.register(square), [(i,) for i in range(200)])
     fake = fakes(platform, "hoarder", capacity=2)
-    fake.next("welcome")
+    bound = fake.next("welcome").welcome.max_credits
+    assert 2 < bound < 200  # more than its processes, far from everything queued
     work = dispatcher_pb2.WorkRequest(slots=1000)
     fake.send(dispatcher_pb2.ConnectRequest(work_request=work))
     got: list[dispatcher_pb2.Assignment] = []
-    while len(got) < 2:
+    while len(got) < bound:
         got.extend(fake.next("assignments").assignments.assignments)
     with pytest.raises(queue.Empty):
         fake.next("assignments", timeout=3)  # a bounded wait for more that must not come
-    assert len(got) == 2
-    wait_until(lambda: client.workers()["hoarder"].in_flight == 2, 10, "two in flight")
+    assert len(got) == bound
+    wait_until(lambda: client.workers()["hoarder"].in_flight == bound, 10, "all it may hold")
 
 
 @pytest.mark.fault

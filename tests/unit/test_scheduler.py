@@ -97,7 +97,7 @@ def test_push_ties_go_round_robin() -> None:
     assert counts == {"a": 100, "b": 100, "c": 100, "d": 100}
 
 
-def test_pull_gives_only_what_was_asked_oldest_request_first() -> None:
+def test_pull_gives_only_what_was_asked_least_loaded_then_oldest_request_first() -> None:
     scheduler = Scheduler("pull")
     a, b = _session("a", 4, "pull"), _session("b", 4, "pull")
     scheduler.attach(a)
@@ -108,7 +108,8 @@ def test_pull_gives_only_what_was_asked_oldest_request_first() -> None:
     scheduler.grant(b, 2)
     scheduler.grant(a, 1)
     plan = scheduler.plan()
-    assert [s.worker_id for s, _ in plan] == ["b", "b", "a"]
+    # Equal loads: b asked first; then a holds less; then only b has credit left.
+    assert [s.worker_id for s, _ in plan] == ["b", "a", "b"]
     assert [t.task_id for _, t in plan] == ["t0", "t1", "t2"]
     assert a.credits == b.credits == 0
 
