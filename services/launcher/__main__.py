@@ -62,7 +62,12 @@ def _python() -> str:
 
 def _banner(platform: Platform) -> None:
     config = platform.config
-    redis_note = "external" if config.redis_url else f"embedded, data in {config.data_dir}/redis"
+    redis_note = "external"
+    if platform.redis is not None:
+        redis_note = (
+            f"embedded, data in {config.data_dir}/redis; password required, "
+            f"users and passwords in {platform.redis.credentials_path}"
+        )
     workers = (
         f"{config.worker_processes} local processes"
         if config.mode == "local"
@@ -75,7 +80,7 @@ def _banner(platform: Platform) -> None:
         f"  REST        {platform.rest_url}  (docs: {platform.rest_url}/docs)\n"
         f"  gateway     {platform.gateway_target}  (gRPC, reflection on)\n"
         f"  dispatcher  {platform.dispatcher_target}  ({config.mode} mode, {workers})\n"
-        f"  redis       {platform.redis_url}  ({redis_note})\n"
+        f"  redis       {platform.redis_address}  ({redis_note})\n"
         f"  code path   {code_path}  (workers import your modules from here: FAAS_CODE_PATH)\n"
         f"Add a worker: {_python()} -m services.worker N {platform.dispatcher_target}\n"
         "Ctrl-C stops everything."

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.grpc_server import PortInUse, check_port_free
 
+from . import redis_access
 from .output import STDERR, STDOUT, Relay
 from .redis_server import RedisServer, free_port
 from .spawn import spawn
@@ -180,6 +182,16 @@ class ServiceProcess:
         self.start()
 
 
+def without_password(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+
+
 def grpc_serving(target: str) -> Callable[[], bool]:
     def check() -> bool:
         with grpc.insecure_channel(target) as channel:
@@ -229,6 +241,13 @@ class Platform:
     def __init__(self, config: PlatformConfig) -> None:
         self.config = config.resolved()
         c = self.config
+        # What every process gets. Workers and the REST shim never talk to Redis, so no process
+        # gets a Redis URL but the gateway and the dispatcher: each its own user's.
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+            **{k: v for k, v in c.extra_env.items() if k != "REDIS_URL"},
+            "PYTHONUNBUFFERED": "1",
+        }
         self.redis: RedisServer | None = None
         if c.redis_url is None:
             self.redis = RedisServer(
@@ -237,17 +256,15 @@ class Platform:
                 appendfsync=c.appendfsync,
                 binary=c.redis_server,
                 die_with_launcher=c.die_with_launcher,
+                key_prefix=self.env.get("FAAS_KEY_PREFIX", "faas:"),
             )
-        self.redis_url = c.redis_url or self.redis.url  # type: ignore[union-attr]
+            gateway_url = self.redis.url_for(redis_access.GATEWAY)
+            dispatcher_url = self.redis.url_for(redis_access.DISPATCHER)
+        else:  # the operator's Redis, as given
+            gateway_url = dispatcher_url = c.redis_url
         self.gateway_target = f"{c.host}:{c.gateway_port}"
         self.dispatcher_target = f"{c.host}:{c.dispatcher_port}"
         self.rest_url = f"http://{c.host}:{c.rest_port}"
-        self.env = {
-            **os.environ,
-            **c.extra_env,
-            "REDIS_URL": self.redis_url,
-            "PYTHONUNBUFFERED": "1",
-        }
         py = sys.executable
         self.dispatcher = self._service(
             "dispatcher",
@@ -267,6 +284,7 @@ class Platform:
                 str(c.heartbeat_seconds),
             ],
             grpc_serving(self.dispatcher_target),
+            redis_url=dispatcher_url,
         )
         self.gateway = self._service(
             "gateway",
@@ -280,6 +298,7 @@ class Platform:
                 self.dispatcher_target,
             ],
             grpc_serving(self.gateway_target),
+            redis_url=gateway_url,
         )
         self.rest = self._service(
             "rest",
@@ -302,6 +321,19 @@ class Platform:
         if c.supervise:
             self.supervisor = Supervisor(self.parts, c.restart_policy)
 
+    @property
+    def redis_url(self) -> str:
+        """The operator's Redis URL, or the embedded Redis's for the launcher's own user (who may
+        run every command; no process it starts gets it)."""
+        return self.config.redis_url or self.redis.url  # type: ignore[union-attr]
+
+    @property
+    def redis_address(self) -> str:
+        """Where Redis is, without a password (what the banner shows)."""
+        if self.redis is not None:
+            return self.redis.address
+        return without_password(self.config.redis_url or "")
+
     def parts(self) -> list[Supervised]:
         """Every process of the platform: Redis if embedded, the services, the workers."""
         workers = [worker for worker in self.workers if worker.process is not None]
@@ -313,13 +345,21 @@ class Platform:
         """Why supervision gave up on a part that kept dying (with its last log lines)."""
         return None if self.supervisor is None else self.supervisor.failure
 
-    def _service(self, name: str, argv: list[str], ready: Callable[[], bool]) -> ServiceProcess:
+    def _service(
+        self,
+        name: str,
+        argv: list[str],
+        ready: Callable[[], bool],
+        *,
+        redis_url: str | None = None,
+    ) -> ServiceProcess:
+        env = self.env if redis_url is None else {**self.env, "REDIS_URL": redis_url}
         log_path = None
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.config.log_dir / f"{name}.log"
         return ServiceProcess(
-            name, argv, self.env, ready, log_path, die_with_launcher=self.config.die_with_launcher
+            name, argv, env, ready, log_path, die_with_launcher=self.config.die_with_launcher
         )
 
     def new_worker(

@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from . import redis_access
 from .spawn import spawn
 from .supervisor import describe_exit
 
@@ -137,7 +138,11 @@ def claim_data_dir(data_dir: Path, version: Version, binary: str) -> None:
 
 
 class RedisServer:
-    """A redis-server process on loopback with AOF persistence in ``data_dir``."""
+    """A redis-server process on loopback with AOF persistence in ``data_dir``, which answers
+    only the users of :mod:`redis_access` (their passwords in ``data_dir/credentials.json``).
+
+    ``url`` is the launcher's own user's (every command); ``url_for`` a service's.
+    """
 
     name = "redis"
 
@@ -150,8 +155,12 @@ class RedisServer:
         appendfsync: str = "everysec",
         binary: str | None = None,
         die_with_launcher: bool = False,
+        key_prefix: str = "faas:",
     ) -> None:
         self.data_dir = data_dir
+        self.key_prefix = key_prefix
+        # Read now (or made now, and written at start) so the services' URLs are known up front.
+        self.passwords = redis_access.load_credentials(self.credentials_path)
         self.die_with_launcher = die_with_launcher
         self.host = host
         self.port = port or free_port(host)
@@ -161,8 +170,27 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """Its URL without a user or password (what may be shown)."""
         return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def url(self) -> str:
+        """The URL of the launcher's own user, who may run every command."""
+        return self.url_for(redis_access.ADMIN)
+
+    def url_for(self, user: redis_access.ServiceUser) -> str:
+        """The URL ``user`` connects with (its password in it)."""
+        return f"redis://{user.name}:{self.passwords[user.name]}@{self.host}:{self.port}/0"
+
+    @property
+    def credentials_path(self) -> Path:
+        """Where the users' passwords are kept (mode 0600)."""
+        return self.data_dir / redis_access.CREDENTIALS_FILE
+
+    @property
+    def acl_path(self) -> Path:
+        return self.data_dir / redis_access.ACL_FILE
 
     @property
     def pid(self) -> int:
@@ -180,6 +208,11 @@ class RedisServer:
         binary = find_redis_server(self.binary)
         self.version = server_version(binary)
         claim_data_dir(self.data_dir, self.version, binary)
+        redis_access.save_credentials(self.credentials_path, self.passwords)
+        # The rules go in a file, not on the command line that /proc/<pid>/cmdline shows.
+        redis_access.write_private(
+            self.acl_path, redis_access.acl_file_text(self.passwords, self.key_prefix)
+        )
         argv = [
             binary,
             "--bind",
@@ -198,6 +231,8 @@ class RedisServer:
             "yes",
             "--logfile",
             str(self.log_path.resolve()),
+            "--aclfile",
+            str(self.acl_path.resolve()),
         ]
         self.process = spawn(
             argv,
@@ -216,10 +251,19 @@ class RedisServer:
             time.sleep(0.02)  # polling a port that is coming up
 
     def _answers(self) -> bool:
+        """Whether it answers PING to the launcher's user."""
+        user = redis_access.ADMIN.name
+        auth = f"AUTH {user} {self.passwords[user]}\r\nPING\r\n".encode()
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                sock.sendall(auth)
+                reply = b""
+                while reply.count(b"\r\n") < 2:
+                    chunk = sock.recv(64)
+                    if not chunk:
+                        break
+                    reply += chunk
+                return reply == b"+OK\r\n+PONG\r\n"
         except OSError:
             return False
 
