@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 
 from services.common import grpc_server
+from services.common.hardening import make_non_dumpable
 from services.common.logs import setup_logging
 from services.common.settings import load
 
@@ -19,6 +20,7 @@ from .settings import GatewaySettings
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    make_non_dumpable()  # no same-user process (user code) reads our environment or memory
     settings = load(GatewaySettings, argv, os.environ, prog="faas-gateway", description=__doc__)
     setup_logging("gateway", settings.log_level, settings.log_json)
     try:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 
 from services.common.grpc_server import stop_event_on_signals
+from services.common.hardening import make_non_dumpable
 from services.common.logs import setup_logging, worker_id_var
 from services.common.settings import load
 
@@ -25,9 +26,15 @@ async def _main(settings: WorkerSettings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    make_non_dumpable()  # no same-user process (user code) reads our environment or memory
     settings = load(WorkerSettings, argv, os.environ, prog="faas-worker", description=__doc__)
     setup_logging("worker", settings.log_level, settings.log_json)
     worker_id_var.set(settings.worker_id)
+    user = settings.task_user
+    if user is not None:
+        logging.getLogger(__name__).info(
+            "task processes run as user %s (uid %d)", user.name, user.uid
+        )
     try:
         asyncio.run(_main(settings))
     except ModeMismatch as exc:

@@ -56,6 +56,8 @@ class Worker:
             code_path=settings.code_paths,
             queue_depth=QUEUE_DEPTH,
             on_started=self._on_started,
+            pass_env=settings.pass_env,
+            run_as=settings.task_user,
         )
         # Pull mode: never more credits unanswered than the dispatcher keeps (its welcome says).
         self._credits = Credits(

@@ -10,7 +10,13 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from services.common.function_cache import FUNCTION_CACHE_BYTES
-from services.common.pool import code_path_entries, normalized_code_path
+from services.common.pool import (
+    ALLOWED_VARIABLES,
+    RunAs,
+    code_path_entries,
+    normalized_code_path,
+    resolve_run_as,
+)
 from services.common.settings import Flag, LogLevel, Option, ServiceSettings
 
 __all__ = ["WorkerSettings"]
@@ -45,6 +51,19 @@ def _pairs(value: object) -> object:
                 raise ValueError(f"expected KEY=VALUE, got {pair.strip()!r}")
             out[key.strip()] = val.strip()
     return out
+
+
+def _names(value: object) -> object:
+    """``"A,B"`` (or a list of such strings, one per repeated flag) as a list of names."""
+    if not isinstance(value, str | list | tuple):
+        return value
+    items = [value] if isinstance(value, str) else list(value)
+    return [name.strip() for item in items for name in str(item).split(",") if name.strip()]
+
+
+def _user(user: str) -> str:
+    resolve_run_as(user)  # a user that does not exist, or a change we may not make, fails here
+    return user
 
 
 def _amounts(resources: dict[str, float]) -> dict[str, float]:
@@ -145,8 +164,33 @@ class WorkerSettings(ServiceSettings):
         ),
         Option(("--code-path",), env="FAAS_CODE_PATH", default_doc="the working directory"),
     ]
+    pass_env: Annotated[
+        list[str],
+        BeforeValidator(_names),
+        Field(
+            default_factory=list,
+            description="environment variables task processes get besides "
+            f"{', '.join(ALLOWED_VARIABLES)} and LC_*, NAME[,NAME...]; no other reaches user code",
+        ),
+        Option(("--pass-env",), env="FAAS_PASS_ENV", default_doc="none", repeatable=True),
+    ]
+    run_as: Annotated[
+        str,
+        AfterValidator(_user),
+        Field(
+            description="the user (name or uid) task processes run as, so that user code "
+            'cannot signal the worker or read what is root\'s ("": nobody when the worker '
+            "runs as root, else the worker's own user)",
+        ),
+        Option(("--run-as",), env="FAAS_RUN_AS", default_doc="nobody if root"),
+    ] = ""
     log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
     log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
+
+    @property
+    def task_user(self) -> RunAs | None:
+        """Whom task processes run as, when not the worker's own user."""
+        return resolve_run_as(self.run_as)
 
     @property
     def code_paths(self) -> tuple[str, ...]:

@@ -14,12 +14,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._imports import code_path_entries, normalized_code_path
+from ._protocol import RunAs
+from ._spawn import ALLOWED_VARIABLES, RunAsError, child_environment, resolve_run_as
 from ._types import Job, Outcome
 
 if TYPE_CHECKING:
     from ._pool import ProcessPool
 
-__all__ = ["Job", "Outcome", "ProcessPool", "code_path_entries", "normalized_code_path"]
+__all__ = [
+    "ALLOWED_VARIABLES",
+    "Job",
+    "Outcome",
+    "ProcessPool",
+    "RunAs",
+    "RunAsError",
+    "child_environment",
+    "code_path_entries",
+    "normalized_code_path",
+    "resolve_run_as",
+]
 
 
 def __getattr__(name: str) -> object:

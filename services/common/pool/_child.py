@@ -16,6 +16,7 @@ import contextlib
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -24,9 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 import dill
 
+from services.common.hardening import make_non_dumpable
+
 from . import _protocol as proto
 from ._imports import NotImportable, loads, use_code_path
-from ._isolation import OutputStreams, die_with_parent, lead_own_session, redirect_output
+from ._isolation import (
+    Folders,
+    OutputStreams,
+    become,
+    die_with_parent,
+    lead_own_session,
+    redirect_output,
+    unreadable_folders,
+)
+from ._spawn import scrub_environ
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -60,7 +72,65 @@ class _Rejected(Exception):
 
 def _not_importable(unknown: NotImportable, what: str, code_path: tuple[str, ...]) -> _Rejected:
     message = unknown.explain(what, code_path)
+    if _code_path_found is None:  # no change of user: what this process sees is what was
+        unreadable = unreadable_folders(code_path)
+    else:  # only the folders that existed before the change (no stat of others works now)
+        unreadable = [
+            folder
+            for folder in code_path
+            if folder in _code_path_found
+            and unreadable_folders([_code_path_in_use.get(folder, folder)])
+        ]
+    if unreadable:
+        user = _user_name()
+        message += (
+            f"; this worker's task processes run as user {user} (uid {os.getuid()}), who cannot "
+            f"read the code path folder(s) {os.pathsep.join(unreadable)}: make them readable "
+            "to that user (the folders above them need not be), or choose another with --run-as"
+        )
     return _Rejected(proto.NOT_IMPORTABLE, unknown.error, message, message)
+
+
+# A code path folder -> the path this child reaches it by, when not the folder itself.
+_code_path_in_use: dict[str, str] = {}
+# The code path folders that existed when this child changed user (None: it did not).
+_code_path_found: set[str] | None = None
+
+
+def _become(user: proto.RunAs, code_path: tuple[str, ...]) -> None:
+    """Become ``user``, keeping the folders of ``sys.path`` and the code path within reach:
+    ``sys.path`` and the packages imported so far then name them as ``Folders`` says."""
+    global _code_path_found
+    folders = Folders([path for path in (*code_path, *sys.path) if path])
+    _code_path_found = {folder for folder in code_path if folder in folders}
+    become(user.uid, user.gid)
+    moved = {old: new for old, new in folders.settle().items() if old != new}
+    if not moved:
+        return
+    _code_path_in_use.update(moved)
+    sys.path[:] = [_moved(path, moved) for path in sys.path]
+    for module in list(sys.modules.values()):
+        locations = getattr(module, "__path__", None)
+        if isinstance(locations, list):  # a package: its submodules are looked up there
+            locations[:] = [_moved(path, moved) for path in locations]
+
+
+def _moved(path: str, moved: dict[str, str]) -> str:
+    """``path`` with the longest moved folder it is in replaced by where that folder is now."""
+    best = ""
+    for folder in moved:
+        if len(folder) > len(best) and (path == folder or path.startswith(folder + os.sep)):
+            best = folder
+    return moved[best] + path[len(best) :] if best else path
+
+
+def _user_name() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 class _Runner:
@@ -106,12 +176,18 @@ def child_main(
     ``doorbell`` (a queue depth over 1) is rung when the parent should read ``conn``.
     """
     lead_own_session()
-    die_with_parent(config.parent_pid)
+    if config.environment is not None:
+        scrub_environ(config.environment)  # spawned: already so at exec; fork: what it can
+    if config.run_as is not None:
+        _become(config.run_as, config.code_path)
+    make_non_dumpable()  # no process of the same user reads our memory (others' tasks)
+    die_with_parent(config.parent_pid)  # after become: a change of user clears the signal
     # A descriptor of the output pipe of our own, for the markers: user code may close 1 and 2.
     marker_fd = os.dup(output.fileno()) if doorbell is not None else -1
     streams = redirect_output(output)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
-    use_code_path(config.code_path)  # after our own imports: users' modules shadow none of them
+    # After our own imports: users' modules shadow none of them.
+    use_code_path([_code_path_in_use.get(folder, folder) for folder in config.code_path])
     runner = _Runner(config)
     try:
         _send(conn, (proto.READY,))

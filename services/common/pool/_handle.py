@@ -10,12 +10,14 @@ import signal
 import socket
 from collections import OrderedDict
 from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
+from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from . import _protocol as proto
 from ._child import child_main
 from ._frames import FrameReader
 from ._output import MarkedOutputCapture, OutputCapture
+from ._spawn import ScrubbedProcess
 from ._types import Job
 
 if TYPE_CHECKING:
@@ -58,11 +60,15 @@ class ChildHandle:
         self._child_ends = tuple(child_ends)
         # Queued jobs: frames are read in bulk when the doorbell rings.
         self.frames = FrameReader(self.conn) if self.depth > 1 else None
-        self.process = context.Process(
-            target=child_main,
-            args=(child_end, output_child_end, config, doorbell_child_end),
-            name=name,
-        )
+        args = (child_end, output_child_end, config, doorbell_child_end)
+        self.process: BaseProcess
+        if isinstance(context, SpawnContext) and config.environment is not None:
+            # Exec'd with its own environment: no platform secret in /proc/<pid>/environ.
+            self.process = ScrubbedProcess(
+                target=child_main, args=args, name=name, env=config.environment
+            )
+        else:
+            self.process = context.Process(target=child_main, args=args, name=name)
         self.pid: int | None = None
         self._pidfd: int | None = None
         self._reaped = False

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 from . import _outcomes as outcomes
 from . import _protocol as proto
 from ._handle import ChildHandle, Context
+from ._spawn import child_environment
 from ._types import Job, Outcome
 
 if TYPE_CHECKING:
@@ -56,7 +57,9 @@ class ProcessPool:
     carries up to ``max_output_bytes`` of what the job wrote to stdout and stderr. Children
     import users' modules from ``code_path`` (put at the front of their ``sys.path``); a job
     whose function or arguments name a module they cannot import fails with
-    ``CODE_NOT_IMPORTABLE`` and a message naming the module. Each child
+    ``CODE_NOT_IMPORTABLE`` and a message naming the module. Children get only an allowlist of
+    this process's environment and the variables named in ``pass_env`` (``_spawn``), never its
+    secrets; given ``run_as``, they become that user before loading any payload. Each child
     leads its own process group, which is killed whole when the child is retired, and dies
     with the pool's process (Linux's parent-death signal).
 
@@ -77,6 +80,8 @@ class ProcessPool:
         code_path: Sequence[str] = (),
         queue_depth: int = 1,
         on_started: Callable[[list[str]], None] | None = None,
+        pass_env: Sequence[str] = (),
+        run_as: proto.RunAs | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
@@ -99,6 +104,9 @@ class ProcessPool:
         self._max_output_bytes = max_output_bytes
         self._code_path = tuple(code_path)
         self._depth = queue_depth
+        self._run_as = run_as
+        home = run_as.home if run_as is not None else None
+        self._environment = child_environment(os.environ, pass_env, home)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._children: list[ChildHandle] = []
@@ -366,6 +374,8 @@ class ProcessPool:
             code_path=self._code_path,
             queue_depth=self._depth,
             output_marker=os.urandom(16) if self._depth > 1 else b"",
+            environment=self._environment,
+            run_as=self._run_as,
         )
         name = f"faas-pool-{self._launched}"
         child = ChildHandle(self._context, name, config, self._max_output_bytes)

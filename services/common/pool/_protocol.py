@@ -79,6 +79,16 @@ class ProtocolError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class RunAs:
+    """The unprivileged user a child of a root worker becomes before it loads any payload."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChildConfig:
     """What a child is told at start: its result limit, who its parent must be, its code path.
 
@@ -88,6 +98,9 @@ class ChildConfig:
     so functions pickled by reference to users' modules import from there.
     ``queue_depth`` is how many jobs the parent may give the child before it reports one;
     over 1, the child brackets each job's output with ``output_marker`` and rings a doorbell.
+    ``environment`` is the child's whole environment (spawned children are exec'd with it; fork
+    and forkserver ones make ``os.environ`` match it). ``run_as``, when given, is the user the
+    child becomes, after its pipes are set up and before it loads anything of the user's.
     """
 
     max_result_bytes: int
@@ -95,6 +108,8 @@ class ChildConfig:
     code_path: tuple[str, ...] = ()
     queue_depth: int = 1
     output_marker: bytes = b""
+    environment: dict[str, str] | None = None
+    run_as: RunAs | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.common.grpc_server import PortInUse, check_port_free
+from services.common.hardening import make_non_dumpable
 from services.common.logs import setup_logging
 from services.common.settings import load
 from services.gateway.rest._client import GatewayClient
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags and the environment, then serve the REST app until stopped."""
+    make_non_dumpable()  # no same-user process (user code) reads our environment or memory
     settings = load(
         RestSettings,
         argv,
