@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
+from services.common.enrollment import EnrollmentError, Role, TokenFile, bearer_token
 from services.common.function_cache import FunctionCache
 from services.common.streams import drain
 from services.common.timeutil import to_duration
@@ -68,6 +69,57 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
+        path = dispatcher.settings.tokens_file
+        self._tokens = TokenFile(path) if path is not None else None
+        # Live streams by credential id, closed when their credential is revoked.
+        self._by_credential: dict[str, asyncio.Queue[Any]] = {}
+        self._revocations: asyncio.Task[None] | None = None
+        if self._tokens is None:
+            log.warning(
+                "no --tokens-file: any process that reaches this port may act as a worker or a "
+                "gateway (see the README's Security section)"
+            )
+
+    async def _admit(self, context: Context, role: Role) -> str | None:
+        """The credential id the caller's token proves (None when the dispatcher runs open);
+        aborts UNAUTHENTICATED without a valid token for ``role``."""
+        if self._tokens is None:
+            return None
+        token = bearer_token(context.invocation_metadata())
+        try:
+            credential = self._tokens.verify(token, role)
+        except (OSError, EnrollmentError) as exc:
+            log.error("cannot read the tokens file: %s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the dispatcher cannot check tokens")
+        if credential is None:
+            log.warning(
+                "refused a %s connection from %s: %s",
+                role,
+                context.peer(),
+                ("no token" if token is None else "token not enrolled, revoked or of another role"),
+            )
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"this dispatcher admits enrolled {role}s only: connect with the token "
+                f"`faas tokens issue ID --role {role}` printed (authorization: Bearer)",
+            )
+        if self._revocations is None:
+            self._revocations = asyncio.create_task(self._close_revoked())
+        return credential.id
+
+    async def _close_revoked(self) -> None:
+        """Every second: streams whose credential left the tokens file end."""
+        assert self._tokens is not None
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                enrolled = {c.id for c in self._tokens.credentials()}
+            except (OSError, EnrollmentError) as exc:
+                log.error("cannot read the tokens file: %s", exc)
+                continue
+            for credential_id in [c for c in self._by_credential if c not in enrolled]:
+                log.warning("credential %s was revoked; closing its stream", credential_id)
+                self._by_credential.pop(credential_id).put_nowait(None)
 
     async def Connect(
         self,
@@ -82,6 +134,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "dispatcher runs in local mode and takes no workers; start it with -m push or pull",
             )
+        credential_id = await self._admit(context, "worker")
         settings = dispatcher.settings
         try:
             first = await asyncio.wait_for(
@@ -99,6 +152,13 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             )
             return
         hello = first.hello
+        if credential_id is not None:  # the worker is who its credential says
+            if hello.worker_id and hello.worker_id != credential_id:
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"this token is worker {credential_id}'s; the hello says {hello.worker_id}",
+                )
+            hello.worker_id = credential_id
         if not hello.worker_id or not 1 <= hello.capacity <= settings.max_worker_capacity:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -124,6 +184,8 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             function_cache=FunctionCache(hello.function_cache_bytes, keep_bodies=False),
         )
         stream = session.link = WorkerStream(outbox, session.function_cache)
+        if credential_id is not None:
+            self._by_credential[credential_id] = outbox
         kept = dispatcher.attach(session, list(hello.running_attempt_ids))
         log.info(
             "worker %s connected from %s pid %d with %d process(es), Python %s%s%s",
@@ -151,6 +213,8 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+            if credential_id is not None and self._by_credential.get(credential_id) is outbox:
+                del self._by_credential[credential_id]
             reason = "its stream ended" if not session.draining else "it drained"
             await dispatcher.lose(session, reason)
             log.info("worker %s disconnected", session.worker_id)
@@ -189,7 +253,10 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         dispatcher = self._dispatcher
         if dispatcher.stopping:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "dispatcher is shutting down")
+        credential_id = await self._admit(context, "gateway")
         outbox: GatewayOutbox = asyncio.Queue()
+        if credential_id is not None:
+            self._by_credential[credential_id] = outbox
         heartbeat = dispatcher_pb2.LinkResponse(heartbeat=dispatcher_pb2.Heartbeat())
         reader = asyncio.create_task(self._read_gateway(request_iterator, outbox))
         dispatcher.add_gateway(outbox)
@@ -202,6 +269,8 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
                 yield message
         finally:
             dispatcher.remove_gateway(outbox)
+            if credential_id is not None and self._by_credential.get(credential_id) is outbox:
+                del self._by_credential[credential_id]
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field
@@ -89,6 +90,14 @@ class DispatcherSettings(ServiceSettings):
         int,
         Field(ge=1, description="the most processes or work-request slots one worker may claim"),
     ] = 256
+    tokens_file: Annotated[
+        Path | None,
+        Field(
+            description="the enrolled workers and gateways (`faas tokens issue`): each must "
+            "connect with its token; unset: anyone who reaches the port may (a warning at start)"
+        ),
+        Option(("--tokens-file",), env="FAAS_TOKENS_FILE"),
+    ] = None
     hello_timeout_seconds: Annotated[
         float, Field(gt=0, description="a worker stream whose hello does not come is closed then")
     ] = 10.0

@@ -29,8 +29,12 @@ _TERMINAL = frozenset({common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_
 class DispatcherLink:
     """Keeps one Link stream open (reconnecting with backoff) and batches outgoing tasks."""
 
-    def __init__(self, channel: grpc.aio.Channel, waiters: TaskWaiters) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, waiters: TaskWaiters, token: str | None = None
+    ) -> None:
         self._stub = dispatcher_pb2_grpc.DispatcherServiceStub(channel)
+        # The gateway's enrolled token, for a dispatcher that admits enrolled gateways only.
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._waiters = waiters
         self._outbox: asyncio.Queue[dispatcher_pb2.LinkRequest] = asyncio.Queue()
         self._pending: list[dispatcher_pb2.TaskSpec] = []
@@ -90,7 +94,7 @@ class DispatcherLink:
         backoff = 0.1
         while not self._closing:
             self._outbox = asyncio.Queue()
-            call = self._stub.Link(self._requests())
+            call = self._stub.Link(self._requests(), metadata=self._metadata)
             try:
                 async for response in call:
                     if not self._connected.is_set():

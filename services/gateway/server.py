@@ -32,7 +32,7 @@ async def serve(settings: GatewaySettings) -> None:
         settings.dispatcher_target, options=grpc_server.CHANNEL_OPTIONS
     )
     waiters = TaskWaiters()
-    link = DispatcherLink(channel, waiters)
+    link = DispatcherLink(channel, waiters, settings.dispatcher_token)
     checker = PayloadChecker(
         settings.max_payload_bytes,
         processes=settings.payload_check_processes,

@@ -24,6 +24,14 @@ class GatewaySettings(ServiceSettings):
         Field(min_length=1, description="the dispatcher's gRPC target, host:port"),
         Option(("--dispatcher",), env="FAAS_DISPATCHER_TARGET"),
     ] = "127.0.0.1:50052"
+    dispatcher_token: Annotated[
+        str | None,
+        Field(
+            description="this gateway's token (`faas tokens issue NAME --role gateway`), for a "
+            "dispatcher with a tokens file"
+        ),
+        Option(("--dispatcher-token",), env="FAAS_DISPATCHER_TOKEN"),
+    ] = None
     redis_url: Annotated[
         str,
         Field(min_length=1, description="the Redis that holds task state"),

@@ -35,6 +35,7 @@ class FakeWorker:
         capacity: int = 1,
         running: Sequence[str] = (),
         hello: bool = True,
+        token: str | None = None,
     ) -> None:
         self.channel = grpc.insecure_channel(target)
         stub = dispatcher_pb2_grpc.DispatcherServiceStub(self.channel)
@@ -52,7 +53,8 @@ class FakeWorker:
                 )
             )
         self.responses: queue.Queue[ConnectResponse | grpc.RpcError | None] = queue.Queue()
-        self.call = stub.Connect(iter(self._requests.get, None))
+        metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self.call = stub.Connect(iter(self._requests.get, None), metadata=metadata)
         self._closed = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -170,6 +170,27 @@ def build_parser(default_target: str = DEFAULT_TARGET) -> argparse.ArgumentParse
         help="what the gateway recorded about a function (by value or by reference, ...)",
     )
     function.add_argument("function_id", metavar="FUNCTION_ID")
+
+    tokens = commands.add_parser(
+        "tokens",
+        parents=[common],
+        help="enroll workers and gateways: issue, list, revoke tokens (dispatcher --tokens-file)",
+        description="Changes the tokens file the dispatcher admits workers and gateways by "
+        "(it re-reads the file, so a revoked token stops working within a second).",
+    )
+    tokens.add_argument(
+        "--tokens-file",
+        default=os.environ.get("FAAS_TOKENS_FILE", ".faas-data/tokens"),
+        metavar="PATH",
+        help="the tokens file (default $FAAS_TOKENS_FILE, else .faas-data/tokens)",
+    )
+    actions = tokens.add_subparsers(dest="action", metavar="ACTION", required=True)
+    issue = actions.add_parser("issue", help="enroll ID and print its token (once)")
+    issue.add_argument("id", metavar="ID", help="the worker id (or a gateway's name)")
+    issue.add_argument("--role", choices=("worker", "gateway"), default="worker")
+    actions.add_parser("list", help="the enrolled ids, roles and when they were issued")
+    revoke = actions.add_parser("revoke", help="remove ID: its token stops working")
+    revoke.add_argument("id", metavar="ID")
     return parser
 
 

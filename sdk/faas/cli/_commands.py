@@ -17,7 +17,7 @@ from .._models import FunctionInfo, TaskInfo
 from ..client import FaaSClient
 from ..errors import FaaSError, FaaSTimeout
 from . import _inputs, _output
-from ._exit import FAILED, OK, TIMEOUT
+from ._exit import FAILED, NOT_FOUND, OK, TIMEOUT, USAGE
 from ._progress import Progress
 
 __all__ = ["COMMANDS", "Session"]
@@ -68,6 +68,45 @@ def up(args: argparse.Namespace, session: Session) -> int:
             f"`faas up` needs the server extra (pip install 'mpcsfaas[server]'): {exc}"
         ) from None
     launcher.main(list(args.launcher_args))
+    return OK
+
+
+def tokens(args: argparse.Namespace, session: Session) -> int:
+    """Issues, lists and revokes the tokens of workers and gateways (a tokens file, no gateway)."""
+    try:
+        enrollment = importlib.import_module("services.common.enrollment")
+    except ImportError as exc:
+        raise FaaSError(
+            f"`faas tokens` needs the server extra (pip install 'mpcsfaas[server]'): {exc}"
+        ) from None
+    store = enrollment.TokenFile(args.tokens_file)
+    try:
+        if args.action == "issue":
+            token = store.issue(args.id, args.role)
+            if session.json:
+                session.document({"id": args.id, "role": args.role, "token": token})
+            else:
+                session.out(token)
+                session.note(
+                    f"{args.role} {args.id} enrolled in {args.tokens_file}; the token is "
+                    "shown once, only its hash is kept"
+                )
+        elif args.action == "revoke":
+            if not store.revoke(args.id):
+                session.note(f"{args.id} is not enrolled in {args.tokens_file}")
+                return NOT_FOUND
+            session.note(f"{args.id} revoked: its streams close within a second")
+        else:
+            rows = [{"id": c.id, "role": c.role, "created": c.created} for c in store.credentials()]
+            if session.json:
+                session.document(rows)
+            else:
+                for row in rows:
+                    created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created"]))
+                    session.out(f"{row['id']}\t{row['role']}\t{created}")
+    except enrollment.EnrollmentError as exc:
+        session.note(str(exc))
+        return USAGE
     return OK
 
 
@@ -340,4 +379,5 @@ COMMANDS = {
     "watch": watch,
     "workers": workers,
     "function": function,
+    "tokens": tokens,
 }
