@@ -208,6 +208,7 @@ class RedisServer:
         binary = find_redis_server(self.binary)
         self.version = server_version(binary)
         claim_data_dir(self.data_dir, self.version, binary)
+        self.data_dir.chmod(0o700)  # its files hold every function, argument and result
         redis_access.save_credentials(self.credentials_path, self.passwords)
         # The rules go in a file, not on the command line that /proc/<pid>/cmdline shows.
         redis_access.write_private(

@@ -233,6 +233,7 @@ def test_the_passwords_are_private_and_kept_across_restarts(
     assert credentials.parent == data / "redis"
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
     assert stat.S_IMODE(acl.stat().st_mode) == 0o600
+    assert stat.S_IMODE(credentials.parent.stat().st_mode) == 0o700  # the AOF too is private
     passwords = dict(platform.redis.passwords)
     assert set(passwords) == {"faas-admin", "faas-gateway", "faas-dispatcher"}
     # Neither the aclfile Redis reads nor its command line holds a password.
