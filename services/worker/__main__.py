@@ -35,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.getLogger(__name__).info(
             "task processes run as user %s (uid %d)", user.name, user.uid
         )
+    elif os.geteuid() == 0:
+        logging.getLogger(__name__).warning(
+            "task processes run as root (--run-as %s): user code can signal this worker and "
+            "read every file",
+            settings.run_as,
+        )
     try:
         asyncio.run(_main(settings))
     except ModeMismatch as exc:

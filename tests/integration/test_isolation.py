@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from faas.v1 import common_pb2
 
 from tests.integration import secret_hunter
 from tests.integration.conftest import PlatformFactory
-from tests.support import RestClient
+from tests.integration.test_worker_processes import _gone
+from tests.support import GrpcClient, RestClient, wait_until
 
 SECRET = "s3cr3t-marker-for-the-isolation-test"
 
@@ -60,3 +66,65 @@ def test_a_task_on_a_root_worker_runs_as_another_user_and_finds_nothing(
     _assert_no_secret(repr(found), redis_url)
     assert found["uid"] != 0
     assert found["kills"] == {agent: "PermissionError"}
+
+
+def sleep_long() -> str:
+    import time
+
+    time.sleep(120)
+    return "slept"
+
+
+def _task_processes(agent: int) -> list[int]:
+    """The agent's children that are not root's: its pool processes, once they changed user."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            uid = entry.stat().st_uid
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == agent and uid != 0:
+            out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.fault
+@pytest.mark.skipif(os.geteuid() != 0, reason="another uid for user code needs a root worker")
+def test_a_task_process_that_became_another_user_still_dies_with_its_agent(
+    make_platform: PlatformFactory, tmp_path: Path
+) -> None:
+    # A change of user clears the parent-death signal: the pool process arms it after. Its task
+    # sleeps, so nothing but that signal ends it when the agent dies.
+    platform = make_platform(mode="push", workers=0)
+    client = GrpcClient(platform)
+    worker_id = f"isolated-agent-{os.getpid()}"
+    argv = [sys.executable, "-m", "services.worker", "1", platform.dispatcher_target]
+    with (tmp_path / "agent.log").open("wb") as log:
+        agent = subprocess.Popen(
+            [*argv, "--worker-id", worker_id],
+            env=platform.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    pool: list[int] = []
+    try:
+        wait_until(lambda: worker_id in client.workers(), 60, "the agent to connect")
+        (task_id,) = client.submit(client.register(sleep_long), [()])
+        running = common_pb2.TASK_STATUS_RUNNING
+        wait_until(lambda: client.state(task_id).status == running, 60, "the task to start")
+        pool = _task_processes(agent.pid)
+        assert len(pool) == 1  # one process, nobody's, the task sleeping in it
+        agent.kill()
+        agent.wait(10)
+        wait_until(lambda: _gone(pool[0]), 20, f"pool process {pool[0]} to die")
+    finally:
+        agent.kill()
+        agent.wait(10)
+        client.channel.close()
+        for pid in pool:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

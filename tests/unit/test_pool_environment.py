@@ -178,7 +178,7 @@ def test_a_code_path_is_used_by_the_task_user_where_it_may_read_it(
 
 
 def test_run_as_names_a_user_that_exists() -> None:
-    with pytest.raises(RunAsError, match="no-such-user-here: no such user"):
+    with pytest.raises(RunAsError, match="no user 'no-such-user-here' on this host"):
         resolve_run_as("no-such-user-here")
     if os.geteuid() == 0:
         assert resolve_run_as("root") is None  # root keeps its tasks only when told so
@@ -201,3 +201,12 @@ def test_the_platform_processes_are_not_dumpable() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False"]
+
+
+def test_a_worker_told_to_run_tasks_as_a_user_that_does_not_exist_does_not_start() -> None:
+    argv = [sys.executable, "-m", "services.worker", "--run-as", "no-such-user-here"]
+    out = subprocess.run(
+        [*argv, "1", "127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "--run-as 'no-such-user-here': no user 'no-such-user-here' on this host" in out.stderr

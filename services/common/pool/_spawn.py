@@ -158,11 +158,9 @@ def resolve_run_as(user: str) -> RunAs | None:
     try:
         entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
     except KeyError:
-        raise RunAsError(f"--run-as {user}: no such user on this host") from None
+        raise RunAsError(f"no user {user!r} on this host") from None
     if entry.pw_uid == euid:
         return None
     if euid != 0:
-        raise RunAsError(
-            f"--run-as {user}: only a worker running as root can run tasks as another user"
-        )
+        raise RunAsError(f"only a worker running as root can run tasks as {user!r}")
     return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
