@@ -31,6 +31,7 @@ __all__ = [
     "Flag",
     "ListenAddress",
     "LogLevel",
+    "Names",
     "Option",
     "Port",
     "ServiceSettings",
@@ -123,6 +124,17 @@ Port = Annotated[int, AfterValidator(_check_port)]
 
 ListenAddress = Annotated[str, AfterValidator(_check_address)]
 """``host:port`` to listen on."""
+
+
+def _to_names(value: object) -> object:
+    if not isinstance(value, str | list | tuple):
+        return value
+    items = [value] if isinstance(value, str) else list(value)
+    return [name.strip() for item in items for name in str(item).split(",") if name.strip()]
+
+
+Names = Annotated[list[str], BeforeValidator(_to_names)]
+"""Names, from ``"A,B"`` or a list of such strings (one per repeated flag)."""
 
 LogLevel = Annotated[
     Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"], BeforeValidator(_to_level)

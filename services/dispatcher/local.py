@@ -38,6 +38,8 @@ class LocalWorker:
             max_result_bytes=dispatcher.settings.max_result_bytes,
             max_output_bytes=dispatcher.settings.max_output_bytes,
             code_path=dispatcher.settings.code_paths,
+            pass_env=dispatcher.settings.pass_env,
+            run_as=dispatcher.settings.task_user,
             queue_depth=QUEUE_DEPTH,
             on_started=self._on_started,
         )

@@ -8,8 +8,22 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field
 
-from services.common.pool import code_path_entries, normalized_code_path
-from services.common.settings import Flag, ListenAddress, LogLevel, Option, ServiceSettings
+from services.common.pool import (
+    ALLOWED_VARIABLES,
+    RunAs,
+    checked_run_as,
+    code_path_entries,
+    normalized_code_path,
+    resolve_run_as,
+)
+from services.common.settings import (
+    Flag,
+    ListenAddress,
+    LogLevel,
+    Names,
+    Option,
+    ServiceSettings,
+)
 
 __all__ = ["MODES", "DispatcherSettings", "Mode"]
 
@@ -134,11 +148,34 @@ class DispatcherSettings(ServiceSettings):
         ),
         Option(("--code-path",), env="FAAS_CODE_PATH", default_doc="the working directory"),
     ]
+    pass_env: Annotated[
+        Names,
+        Field(
+            default_factory=list,
+            description="local mode: environment variables its processes get besides "
+            f"{', '.join(ALLOWED_VARIABLES)} and LC_*, NAME[,NAME...]",
+        ),
+        Option(("--pass-env",), env="FAAS_PASS_ENV", default_doc="none", repeatable=True),
+    ]
+    run_as: Annotated[
+        str,
+        AfterValidator(checked_run_as),
+        Field(
+            description="local mode: the user (name or uid) its processes run as "
+            '("": nobody when the dispatcher runs as root, else its own user)',
+        ),
+        Option(("--run-as",), env="FAAS_RUN_AS", default_doc="nobody if root"),
+    ] = ""
     shutdown_grace_seconds: Annotated[
         float, Field(ge=0, description="on SIGTERM, how long work in progress may finish")
     ] = 5.0
     log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
     log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
+
+    @property
+    def task_user(self) -> RunAs | None:
+        """Whom local mode's processes run as, when not the dispatcher's own user."""
+        return resolve_run_as(self.run_as)
 
     @property
     def code_paths(self) -> tuple[str, ...]:

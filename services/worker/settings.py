@@ -13,11 +13,12 @@ from services.common.function_cache import FUNCTION_CACHE_BYTES
 from services.common.pool import (
     ALLOWED_VARIABLES,
     RunAs,
+    checked_run_as,
     code_path_entries,
     normalized_code_path,
     resolve_run_as,
 )
-from services.common.settings import Flag, LogLevel, Option, ServiceSettings
+from services.common.settings import Flag, LogLevel, Names, Option, ServiceSettings
 
 __all__ = ["WorkerSettings"]
 
@@ -51,19 +52,6 @@ def _pairs(value: object) -> object:
                 raise ValueError(f"expected KEY=VALUE, got {pair.strip()!r}")
             out[key.strip()] = val.strip()
     return out
-
-
-def _names(value: object) -> object:
-    """``"A,B"`` (or a list of such strings, one per repeated flag) as a list of names."""
-    if not isinstance(value, str | list | tuple):
-        return value
-    items = [value] if isinstance(value, str) else list(value)
-    return [name.strip() for item in items for name in str(item).split(",") if name.strip()]
-
-
-def _user(user: str) -> str:
-    resolve_run_as(user)  # a user that does not exist, or a change we may not make, fails here
-    return user
 
 
 def _amounts(resources: dict[str, float]) -> dict[str, float]:
@@ -165,8 +153,7 @@ class WorkerSettings(ServiceSettings):
         Option(("--code-path",), env="FAAS_CODE_PATH", default_doc="the working directory"),
     ]
     pass_env: Annotated[
-        list[str],
-        BeforeValidator(_names),
+        Names,
         Field(
             default_factory=list,
             description="environment variables task processes get besides "
@@ -176,7 +163,7 @@ class WorkerSettings(ServiceSettings):
     ]
     run_as: Annotated[
         str,
-        AfterValidator(_user),
+        AfterValidator(checked_run_as),
         Field(
             description="the user (name or uid) task processes run as, so that user code "
             'cannot signal the worker or read what is root\'s ("": nobody when the worker '

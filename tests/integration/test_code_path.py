@@ -46,6 +46,7 @@ def mylib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The user's own module, in a folder that the workers (working directory: the repo) do not
     have on their path; imported here only, so plain dill pickles its functions by reference."""
     folder = tmp_path_factory.mktemp("app")
+    folder.chmod(0o755)  # pytest's folders are 0700: readable by the tasks' user (nobody if root)
     name = f"faas_it_mylib_{uuid.uuid4().hex[:8]}"
     (folder / f"{name}.py").write_text(LIB_SOURCE)
     sys.path.insert(0, str(folder))

@@ -59,10 +59,12 @@ def test_a_task_gets_a_scrubbed_environment(make_platform: PlatformFactory, mode
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="another uid for user code needs a root worker")
+@pytest.mark.parametrize("mode", ["push", "local"])
 def test_a_task_on_a_root_worker_runs_as_another_user_and_finds_nothing(
-    make_platform: PlatformFactory,
+    make_platform: PlatformFactory, mode: str
 ) -> None:
-    found, agent, redis_url = _hunt(make_platform, "push")
+    """In local mode the pool's parent is the dispatcher, which holds Redis's password."""
+    found, agent, redis_url = _hunt(make_platform, mode)
     _assert_no_secret(repr(found), redis_url)
     assert found["uid"] != 0
     assert found["kills"] == {agent: "PermissionError"}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -64,9 +66,11 @@ def test_killed_agent_takes_its_pool_processes_with_it(
         stderr=log,
     )
     pool_pid: int | None = None
+    shared = Path(tempfile.mkdtemp(prefix="faas-pool-pid-"))
     try:
         wait_until(lambda: worker_id in client.workers(), 60, "the agent to connect")
-        pid_file = tmp_path / "pool-process"
+        shared.chmod(0o1777)  # the task may run as another user (nobody, when root)
+        pid_file = shared / "pool-process"
         client.submit(client.register(record_pid_then_sleep), [(str(pid_file),)])
         wait_until(pid_file.exists, 60, "the task to start")
         pool_pid = int(pid_file.read_text())
@@ -80,6 +84,7 @@ def test_killed_agent_takes_its_pool_processes_with_it(
         agent.kill()
         agent.wait(10)
         log.close()
+        shutil.rmtree(shared, ignore_errors=True)
         client.channel.close()
         if pool_pid is not None:
             with contextlib.suppress(ProcessLookupError):

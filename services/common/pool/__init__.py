@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 
 from ._imports import code_path_entries, normalized_code_path
 from ._protocol import RunAs
-from ._spawn import ALLOWED_VARIABLES, RunAsError, child_environment, resolve_run_as
+from ._spawn import (
+    ALLOWED_VARIABLES,
+    RunAsError,
+    checked_run_as,
+    child_environment,
+    resolve_run_as,
+)
 from ._types import Job, Outcome
 
 if TYPE_CHECKING:
@@ -28,6 +34,7 @@ __all__ = [
     "ProcessPool",
     "RunAs",
     "RunAsError",
+    "checked_run_as",
     "child_environment",
     "code_path_entries",
     "normalized_code_path",

@@ -142,6 +142,12 @@ class RunAsError(ValueError):
     """``--run-as`` names no user, or a change of user this process may not make."""
 
 
+def checked_run_as(user: str) -> str:
+    """``user`` unchanged when :func:`resolve_run_as` accepts it (a settings validator)."""
+    resolve_run_as(user)  # a user that does not exist, or a change we may not make, fails here
+    return user
+
+
 def resolve_run_as(user: str) -> RunAs | None:
     """The user pool children become: ``user`` (a name or a uid); ``""``: ``nobody`` when this
     process runs as root, else none. ``None`` when the children stay who this process is.
