@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import dill
 import grpc
 import pytest
 from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
@@ -231,6 +232,17 @@ def _checked(
     return outcome
 
 
+def _assert_serves_on(platform: Platform, function_id: str) -> None:
+    """After the fuzz, a plain task of the known function still runs to its result."""
+    client = GrpcClient(platform)
+    try:
+        (state,) = client.wait_all(client.submit(function_id, [(41,)]))
+        assert state.status == common_pb2.TASK_STATUS_COMPLETED, state
+        assert dill.loads(state.result) == 42
+    finally:
+        client.channel.close()
+
+
 # --- one property per method ---------------------------------------------------------------
 
 
@@ -273,6 +285,7 @@ def test_register_function(
 
 
 def test_execute_function(
+    shared_platform: Platform,
     stub: gateway_pb2_grpc.GatewayServiceStub,
     caller: Credentials,
     stored: StoredRecords,
@@ -312,9 +325,11 @@ def test_execute_function(
 
     fuzz()
     assert {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT} <= seen, seen
+    _assert_serves_on(shared_platform, known["function_id"][0])
 
 
 def test_execute_batch(
+    shared_platform: Platform,
     stub: gateway_pb2_grpc.GatewayServiceStub,
     caller: Credentials,
     stored: StoredRecords,
@@ -354,6 +369,7 @@ def test_execute_batch(
 
     fuzz()
     assert {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT} <= seen, seen
+    _assert_serves_on(shared_platform, known["function_id"][0])
 
 
 @pytest.mark.parametrize("method", ["GetStatus", "GetFunction"])
