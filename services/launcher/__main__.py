@@ -82,8 +82,20 @@ def _banner(platform: Platform) -> None:
         f"  dispatcher  {platform.dispatcher_target}  ({config.mode} mode, {workers})\n"
         f"  redis       {platform.redis_address}  ({redis_note})\n"
         f"  code path   {code_path}  (workers import your modules from here: FAAS_CODE_PATH)\n"
-        f"Add a worker: {_python()} -m services.worker N {platform.dispatcher_target}\n"
+        f"{_add_a_worker(platform)}\n"
         "Ctrl-C stops everything."
+    )
+
+
+def _add_a_worker(platform: Platform) -> str:
+    """How to add a worker by hand: enrolled first when the dispatcher admits enrolled ones."""
+    worker = f"{_python()} -m services.worker N {platform.dispatcher_target}"
+    if platform.tokens is None:
+        return f"Add a worker: {worker}"
+    return (
+        f"Enroll a worker: {_python()} -m faas tokens --tokens-file {platform.tokens.path} "
+        "issue ID  (prints its token)\n"
+        f"Add a worker: FAAS_WORKER_TOKEN=TOKEN {worker}"
     )
 
 

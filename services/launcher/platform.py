@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import grpc
 from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.enrollment import TokenFile
 from services.common.grpc_server import PortInUse, check_port_free
 
 from . import redis_access
@@ -53,6 +55,9 @@ class PlatformConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     heartbeat_seconds: float = 1.0
     supervise: bool = False  # restart what dies (make run); off: a killed part stays down
+    # The dispatcher admits only the gateway and workers the launcher enrolled (a tokens file in
+    # DATA_DIR, see services/common/enrollment.py); off: anyone reaching its port may connect.
+    enroll: bool = True
     die_with_launcher: bool = False  # every process is SIGKILLed when this one dies (make run)
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
@@ -262,6 +267,13 @@ class Platform:
             dispatcher_url = self.redis.url_for(redis_access.DISPATCHER)
         else:  # the operator's Redis, as given
             gateway_url = dispatcher_url = c.redis_url
+        self.tokens: TokenFile | None = None
+        dispatcher_env: dict[str, str] = {}
+        gateway_env: dict[str, str] = {}
+        if c.enroll and "FAAS_TOKENS_FILE" not in self.env:
+            # Written by start(), once the ports are known free and Redis accepted the folder.
+            self.tokens = TokenFile(c.data_dir / "tokens")
+            dispatcher_env["FAAS_TOKENS_FILE"] = str(self.tokens.path.absolute())
         self.gateway_target = f"{c.host}:{c.gateway_port}"
         self.dispatcher_target = f"{c.host}:{c.dispatcher_port}"
         self.rest_url = f"http://{c.host}:{c.rest_port}"
@@ -285,6 +297,7 @@ class Platform:
             ],
             grpc_serving(self.dispatcher_target),
             redis_url=dispatcher_url,
+            env=dispatcher_env,
         )
         self.gateway = self._service(
             "gateway",
@@ -299,6 +312,7 @@ class Platform:
             ],
             grpc_serving(self.gateway_target),
             redis_url=gateway_url,
+            env=gateway_env,
         )
         self.rest = self._service(
             "rest",
@@ -352,8 +366,11 @@ class Platform:
         ready: Callable[[], bool],
         *,
         redis_url: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> ServiceProcess:
-        env = self.env if redis_url is None else {**self.env, "REDIS_URL": redis_url}
+        env = {**self.env, **(env or {})}
+        if redis_url is not None:
+            env["REDIS_URL"] = redis_url
         log_path = None
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
@@ -361,6 +378,15 @@ class Platform:
         return ServiceProcess(
             name, argv, env, ready, log_path, die_with_launcher=self.config.die_with_launcher
         )
+
+    def _forget_old_workers(self) -> None:
+        """Revokes the workers earlier launchers enrolled in this data folder (their ids end in
+        their launcher's pid); workers an operator enrolled under other ids stay."""
+        assert self.tokens is not None
+        for credential in self.tokens.credentials():
+            launched = re.fullmatch(r"worker-\d+-(\d+)", credential.id)
+            if launched and int(launched.group(1)) != os.getpid():
+                self.tokens.revoke(credential.id)
 
     def new_worker(
         self, processes: int | None = None, *, mode: str | None = None
@@ -379,7 +405,12 @@ class Platform:
         ]
         if mode:
             argv += ["--mode", mode]
-        worker = self._service(worker_id, argv, worker_connected(self.dispatcher_target, worker_id))
+        env = {}
+        if self.tokens is not None:
+            env["FAAS_WORKER_TOKEN"] = self.tokens.issue(worker_id, "worker")
+        worker = self._service(
+            worker_id, argv, worker_connected(self.dispatcher_target, worker_id), env=env
+        )
         self.workers.append(worker)
         return worker
 
@@ -399,6 +430,10 @@ class Platform:
         try:
             if self.redis is not None:
                 self.redis.start()
+            if self.tokens is not None:
+                self._forget_old_workers()
+                token = self.tokens.issue("gateway", "gateway")
+                self.gateway.env["FAAS_DISPATCHER_TOKEN"] = token
             self.dispatcher.start()
             self.gateway.start()
             self.rest.start()

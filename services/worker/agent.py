@@ -158,7 +158,9 @@ class Worker:
             function_cache_bytes=self.settings.function_cache_bytes,
         )
         outbox.put_nowait(dispatcher_pb2.ConnectRequest(hello=hello))
-        call = stub.Connect(_requests(outbox))
+        token = self.settings.token
+        metadata = (("authorization", f"Bearer {token}"),) if token else None
+        call = stub.Connect(_requests(outbox), metadata=metadata)
         try:
             first = await asyncio.wait_for(call.read(), timeout=10)
             if not isinstance(first, dispatcher_pb2.ConnectResponse) or not first.HasField(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from services.common.enrollment import parse_token
 from services.common.function_cache import FUNCTION_CACHE_BYTES
 from services.common.pool import (
     ALLOWED_VARIABLES,
@@ -104,8 +105,16 @@ class WorkerSettings(ServiceSettings):
     worker_id: Annotated[
         str,
         Field(min_length=1, default_factory=_default_id, description="this worker's id"),
-        Option(default_doc="host-pid-random"),
+        Option(default_doc="the token's id, else host-pid-random"),
     ]
+    token: Annotated[
+        str | None,
+        Field(
+            description="this worker's enrolled token (`faas tokens issue ID`), for a dispatcher "
+            "with a tokens file; the worker is then the id it names"
+        ),
+        Option(("--token",), env="FAAS_WORKER_TOKEN"),
+    ] = None
     labels: Annotated[
         dict[str, str],
         BeforeValidator(_pairs),
@@ -173,6 +182,14 @@ class WorkerSettings(ServiceSettings):
     ] = ""
     log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
     log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
+
+    @model_validator(mode="after")
+    def _id_from_token(self) -> Self:
+        """Without a --worker-id of its own, an enrolled worker is the id its token names."""
+        parsed = parse_token(self.token) if self.token else None
+        if parsed is not None and "worker_id" not in self.model_fields_set:
+            object.__setattr__(self, "worker_id", parsed[0])  # the model is frozen
+        return self
 
     @property
     def task_user(self) -> RunAs | None:

@@ -35,6 +35,9 @@ def make_platform(tmp_path: Path) -> Iterator[PlatformFactory]:
             "rest_port": 0,
             "data_dir": tmp_path / f"data{index}",
             "log_dir": tmp_path / f"logs{index}",
+            # Open, so tests may connect fake and hand-started workers; enrollment (the
+            # launcher's default) is tested on its own and by the shared platforms.
+            "enroll": False,
         }
         settings.update(overrides)
         platform = Platform(PlatformConfig(**settings))  # type: ignore[arg-type]

@@ -356,15 +356,25 @@ def test_faas_up_runs_the_platform_until_interrupted(tmp_path: Path) -> None:
         workers = faas("workers", "--json", target=target)
         assert workers.returncode == 0, workers.stderr
         assert json_out(workers)["mode"] == "push"
-        # The banner's "Add a worker" command runs as printed (here, from the same directory).
-        while not (line := up.stdout.readline()).startswith("Add a worker: "):
-            assert line, "no 'Add a worker' line in the banner"
+        # The banner's "Enroll a worker" and "Add a worker" commands run as printed (here, from
+        # the same directory): the dispatcher admits enrolled workers only.
+        while not (line := up.stdout.readline()).startswith("Enroll a worker: "):
+            assert line, "no 'Enroll a worker' line in the banner"
             seen.append(line)
-        command = line.removeprefix("Add a worker: ").split()
+        enroll = line.removeprefix("Enroll a worker: ").split("  (")[0].split()
+        assert enroll[1:4] == ["-m", "faas", "tokens"] and enroll[-2:] == ["issue", "ID"]
+        issued = subprocess.run(
+            [*enroll[:-1], "extra-1"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert issued.returncode == 0, issued.stderr
+        token = issued.stdout.strip()
+        line = up.stdout.readline()
+        assert line.startswith("Add a worker: FAAS_WORKER_TOKEN=TOKEN "), line
+        command = line.removeprefix("Add a worker: FAAS_WORKER_TOKEN=TOKEN ").split()
         assert command[1:] == ["-m", "services.worker", "N", f"127.0.0.1:{ports['dispatcher']}"]
         extra = subprocess.Popen(
             [*command[:3], "1", command[4]],
-            env=env,
+            env={**env, "FAAS_WORKER_TOKEN": token},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -112,3 +112,26 @@ def test_a_revoked_token_ends_its_stream_and_cannot_reconnect(
     again.close()
     with pytest.raises(queue.Empty):
         again.responses.get(timeout=0.5)
+
+
+@pytest.mark.fault
+def test_the_launcher_enrolls_its_own_gateway_and_workers_and_no_one_else(
+    make_platform: PlatformFactory,
+) -> None:
+    """What `make run` starts: the dispatcher admits its gateway and workers by their tokens
+    (tasks run), and a worker the launcher did not enroll is refused."""
+    platform = make_platform(enroll=True)
+    client = GrpcClient(platform)
+    try:
+        assert platform.tokens is not None
+        enrolled = {c.id: c.role for c in platform.tokens.credentials()}
+        (worker_id,) = client.workers()
+        assert enrolled == {"gateway": "gateway", worker_id: "worker"}
+        states = client.wait_all(client.submit(client.register(square), [(3,), (4,)]))
+        assert [dill.loads(s.result) for s in states] == [9, 16]
+        stranger = FakeWorker(platform.dispatcher_target, "stranger")
+        assert _refusal(stranger).code() == grpc.StatusCode.UNAUTHENTICATED
+        stranger.close()
+        assert list(client.workers()) == [worker_id]
+    finally:
+        client.channel.close()
