@@ -72,6 +72,12 @@ class _FailureCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailureC
     """
     FAILURE_CAUSE_NO_COMPATIBLE_WORKER: _FailureCause.ValueType  # 9
     """No connected worker could take the task (runtime, labels or resources) within the wait."""
+    FAILURE_CAUSE_MEMORY_LIMIT: _FailureCause.ValueType  # 10
+    """The task went over its memory limit (the address space its process may use); the
+    process serves on, or was replaced when it could not recover.
+    """
+    FAILURE_CAUSE_CPU_LIMIT: _FailureCause.ValueType  # 11
+    """The task used more CPU time than its limit allows; its process was killed and replaced."""
 
 class FailureCause(_FailureCause, metaclass=_FailureCauseEnumTypeWrapper):
     """Why a task FAILED, as a value a program can branch on."""
@@ -97,6 +103,12 @@ FAILURE_CAUSE_CODE_NOT_IMPORTABLE: FailureCause.ValueType  # 8
 """
 FAILURE_CAUSE_NO_COMPATIBLE_WORKER: FailureCause.ValueType  # 9
 """No connected worker could take the task (runtime, labels or resources) within the wait."""
+FAILURE_CAUSE_MEMORY_LIMIT: FailureCause.ValueType  # 10
+"""The task went over its memory limit (the address space its process may use); the
+process serves on, or was replaced when it could not recover.
+"""
+FAILURE_CAUSE_CPU_LIMIT: FailureCause.ValueType  # 11
+"""The task used more CPU time than its limit allows; its process was killed and replaced."""
 Global___FailureCause: _TypeAlias = FailureCause  # noqa: Y015
 
 @_typing.final
