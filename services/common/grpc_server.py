@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import signal
 import socket
@@ -54,6 +55,17 @@ class PortInUse(OSError):
 
 
 _NOT_BOUND = "could not be bound (in use, or not an address of this host)"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback interface only."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -222,6 +222,9 @@ def _one_line(exc: ValidationError, names: Mapping[str, str]) -> str:
         field = str(error["loc"][0]) if error["loc"] else ""
         message = str(error["msg"]).removeprefix("Value error, ")
         message = message[:1].lower() + message[1:]
+        if not field:  # a rule across fields: its message names them
+            parts.append(message)
+            continue
         where = names.get(field) or f"{field}={error.get('input')!r}"
         parts.append(f"{where}: {message}")
     return "; ".join(parts)

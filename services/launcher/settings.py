@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
+from services.common.grpc_server import is_loopback
 from services.common.pool import normalized_code_path
 from services.common.settings import Flag, LogLevel, Option, Port, ServiceSettings
 
@@ -35,6 +36,14 @@ class LauncherSettings(ServiceSettings):
     host: Annotated[
         str, Field(min_length=1, description="the address every service listens on")
     ] = "127.0.0.1"
+    insecure: Annotated[
+        Flag,
+        Field(
+            description="listen on a non-loopback --host although clients are not "
+            "authenticated and nothing is encrypted (without it, such a --host refuses to start)"
+        ),
+        Option(("--insecure",), env="FAAS_INSECURE"),
+    ] = False
     gateway_port: Annotated[Port, Field(description="the gateway's gRPC port (0: any free)")] = (
         50051
     )
@@ -71,6 +80,16 @@ class LauncherSettings(ServiceSettings):
     ]
     log_level: Annotated[LogLevel, Field(description="logging level (every part's)")] = "INFO"
     log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
+
+    @model_validator(mode="after")
+    def _open_only_on_loopback(self) -> Self:
+        if not self.insecure and not is_loopback(self.host):
+            raise ValueError(
+                f"--host {self.host} would let anyone who reaches it run code here: the gateway "
+                "and the REST shim do not authenticate clients yet and nothing is encrypted; "
+                "give --insecure to do it anyway, on a network you trust"
+            )
+        return self
 
     def platform_config(self) -> PlatformConfig:
         """The platform these settings describe, supervised (what ``make run`` starts)."""

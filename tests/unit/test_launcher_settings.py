@@ -64,7 +64,17 @@ def test_every_option_keeps_its_flag_and_variable() -> None:
     assert config.supervise is True and config.die_with_launcher is True
 
     argv = ["-m", "local", "-w", "1", "--workers", "0", "--rest-port", "0", "--gateway-port", "5"]
-    argv += ["--dispatcher-port", "6", "--data-dir", "x", "--appendfsync", "no", "--host", "h"]
+    argv += [
+        "--dispatcher-port",
+        "6",
+        "--data-dir",
+        "x",
+        "--appendfsync",
+        "no",
+        "--host",
+        "h",
+        "--insecure",
+    ]
     argv += ["--redis-url", "redis://h:2/0", "--redis-server", "rs", "--code-path", "/c"]
     flags = load(LauncherSettings, argv, env, prog="faas up", description=None)
     config = flags.platform_config()
@@ -160,3 +170,28 @@ def test_help_lists_every_variable() -> None:
     assert done.returncode == 0, done.stderr
     for option in common.options(LauncherSettings).values():
         assert option.env in done.stdout, option.env
+
+
+def _load(argv: list[str], env: dict[str, str] | None = None) -> LauncherSettings:
+    return load(LauncherSettings, argv, env or {}, prog="faas up", description="")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_hosts_start_open(host: str) -> None:
+    assert _load(["--host", host]).host == host
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::", "my-host.example"])
+def test_a_non_loopback_host_refuses_to_start_open_unless_insecure(
+    host: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        _load(["--host", host])
+    assert stopped.value.code == 2
+    assert f"--host {host} would let anyone" in capsys.readouterr().err
+    assert _load(["--host", host, "--insecure"]).insecure
+    assert _load(["--host", host], {"FAAS_INSECURE": "1"}).insecure
+    done = _run(["--host", host, "--data-dir", str(tmp_path / "data")], {})
+    assert done.returncode == 2, done.stderr
+    assert "give --insecure to do it anyway" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()  # nothing started
