@@ -27,6 +27,7 @@ import dill
 
 from services.common.hardening import make_non_dumpable
 
+from . import _limits
 from . import _protocol as proto
 from ._imports import NotImportable, loads, use_code_path
 from ._isolation import (
@@ -152,6 +153,8 @@ class _Runner:
         if function_payload is None and function_id in self._broken:
             # Queued behind a job whose payload failed to load: the same payload fails alike.
             return attempt_id, self._broken[function_id]
+        if self._config.max_cpu_seconds > 0:
+            _limits.limit_cpu(self._config.max_cpu_seconds)  # this job's allowance, from now
         reply = _run(
             self._functions, function_id, function_payload, args_payload, self._owner, self._config
         )
@@ -189,6 +192,10 @@ def child_main(
     # After our own imports: users' modules shadow none of them.
     use_code_path([_code_path_in_use.get(folder, folder) for folder in config.code_path])
     runner = _Runner(config)
+    if config.max_cpu_seconds > 0:
+        _limits.prepare_cpu_limit()
+    if config.max_memory_bytes > 0:  # last: what we map now is ours, the allowance the jobs'
+        _limits.limit_memory(config.max_memory_bytes)
     try:
         _send(conn, (proto.READY,))
         if doorbell is None:
@@ -333,6 +340,10 @@ def _run(
         )
     try:
         value = fn(*args, **kwargs)
+    except MemoryError as exc:
+        if config.max_memory_bytes > 0:
+            return _over_memory(exc, config)
+        return _failure(proto.RAISED, exc, "", skip_frames=1, limit=limit)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: user code must not end us.
         return _failure(proto.RAISED, exc, "", skip_frames=1, limit=limit)
     finally:
@@ -340,6 +351,11 @@ def _run(
             os._exit(0)  # A fork made by user code returned here; only the owner may reply.
     try:
         result: bytes = dill.dumps(value)
+    except MemoryError as exc:
+        del value
+        if config.max_memory_bytes > 0:
+            return _over_memory(exc, config)
+        return _failure(proto.UNSERIALIZABLE, exc, "result could not be serialized", limit=limit)
     except BaseException as exc:
         return _failure(proto.UNSERIALIZABLE, exc, "result could not be serialized", limit=limit)
     del value
@@ -347,6 +363,27 @@ def _run(
         message = f"the serialized result of {len(result)} bytes is over the limit of {limit} bytes"
         return (proto.TOO_LARGE, dill.dumps(ValueError(message)), message, "")
     return (proto.OK, result, "", "")
+
+
+def _over_memory(error: MemoryError, config: proto.ChildConfig) -> _Reply:
+    """The reply for a job that ran out of the address space its limit leaves it.
+
+    The frames of the traceback are cleared first, so what the job allocated is freed before
+    the reply is built (and the next job has the memory back).
+    """
+    tb = error.__traceback__
+    if tb is not None:
+        traceback.clear_frames(tb)
+    text = "".join(traceback.format_exception(type(error), error, tb)) if tb is not None else ""
+    error.__traceback__ = None
+    del tb
+    mib = config.max_memory_bytes // (1024 * 1024)
+    message = (
+        f"task went over its memory limit of {mib} MiB "
+        "(--max-task-memory-mb, FAAS_MAX_TASK_MEMORY_MB)"
+    )
+    result: bytes = dill.dumps(MemoryError(message))
+    return (proto.MEMORY_LIMIT, result, message, _clip(text, config.max_result_bytes))
 
 
 def _load_function(

@@ -17,6 +17,7 @@ _CAUSES: dict[str, int] = {
     proto.UNSERIALIZABLE: common_pb2.FAILURE_CAUSE_RESULT_NOT_SERIALIZABLE,
     proto.TOO_LARGE: common_pb2.FAILURE_CAUSE_RESULT_TOO_LARGE,
     proto.NOT_IMPORTABLE: common_pb2.FAILURE_CAUSE_CODE_NOT_IMPORTABLE,
+    proto.MEMORY_LIMIT: common_pb2.FAILURE_CAUSE_MEMORY_LIMIT,
 }
 
 
@@ -41,6 +42,16 @@ def timed_out(job: Job, output: str) -> Outcome:
     message = f"task exceeded its time limit of {job.timeout:g} s"
     error = pickle.dumps(TimeoutError(message), protocol=proto.PICKLE_PROTOCOL)
     return _failed(job, common_pb2.FAILURE_CAUSE_TIMEOUT, error, message, "", output)
+
+
+def over_cpu(job: Job, seconds: float, output: str) -> Outcome:
+    """The outcome of a job whose child SIGXCPU ended for using over ``seconds`` of CPU time."""
+    message = (
+        f"task went over its CPU time limit of {seconds:g} s "
+        "(--max-task-cpu-seconds, FAAS_MAX_TASK_CPU_SECONDS)"
+    )
+    error = pickle.dumps(TimeoutError(message), protocol=proto.PICKLE_PROTOCOL)
+    return _failed(job, common_pb2.FAILURE_CAUSE_CPU_LIMIT, error, message, "", output)
 
 
 def process_died(job: Job, exitcode: int | None, output: str) -> Outcome:

@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import multiprocessing.util
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
@@ -63,6 +64,12 @@ class ProcessPool:
     leads its own process group, which is killed whole when the child is retired, and dies
     with the pool's process (Linux's parent-death signal).
 
+    ``max_memory_bytes`` (0: none) is the address space each job may allocate on top of what
+    its child maps when ready (RLIMIT_AS, ``_limits``): a job that goes over fails with
+    ``MEMORY_LIMIT`` and the child serves on. ``max_cpu_seconds`` (0: none) is the CPU time
+    each job may use (RLIMIT_CPU, set before each job): one that goes over fails with
+    ``CPU_LIMIT`` and its child is replaced.
+
     Every method must be called from the thread running the loop given to ``start``, which
     must live as long as the pool: children started from it die when that thread ends.
     """
@@ -82,6 +89,8 @@ class ProcessPool:
         on_started: Callable[[list[str]], None] | None = None,
         pass_env: Sequence[str] = (),
         run_as: proto.RunAs | None = None,
+        max_memory_bytes: int = 0,
+        max_cpu_seconds: float = 0.0,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
@@ -93,6 +102,10 @@ class ProcessPool:
             raise ValueError(f"max_output_bytes must be at least 0, got {max_output_bytes}")
         if queue_depth < 1:
             raise ValueError(f"queue_depth must be at least 1, got {queue_depth}")
+        if max_memory_bytes < 0:
+            raise ValueError(f"max_memory_bytes must be at least 0, got {max_memory_bytes}")
+        if max_cpu_seconds < 0:
+            raise ValueError(f"max_cpu_seconds must be at least 0, got {max_cpu_seconds}")
         self._size = size
         self._on_outcome = on_outcome
         self._on_slot_ready = on_slot_ready
@@ -105,6 +118,8 @@ class ProcessPool:
         self._code_path = tuple(code_path)
         self._depth = queue_depth
         self._run_as = run_as
+        self._max_memory_bytes = max_memory_bytes
+        self._max_cpu_seconds = max_cpu_seconds
         home = run_as.home if run_as is not None else None
         self._environment = child_environment(os.environ, pass_env, home)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -376,6 +391,8 @@ class ProcessPool:
             output_marker=os.urandom(16) if self._depth > 1 else b"",
             environment=self._environment,
             run_as=self._run_as,
+            max_memory_bytes=self._max_memory_bytes,
+            max_cpu_seconds=self._max_cpu_seconds,
         )
         name = f"faas-pool-{self._launched}"
         child = ChildHandle(self._context, name, config, self._max_output_bytes)
@@ -469,7 +486,10 @@ class ProcessPool:
                 exitcode,
                 job.attempt_id,
             )
-            self._deliver(outcomes.process_died(job, exitcode, output))
+            if self._max_cpu_seconds > 0 and exitcode == -signal.SIGXCPU:
+                self._deliver(outcomes.over_cpu(job, self._max_cpu_seconds, output))
+            else:
+                self._deliver(outcomes.process_died(job, exitcode, output))
 
     def _kill_all(self) -> None:
         """At interpreter exit, if close() was never awaited: do not leave children behind."""

@@ -66,8 +66,19 @@ TOO_LARGE: Final = "too_large"
 # The function or arguments refer to a module this child cannot import; the child then holds
 # no copy of the job's function (as after BAD_FUNCTION).
 NOT_IMPORTABLE: Final = "not_importable"
+# The job ran out of the address space ChildConfig.max_memory_bytes leaves it (MemoryError).
+MEMORY_LIMIT: Final = "memory_limit"
 KINDS: Final = frozenset(
-    {OK, RAISED, BAD_FUNCTION, BAD_ARGUMENTS, UNSERIALIZABLE, TOO_LARGE, NOT_IMPORTABLE}
+    {
+        OK,
+        RAISED,
+        BAD_FUNCTION,
+        BAD_ARGUMENTS,
+        UNSERIALIZABLE,
+        TOO_LARGE,
+        NOT_IMPORTABLE,
+        MEMORY_LIMIT,
+    }
 )
 
 Request = tuple[str, str, bytes | None, bytes, tuple[str, ...]]
@@ -101,6 +112,9 @@ class ChildConfig:
     ``environment`` is the child's whole environment (spawned children are exec'd with it; fork
     and forkserver ones make ``os.environ`` match it). ``run_as``, when given, is the user the
     child becomes, after its pipes are set up and before it loads anything of the user's.
+    ``max_memory_bytes`` (0: none) is the address space a job may add to what the child uses
+    when it is ready (RLIMIT_AS, set once); ``max_cpu_seconds`` (0: none) the CPU time each job
+    may use (RLIMIT_CPU, set before each job; SIGXCPU then ends the child).
     """
 
     max_result_bytes: int
@@ -110,6 +124,8 @@ class ChildConfig:
     output_marker: bytes = b""
     environment: dict[str, str] | None = None
     run_as: RunAs | None = None
+    max_memory_bytes: int = 0
+    max_cpu_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
