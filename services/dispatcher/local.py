@@ -42,6 +42,8 @@ class LocalWorker:
             run_as=dispatcher.settings.task_user,
             queue_depth=QUEUE_DEPTH,
             on_started=self._on_started,
+            max_memory_bytes=dispatcher.settings.max_task_memory_mb * 1024 * 1024,
+            max_cpu_seconds=dispatcher.settings.max_task_cpu_seconds,
         )
         self.session = Session(
             worker_id=f"local-{socket.gethostname()}-{os.getpid()}",

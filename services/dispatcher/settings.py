@@ -138,6 +138,24 @@ class DispatcherSettings(ServiceSettings):
     max_output_bytes: Annotated[
         int, Field(ge=0, description="local mode: how much of a task's stdout and stderr is kept")
     ] = 64 * 1024
+    max_task_memory_mb: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="local mode: the memory (address space, RLIMIT_AS) a task may "
+            "allocate on top of what its process maps when it starts; over it the task FAILS "
+            "MEMORY_LIMIT and the process serves on (0: no limit)",
+        ),
+    ] = 4096
+    max_task_cpu_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="local mode: the CPU time (all threads, RLIMIT_CPU) a task may use; "
+            "over it the task FAILS CPU_LIMIT and its process is replaced (0: no limit; the "
+            "timeout bounds wall time)",
+        ),
+    ] = 0
     code_path: Annotated[
         str,
         AfterValidator(normalized_code_path),

@@ -128,6 +128,10 @@ def function_info(record: FunctionRecord) -> common_pb2.FunctionInfo:
     return info
 
 
+# A function's placement, runtime and timeout, as its tasks need them.
+_Needs = tuple[common_pb2.Placement, common_pb2.Runtime, float | None]
+
+
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     """The public API; see protos/faas/v1/gateway.proto for each method's contract."""
 
@@ -148,8 +152,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self._waiters = waiters
         self._dispatcher = dispatcher_pb2_grpc.DispatcherServiceStub(dispatcher_channel)
         self._creator: Batcher[NewTask, CreatedTask | None] = Batcher(store.create_tasks)
-        # function_id -> its placement and runtime (a function never changes once stored).
-        self._needs: dict[str, tuple[common_pb2.Placement, common_pb2.Runtime]] = {}
+        # function_id -> its placement, runtime and timeout (a function never changes once stored).
+        self._needs: dict[str, _Needs] = {}
+        self._default_timeout = settings.default_task_timeout_seconds or None
         self._closing = False
 
     def close(self) -> None:
@@ -207,7 +212,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             timeout = _timeout(request)
             placement_arg(request.placement)
             await self._checker.check_args([request.payload])
-            placement, runtime = await self._task_needs(request.function_id, request.placement)
+            placement, runtime, function_timeout = await self._task_needs(
+                request.function_id, request.placement
+            )
+            timeout = self._task_timeout(timeout, function_timeout)
             task = NewTask(
                 task_id=str(uuid.uuid4()),
                 function_id=request.function_id,
@@ -251,7 +259,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             timeout = _timeout(request)
             placement_arg(request.placement)
             await self._checker.check_args(request.payloads)
-            placement, runtime = await self._task_needs(request.function_id, request.placement)
+            placement, runtime, function_timeout = await self._task_needs(
+                request.function_id, request.placement
+            )
+            timeout = self._task_timeout(timeout, function_timeout)
             rid = request.request_id
             tasks = [
                 NewTask(
@@ -279,20 +290,30 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def _task_needs(
         self, function_id: str, extra: common_pb2.Placement
-    ) -> tuple[bytes, bytes]:
-        """A task's merged placement and its function's runtime, serialized for the store."""
+    ) -> tuple[bytes, bytes, float | None]:
+        """A task's merged placement and its function's runtime, serialized for the store, and
+        its function's timeout."""
         needs = self._needs.get(function_id)
         if needs is None:
             record = await self._store.get_function(function_id)
             if record is None:  # the create script answers NOT_FOUND
-                return b"", b""
-            needs = record.placement, record.runtime
+                return b"", b"", None
+            needs = record.placement, record.runtime, record.timeout
             if len(self._needs) >= _MAX_CACHED_FUNCTIONS:
                 del self._needs[next(iter(self._needs))]  # the oldest entry
             self._needs[function_id] = needs
-        function_placement, runtime = needs
+        function_placement, runtime, function_timeout = needs
         placement = merged_placement(function_placement, extra)
-        return placement.SerializeToString(), runtime.SerializeToString()
+        return placement.SerializeToString(), runtime.SerializeToString(), function_timeout
+
+    def _task_timeout(
+        self, requested: float | None, function_timeout: float | None
+    ) -> float | None:
+        """The request's timeout, else its function's, else the platform's default."""
+        for timeout in (requested, function_timeout):
+            if timeout is not None and timeout > 0:
+                return timeout
+        return self._default_timeout
 
     def _hand_over(self, tasks: Sequence[NewTask], created: Sequence[CreatedTask | None]) -> None:
         for task, done in zip(tasks, created, strict=True):

@@ -44,6 +44,14 @@ class GatewaySettings(ServiceSettings):
     max_batch_items: Annotated[
         int, Field(ge=1, description="the most payloads one ExecuteBatch may carry")
     ] = 10_000
+    default_task_timeout_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="the time limit of a task whose request and function set none "
+            "(0: none); over it the task FAILS TIMEOUT",
+        ),
+    ] = 3600
     payload_check_processes: Annotated[
         int, Field(ge=1, description="processes that check large payloads off the event loop")
     ] = 1

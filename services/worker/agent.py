@@ -58,6 +58,8 @@ class Worker:
             on_started=self._on_started,
             pass_env=settings.pass_env,
             run_as=settings.task_user,
+            max_memory_bytes=settings.max_task_memory_mb * 1024 * 1024,
+            max_cpu_seconds=settings.max_task_cpu_seconds,
         )
         # Pull mode: never more credits unanswered than the dispatcher keeps (its welcome says).
         self._credits = Credits(

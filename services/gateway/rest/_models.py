@@ -244,7 +244,7 @@ class TaskErrorBody(BaseModel):
     cause: str = Field(
         description="RAISED, TIMEOUT, PROCESS_DIED, WORKER_LOST, BAD_PAYLOAD, "
         "RESULT_NOT_SERIALIZABLE, RESULT_TOO_LARGE, CODE_NOT_IMPORTABLE, "
-        "NO_COMPATIBLE_WORKER or UNSPECIFIED."
+        "NO_COMPATIBLE_WORKER, MEMORY_LIMIT, CPU_LIMIT or UNSPECIFIED."
     )
     message: str
     traceback: str
