@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
@@ -201,13 +201,19 @@ class WorkerSettings(ServiceSettings):
     log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
     log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
 
-    @model_validator(mode="after")
-    def _id_from_token(self) -> Self:
+    @model_validator(mode="before")
+    @classmethod
+    def _id_from_token(cls, data: object) -> object:
         """Without a --worker-id of its own, an enrolled worker is the id its token names."""
-        parsed = parse_token(self.token) if self.token else None
-        if parsed is not None and "worker_id" not in self.model_fields_set:
-            object.__setattr__(self, "worker_id", parsed[0])  # the model is frozen
-        return self
+        if (
+            isinstance(data, dict)
+            and "worker_id" not in data
+            and isinstance(data.get("token"), str)
+        ):
+            parsed = parse_token(data["token"])
+            if parsed is not None:
+                return {**data, "worker_id": parsed[0]}
+        return data
 
     @property
     def task_user(self) -> RunAs | None:

@@ -61,3 +61,15 @@ def test_tokens_and_bearer_metadata_parse() -> None:
     metadata = (("user-agent", "grpc"), ("authorization", "Bearer faas_a.b"))
     assert bearer_token(metadata) == "faas_a.b"
     assert bearer_token((("authorization", "Basic abc"),)) is None and bearer_token(None) is None
+
+
+def test_a_worker_is_the_id_its_token_names_unless_told_another() -> None:
+    from services.common.settings import load
+    from services.worker.settings import WorkerSettings
+
+    token = "faas_gpu-box-1." + "s" * 43
+    args = ["2", "127.0.0.1:50052"]
+    env = {"FAAS_WORKER_TOKEN": token}
+    assert load(WorkerSettings, args, env, prog="w", description="").worker_id == "gpu-box-1"
+    named = load(WorkerSettings, [*args, "--worker-id", "mine"], env, prog="w", description="")
+    assert named.worker_id == "mine"
