@@ -1,8 +1,11 @@
-"""Who may connect to the dispatcher: enrolled workers and gateways, each with a bearer token.
+"""Who may connect: enrolled workers and gateways (to the dispatcher) and clients holding API keys
+(to the gateway), each with a bearer token.
 
 A token is ``faas_<id>.<secret>``: ``id`` names the credential (for a worker, the worker id the
-dispatcher then uses, whatever its hello claims) and ``secret`` is 32 random bytes. The tokens
-file keeps one JSON object per line, ``{"id", "role", "sha256", "created"}``: the SHA-256 of the
+dispatcher then uses, whatever its hello claims; for a client's API key, the key's name) and
+``secret`` is 32 random bytes. The tokens file keeps one JSON object per line, ``{"id", "role",
+"sha256", "created"}`` (a client's key adds ``"tenant"``, whose functions and tasks the key
+reaches): the SHA-256 of the
 secret, never the secret (a token is random, so a fast hash is enough to make a stolen file
 useless for connecting). The file is written with mode 0600, atomically (a new file renamed over
 the old one), so a reader sees either version. The dispatcher re-reads it when it changes, so a
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "DEFAULT_TENANT",
     "ROLES",
     "Credential",
     "EnrollmentError",
@@ -35,10 +39,14 @@ __all__ = [
     "parse_token",
 ]
 
-Role = Literal["worker", "gateway"]
-ROLES: tuple[Role, ...] = ("worker", "gateway")
+Role = Literal["worker", "gateway", "client"]
+ROLES: tuple[Role, ...] = ("worker", "gateway", "client")
+# The tenant of every function and task when the gateway runs open (no API keys file), and of
+# records stored before tenants existed.
+DEFAULT_TENANT = "default"
 _PREFIX = "faas_"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class EnrollmentError(ValueError):
@@ -47,12 +55,13 @@ class EnrollmentError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """One enrolled worker or gateway, as the tokens file holds it."""
+    """One enrolled worker, gateway or client API key, as the tokens file holds it."""
 
     id: str
     role: Role
     sha256: str
     created: float
+    tenant: str = ""  # a client key's tenant; "" for workers and gateways
 
 
 def _digest(secret: str) -> str:
@@ -130,16 +139,22 @@ class TokenFile:
                 role = item["role"]
                 if role not in ROLES:
                     raise ValueError(f"unknown role {role!r}")
-                out.append(Credential(str(item["id"]), role, str(item["sha256"]), item["created"]))
+                tenant = str(item.get("tenant", ""))
+                if role == "client" and not _TENANT.match(tenant):
+                    raise ValueError(f"bad tenant {tenant!r}")
+                out.append(
+                    Credential(str(item["id"]), role, str(item["sha256"]), item["created"], tenant)
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 raise EnrollmentError(f"{self.path}:{number}: not a credential ({exc})") from None
         return out
 
     # --- changing (the CLI) -----------------------------------------------------------------
 
-    def issue(self, credential_id: str, role: Role) -> str:
+    def issue(self, credential_id: str, role: Role, tenant: str = "") -> str:
         """Enrolls ``credential_id`` and returns its token (shown once; only its hash is kept).
-        Issuing an id again replaces its token: the old one stops working."""
+        Issuing an id again replaces its token: the old one stops working. A ``client`` key
+        needs a ``tenant`` (lower-case letters, digits, _ and -); other roles take none."""
         if not _ID.match(credential_id):
             raise EnrollmentError(
                 f"credential id {credential_id!r}: 1 to 128 letters, digits or _.:- "
@@ -147,9 +162,18 @@ class TokenFile:
             )
         if role not in ROLES:
             raise EnrollmentError(f"role {role!r}: one of {', '.join(ROLES)}")
+        if role == "client" and not _TENANT.match(tenant):
+            raise EnrollmentError(
+                f"tenant {tenant!r}: 1 to 64 lower-case letters, digits, _ or - "
+                "starting with a letter or digit"
+            )
+        if role != "client" and tenant:
+            raise EnrollmentError(f"a {role} credential belongs to no tenant")
         secret = secrets.token_urlsafe(32)
         existing = {c.id: c for c in self._read()} if self.path.exists() else {}
-        existing[credential_id] = Credential(credential_id, role, _digest(secret), time.time())
+        existing[credential_id] = Credential(
+            credential_id, role, _digest(secret), time.time(), tenant
+        )
         self._write(existing.values())
         return f"{_PREFIX}{credential_id}.{secret}"
 
@@ -167,7 +191,14 @@ class TokenFile:
         try:
             with os.fdopen(fd, "w") as out:  # mkstemp creates it 0600
                 for c in credentials:
-                    record = {"id": c.id, "role": c.role, "sha256": c.sha256, "created": c.created}
+                    record: dict[str, object] = {
+                        "id": c.id,
+                        "role": c.role,
+                        "sha256": c.sha256,
+                        "created": c.created,
+                    }
+                    if c.tenant:
+                        record["tenant"] = c.tenant
                     out.write(json.dumps(record) + "\n")
             os.replace(temporary, self.path)
         except BaseException:

@@ -7,6 +7,8 @@ Hierarchy::
     ├── NotFound              NOT_FOUND         (REST 404)
     ├── AlreadyExists         ALREADY_EXISTS    (REST 409)
     ├── PayloadTooLarge       RESOURCE_EXHAUSTED (REST 413)
+    ├── QuotaExceeded         RESOURCE_EXHAUSTED (REST 429), with a google.rpc.RetryInfo
+    ├── Unauthenticated       UNAUTHENTICATED   (REST 401)
     └── Unavailable           UNAVAILABLE       (REST 503)
         └── StoreUnavailable  Redis is away; tells gRPC retry policies not to retry
 
@@ -56,6 +58,26 @@ class PayloadTooLarge(FaaSError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class QuotaExceeded(FaaSError):
+    """A tenant is over a quota or rate limit: nothing was stored. ``retry_after`` (seconds)
+    goes on the wire as a ``google.rpc.RetryInfo`` detail (REST: a ``Retry-After`` header).
+    Not retried by channel policies: the caller waits ``retry_after`` first."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retryable = False
+
+    def __init__(self, message: str, reason: str, retry_after: float, **metadata: str) -> None:
+        super().__init__(message, reason, **metadata)
+        self.retry_after = max(0.0, retry_after)
+
+
+class Unauthenticated(FaaSError):
+    """A call without a valid API key (missing, malformed, unknown or revoked)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    retryable = False
+
+
 class Unavailable(FaaSError):
     code = grpc.StatusCode.UNAVAILABLE
 
@@ -72,8 +94,15 @@ def to_status(error: FaaSError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
+    details = [detail]
+    if isinstance(error, QuotaExceeded):
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(round(error.retry_after * 1e9))
+        retry_detail = any_pb2.Any()
+        retry_detail.Pack(retry)
+        details.append(retry_detail)
     status = status_pb2.Status(
-        code=getattr(code_pb2, error.code.name), message=error.message, details=[detail]
+        code=getattr(code_pb2, error.code.name), message=error.message, details=details
     )
     result: grpc.Status = rpc_status.to_status(status)
     if not error.retryable:  # gRPC retry spec: a negative pushback means "do not retry"
@@ -94,6 +123,19 @@ class _Status(
     grpc.Status,
 ):
     """A grpc.Status with our own trailing metadata (the shape grpc_status itself uses)."""
+
+
+def retry_delay(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
+    """The RetryInfo delay of a failed call in seconds, or None when it has none."""
+    status = rpc_status.from_call(error)
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.ToNanoseconds()) / 1e9
+    return None
 
 
 def error_reason(error: grpc.aio.AioRpcError | grpc.RpcError) -> str:

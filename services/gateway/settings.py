@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
@@ -31,6 +32,14 @@ class GatewaySettings(ServiceSettings):
             "dispatcher with a tokens file"
         ),
         Option(("--dispatcher-token",), env="FAAS_DISPATCHER_TOKEN"),
+    ] = None
+    api_keys_file: Annotated[
+        Path | None,
+        Field(
+            description="the clients' API keys (`faas keys issue NAME --tenant T`); unset: the "
+            "gateway runs open and every call is tenant `default`"
+        ),
+        Option(("--api-keys-file",), env="FAAS_API_KEYS_FILE"),
     ] = None
     redis_url: Annotated[
         str,
