@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66\x61\x61s/v1/common.proto\x12\x07\x66\x61\x61s.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x01\n\x07Runtime\x12\x16\n\x0epython_version\x18\x01 \x01(\t\x12\x14\n\x0c\x64ill_version\x18\x02 \x01(\t\x12\x17\n\x0fpickle_protocol\x18\x03 \x01(\r\x12\x12\n\nserializer\x18\x04 \x01(\t\x12\x1b\n\x13\x63loudpickle_version\x18\x05 \x01(\t\"\xe6\x01\n\tPlacement\x12.\n\x06labels\x18\x01 \x03(\x0b\x32\x1e.faas.v1.Placement.LabelsEntry\x12\x34\n\tresources\x18\x02 \x03(\x0b\x32!.faas.v1.Placement.ResourcesEntry\x12\x12\n\nany_python\x18\x03 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"U\n\tTaskError\x12$\n\x05\x63\x61use\x18\x01 \x01(\x0e\x32\x15.faas.v1.FailureCause\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\xdd\x02\n\tTaskState\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12#\n\x06status\x18\x03 \x01(\x0e\x32\x13.faas.v1.TaskStatus\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.faas.v1.TaskError\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x11\n\tworker_id\x18\x07 \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstarted_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfinished_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epending_reason\x18\x0b \x01(\t\"\xd7\x03\n\x0bWorkerStats\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x11\n\tin_flight\x18\x05 \x01(\r\x12\x10\n\x08\x61ssigned\x18\x06 \x01(\x04\x12\x11\n\tcompleted\x18\x07 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x04\x12\x0c\n\x04mode\x18\t \x01(\t\x12\x10\n\x08\x64raining\x18\n \x01(\x08\x12\x32\n\x0e\x63onnected_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x07runtime\x18\x0c \x01(\x0b\x32\x10.faas.v1.Runtime\x12\x30\n\x06labels\x18\r \x03(\x0b\x32 .faas.v1.WorkerStats.LabelsEntry\x12\x36\n\tresources\x18\x0e \x03(\x0b\x32#.faas.v1.WorkerStats.ResourcesEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa5\x02\n\x0c\x46unctionInfo\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x0c\x63reated_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x07runtime\x18\x06 \x01(\x0b\x32\x10.faas.v1.Runtime\x12\x14\n\x0c\x62y_reference\x18\x07 \x01(\x08\x12\x0e\n\x06module\x18\x08 \x01(\t\x12\x10\n\x08qualname\x18\t \x01(\t\x12%\n\tplacement\x18\n \x01(\x0b\x32\x12.faas.v1.Placement*\x8d\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_COMPLETED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04*\x9b\x03\n\x0c\x46\x61ilureCause\x12\x1d\n\x19\x46\x41ILURE_CAUSE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x41ILURE_CAUSE_RAISED\x10\x01\x12\x19\n\x15\x46\x41ILURE_CAUSE_TIMEOUT\x10\x02\x12\x1e\n\x1a\x46\x41ILURE_CAUSE_PROCESS_DIED\x10\x03\x12\x1d\n\x19\x46\x41ILURE_CAUSE_WORKER_LOST\x10\x04\x12\x1d\n\x19\x46\x41ILURE_CAUSE_BAD_PAYLOAD\x10\x05\x12)\n%FAILURE_CAUSE_RESULT_NOT_SERIALIZABLE\x10\x06\x12\"\n\x1e\x46\x41ILURE_CAUSE_RESULT_TOO_LARGE\x10\x07\x12%\n!FAILURE_CAUSE_CODE_NOT_IMPORTABLE\x10\x08\x12&\n\"FAILURE_CAUSE_NO_COMPATIBLE_WORKER\x10\t\x12\x1e\n\x1a\x46\x41ILURE_CAUSE_MEMORY_LIMIT\x10\n\x12\x1b\n\x17\x46\x41ILURE_CAUSE_CPU_LIMIT\x10\x0b\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66\x61\x61s/v1/common.proto\x12\x07\x66\x61\x61s.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x01\n\x07Runtime\x12\x16\n\x0epython_version\x18\x01 \x01(\t\x12\x14\n\x0c\x64ill_version\x18\x02 \x01(\t\x12\x17\n\x0fpickle_protocol\x18\x03 \x01(\r\x12\x12\n\nserializer\x18\x04 \x01(\t\x12\x1b\n\x13\x63loudpickle_version\x18\x05 \x01(\t\"\x9a\x02\n\tPlacement\x12.\n\x06labels\x18\x01 \x03(\x0b\x32\x1e.faas.v1.Placement.LabelsEntry\x12\x34\n\tresources\x18\x02 \x03(\x0b\x32!.faas.v1.Placement.ResourcesEntry\x12\x12\n\nany_python\x18\x03 \x01(\x08\x12\x17\n\x0fmemory_limit_mb\x18\x04 \x01(\x04\x12\x19\n\x11\x63pu_limit_seconds\x18\x05 \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"U\n\tTaskError\x12$\n\x05\x63\x61use\x18\x01 \x01(\x0e\x32\x15.faas.v1.FailureCause\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\"\xdd\x02\n\tTaskState\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12#\n\x06status\x18\x03 \x01(\x0e\x32\x13.faas.v1.TaskStatus\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.faas.v1.TaskError\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x11\n\tworker_id\x18\x07 \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstarted_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfinished_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epending_reason\x18\x0b \x01(\t\"\xd7\x03\n\x0bWorkerStats\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x11\n\tin_flight\x18\x05 \x01(\r\x12\x10\n\x08\x61ssigned\x18\x06 \x01(\x04\x12\x11\n\tcompleted\x18\x07 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x04\x12\x0c\n\x04mode\x18\t \x01(\t\x12\x10\n\x08\x64raining\x18\n \x01(\x08\x12\x32\n\x0e\x63onnected_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x07runtime\x18\x0c \x01(\x0b\x32\x10.faas.v1.Runtime\x12\x30\n\x06labels\x18\r \x03(\x0b\x32 .faas.v1.WorkerStats.LabelsEntry\x12\x36\n\tresources\x18\x0e \x03(\x0b\x32#.faas.v1.WorkerStats.ResourcesEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa5\x02\n\x0c\x46unctionInfo\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x0c\x63reated_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x07runtime\x18\x06 \x01(\x0b\x32\x10.faas.v1.Runtime\x12\x14\n\x0c\x62y_reference\x18\x07 \x01(\x08\x12\x0e\n\x06module\x18\x08 \x01(\t\x12\x10\n\x08qualname\x18\t \x01(\t\x12%\n\tplacement\x18\n \x01(\x0b\x32\x12.faas.v1.Placement*\x8d\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_COMPLETED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04*\x9b\x03\n\x0c\x46\x61ilureCause\x12\x1d\n\x19\x46\x41ILURE_CAUSE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x41ILURE_CAUSE_RAISED\x10\x01\x12\x19\n\x15\x46\x41ILURE_CAUSE_TIMEOUT\x10\x02\x12\x1e\n\x1a\x46\x41ILURE_CAUSE_PROCESS_DIED\x10\x03\x12\x1d\n\x19\x46\x41ILURE_CAUSE_WORKER_LOST\x10\x04\x12\x1d\n\x19\x46\x41ILURE_CAUSE_BAD_PAYLOAD\x10\x05\x12)\n%FAILURE_CAUSE_RESULT_NOT_SERIALIZABLE\x10\x06\x12\"\n\x1e\x46\x41ILURE_CAUSE_RESULT_TOO_LARGE\x10\x07\x12%\n!FAILURE_CAUSE_CODE_NOT_IMPORTABLE\x10\x08\x12&\n\"FAILURE_CAUSE_NO_COMPATIBLE_WORKER\x10\t\x12\x1e\n\x1a\x46\x41ILURE_CAUSE_MEMORY_LIMIT\x10\n\x12\x1b\n\x17\x46\x41ILURE_CAUSE_CPU_LIMIT\x10\x0b\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,28 +41,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKERSTATS_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_WORKERSTATS_RESOURCESENTRY']._loaded_options = None
   _globals['_WORKERSTATS_RESOURCESENTRY']._serialized_options = b'8\001'
-  _globals['_TASKSTATUS']._serialized_start=1673
-  _globals['_TASKSTATUS']._serialized_end=1814
-  _globals['_FAILURECAUSE']._serialized_start=1817
-  _globals['_FAILURECAUSE']._serialized_end=2228
+  _globals['_TASKSTATUS']._serialized_start=1725
+  _globals['_TASKSTATUS']._serialized_end=1866
+  _globals['_FAILURECAUSE']._serialized_start=1869
+  _globals['_FAILURECAUSE']._serialized_end=2280
   _globals['_RUNTIME']._serialized_start=99
   _globals['_RUNTIME']._serialized_end=228
   _globals['_PLACEMENT']._serialized_start=231
-  _globals['_PLACEMENT']._serialized_end=461
-  _globals['_PLACEMENT_LABELSENTRY']._serialized_start=366
-  _globals['_PLACEMENT_LABELSENTRY']._serialized_end=411
-  _globals['_PLACEMENT_RESOURCESENTRY']._serialized_start=413
-  _globals['_PLACEMENT_RESOURCESENTRY']._serialized_end=461
-  _globals['_TASKERROR']._serialized_start=463
-  _globals['_TASKERROR']._serialized_end=548
-  _globals['_TASKSTATE']._serialized_start=551
-  _globals['_TASKSTATE']._serialized_end=900
-  _globals['_WORKERSTATS']._serialized_start=903
-  _globals['_WORKERSTATS']._serialized_end=1374
-  _globals['_WORKERSTATS_LABELSENTRY']._serialized_start=366
-  _globals['_WORKERSTATS_LABELSENTRY']._serialized_end=411
-  _globals['_WORKERSTATS_RESOURCESENTRY']._serialized_start=413
-  _globals['_WORKERSTATS_RESOURCESENTRY']._serialized_end=461
-  _globals['_FUNCTIONINFO']._serialized_start=1377
-  _globals['_FUNCTIONINFO']._serialized_end=1670
+  _globals['_PLACEMENT']._serialized_end=513
+  _globals['_PLACEMENT_LABELSENTRY']._serialized_start=418
+  _globals['_PLACEMENT_LABELSENTRY']._serialized_end=463
+  _globals['_PLACEMENT_RESOURCESENTRY']._serialized_start=465
+  _globals['_PLACEMENT_RESOURCESENTRY']._serialized_end=513
+  _globals['_TASKERROR']._serialized_start=515
+  _globals['_TASKERROR']._serialized_end=600
+  _globals['_TASKSTATE']._serialized_start=603
+  _globals['_TASKSTATE']._serialized_end=952
+  _globals['_WORKERSTATS']._serialized_start=955
+  _globals['_WORKERSTATS']._serialized_end=1426
+  _globals['_WORKERSTATS_LABELSENTRY']._serialized_start=418
+  _globals['_WORKERSTATS_LABELSENTRY']._serialized_end=463
+  _globals['_WORKERSTATS_RESOURCESENTRY']._serialized_start=465
+  _globals['_WORKERSTATS_RESOURCESENTRY']._serialized_end=513
+  _globals['_FUNCTIONINFO']._serialized_start=1429
+  _globals['_FUNCTIONINFO']._serialized_end=1722
 # @@protoc_insertion_point(module_scope)

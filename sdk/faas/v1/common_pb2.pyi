@@ -198,8 +198,16 @@ class Placement(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     ANY_PYTHON_FIELD_NUMBER: _builtins.int
+    MEMORY_LIMIT_MB_FIELD_NUMBER: _builtins.int
+    CPU_LIMIT_SECONDS_FIELD_NUMBER: _builtins.int
     any_python: _builtins.bool
     """Run on any Python version; by default only workers of the function's major.minor."""
+    memory_limit_mb: _builtins.int
+    """The most address space (MiB) and CPU time (seconds) the task may use, under the worker's
+    maxima (--max-task-memory-mb, --max-task-cpu-seconds): asking for more gets the maximum.
+    Zero: the worker's maximum. An execution's nonzero value replaces its function's.
+    """
+    cpu_limit_seconds: _builtins.float
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Labels the worker must carry with these exact values (e.g. gpu=h200)."""
@@ -214,10 +222,12 @@ class Placement(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         resources: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         any_python: _builtins.bool = ...,
+        memory_limit_mb: _builtins.int = ...,
+        cpu_limit_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_python", b"any_python", "labels", b"labels", "resources", b"resources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_python", b"any_python", "cpu_limit_seconds", b"cpu_limit_seconds", "labels", b"labels", "memory_limit_mb", b"memory_limit_mb", "resources", b"resources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

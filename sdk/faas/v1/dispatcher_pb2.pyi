@@ -504,10 +504,17 @@ class Assignment(_message.Message):
     FUNCTION_ID_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    MEMORY_LIMIT_MB_FIELD_NUMBER: _builtins.int
+    CPU_LIMIT_SECONDS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     attempt_id: _builtins.str
     function_id: _builtins.str
     payload: _builtins.bytes
+    memory_limit_mb: _builtins.int
+    """The task's own memory (MiB) and CPU time (seconds) limits, from its placement; zero: the
+    worker's maxima. The worker applies at most its maxima.
+    """
+    cpu_limit_seconds: _builtins.float
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
         """Time limit; zero means none."""
@@ -520,10 +527,12 @@ class Assignment(_message.Message):
         function_id: _builtins.str = ...,
         payload: _builtins.bytes = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        memory_limit_mb: _builtins.int = ...,
+        cpu_limit_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "function_id", b"function_id", "payload", b"payload", "task_id", b"task_id", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "cpu_limit_seconds", b"cpu_limit_seconds", "function_id", b"function_id", "memory_limit_mb", b"memory_limit_mb", "payload", b"payload", "task_id", b"task_id", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
