@@ -31,6 +31,8 @@ def job_of(assignment: dispatcher_pb2.Assignment, bodies: Bodies) -> Job:
         function_payload=bodies.get(assignment.function_id, b""),
         args_payload=assignment.payload,
         timeout=timeout or None,
+        memory_limit_bytes=assignment.memory_limit_mb * 1024 * 1024,
+        cpu_limit_seconds=assignment.cpu_limit_seconds,
     )
 
 

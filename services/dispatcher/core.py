@@ -108,7 +108,14 @@ class Dispatcher:
         """Tasks from a gateway, already stored as QUEUED."""
         for spec in specs:
             timeout = spec.timeout.seconds + spec.timeout.nanos / 1e9
-            task = Task(spec.task_id, spec.function_id, spec.payload, timeout or None)
+            task = Task(
+                spec.task_id,
+                spec.function_id,
+                spec.payload,
+                timeout or None,
+                memory_limit_mb=spec.placement.memory_limit_mb,
+                cpu_limit_seconds=spec.placement.cpu_limit_seconds,
+            )
             task.needs = Needs.of(
                 spec.placement if spec.HasField("placement") else None,
                 spec.runtime if spec.HasField("runtime") else None,
@@ -242,6 +249,8 @@ class Dispatcher:
                 attempt_id=attempt_id,
                 function_id=task.function_id,
                 payload=task.payload,
+                memory_limit_mb=task.memory_limit_mb,
+                cpu_limit_seconds=task.cpu_limit_seconds,
             )
             for attempt_id, task in items
         ]

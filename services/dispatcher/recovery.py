@@ -35,6 +35,9 @@ def task_of(spec: QueuedTask) -> Task:
     placement = common_pb2.Placement.FromString(spec.placement) if spec.placement else None
     runtime = common_pb2.Runtime.FromString(spec.runtime) if spec.runtime else None
     task = Task(spec.task_id, spec.function_id, spec.payload, spec.timeout)
+    if placement is not None:
+        task.memory_limit_mb = placement.memory_limit_mb
+        task.cpu_limit_seconds = placement.cpu_limit_seconds
     task.needs = Needs.of(placement, runtime)
     task.pending_reason = spec.pending_reason
     return task

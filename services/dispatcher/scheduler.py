@@ -51,6 +51,9 @@ class Task:
     payload: bytes
     timeout: float | None
     needs: Needs = ANY
+    # Its own memory (MiB) and CPU time (s) limits, from its placement; 0: the worker's maxima.
+    memory_limit_mb: int = 0
+    cpu_limit_seconds: float = 0.0
     # The pending reason last stored for it ("" none), and since when (monotonic) no connected
     # worker could take it (None: some can).
     pending_reason: str = ""

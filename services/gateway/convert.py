@@ -23,6 +23,9 @@ __all__ = [
 ]
 
 _NANOS = 1_000_000_000
+# Bounds of a task's own limits (far above any machine; they keep rlimit arithmetic in range).
+_MAX_MEMORY_LIMIT_MB = 1 << 32
+_MAX_CPU_LIMIT_SECONDS = 1e9
 # A placement names at most this many labels and resources, each name and value this long.
 _MAX_PLACEMENT_ITEMS = 64
 _MAX_PLACEMENT_CHARS = 256
@@ -76,17 +79,35 @@ def placement_arg(placement: common_pb2.Placement, what: str = "placement") -> N
                 f"{what}.resources[{name!r}] is {amount}: a finite amount >= 0 is required",
                 "INVALID_PLACEMENT",
             )
+    if placement.memory_limit_mb > _MAX_MEMORY_LIMIT_MB:
+        raise InvalidArgument(
+            f"{what}.memory_limit_mb is {placement.memory_limit_mb}: at most "
+            f"{_MAX_MEMORY_LIMIT_MB} (0: the worker's maximum)",
+            "INVALID_PLACEMENT",
+        )
+    cpu = placement.cpu_limit_seconds
+    if not math.isfinite(cpu) or not 0 <= cpu <= _MAX_CPU_LIMIT_SECONDS:
+        raise InvalidArgument(
+            f"{what}.cpu_limit_seconds is {cpu}: from 0 (the worker's maximum) to "
+            f"{_MAX_CPU_LIMIT_SECONDS:g}",
+            "INVALID_PLACEMENT",
+        )
 
 
 def merged_placement(
     function: common_pb2.Placement, execution: common_pb2.Placement
 ) -> common_pb2.Placement:
-    """A task's placement: its function's, with the execution's labels and amounts over it."""
+    """A task's placement: its function's, with the execution's labels, amounts and limits
+    over it."""
     merged = common_pb2.Placement()
     merged.CopyFrom(function)
     merged.labels.update(execution.labels)
     merged.resources.update(execution.resources)
     merged.any_python = function.any_python or execution.any_python
+    if execution.memory_limit_mb:
+        merged.memory_limit_mb = execution.memory_limit_mb
+    if execution.cpu_limit_seconds:
+        merged.cpu_limit_seconds = execution.cpu_limit_seconds
     return merged
 
 

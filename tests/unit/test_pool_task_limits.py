@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import time
@@ -123,3 +124,45 @@ def test_invalid_task_limits() -> None:
         ProcessPool(1, print, max_memory_bytes=-1)
     with pytest.raises(ValueError, match="max_cpu_seconds"):
         ProcessPool(1, print, max_cpu_seconds=-1)
+
+
+def with_limits(job: Job, memory_bytes: int = 0, cpu_seconds: float = 0.0) -> Job:
+    return dataclasses.replace(job, memory_limit_bytes=memory_bytes, cpu_limit_seconds=cpu_seconds)
+
+
+@pytest.mark.parametrize("maximum", [0, 2 * GIB])
+def test_a_tasks_own_memory_limit_applies_to_it_alone(maximum: int) -> None:
+    async def scenario(rec: Recorder) -> None:
+        async with rec.pool(max_memory_bytes=maximum) as pool:
+            pool.submit(with_limits(make_job(pid_and_allocate, GIB), 256 * MIB))
+            outcome = await rec.next()
+            assert (outcome.status, outcome.cause) == (FAILED, MEMORY_LIMIT), outcome.message
+            assert "memory limit of 256 MiB (its memory_limit_mb)" in outcome.message
+            # The next task, without a limit of its own, has the maximum (or none) again.
+            pool.submit(make_job(pid_and_allocate, 600 * MIB))
+            first = completed_value(await rec.next())
+            if maximum:  # a limit over the maximum gets the maximum
+                pool.submit(with_limits(make_job(allocate, 5 * GIB), 64 * GIB))
+                over = await rec.next()
+                assert (over.status, over.cause) == (FAILED, MEMORY_LIMIT), over.message
+                assert "memory limit of 2048 MiB (--max-task-memory-mb" in over.message
+            pool.submit(make_job(os.getpid))
+            assert completed_value(await rec.next()) == first  # one process all along
+
+    run(scenario)
+
+
+def test_a_tasks_own_cpu_limit_applies_to_it_alone() -> None:
+    async def scenario(rec: Recorder) -> None:
+        async with rec.pool() as pool:  # no maximum: only the task's own limit
+            pool.submit(with_limits(make_job(spin, 60), cpu_seconds=1))
+            outcome = await rec.next()
+            assert (outcome.status, outcome.cause) == (FAILED, CPU_LIMIT), outcome.message
+            assert "CPU time limit of 1 s (its cpu_limit_seconds)" in outcome.message
+            await rec.replacement_ready()
+            pool.submit(make_job(spin, 1.5))  # no limit of its own: runs past 1 s
+            assert completed_value(await rec.next()) >= 1.5
+            pool.submit(with_limits(make_job(spin, 0.3), cpu_seconds=5))
+            assert completed_value(await rec.next()) >= 0.3
+
+    run(scenario)

@@ -143,20 +143,28 @@ class _Runner:
         self._functions: dict[str, Callable[..., Any]] = {}
         # function id -> the failure of its last payload, for jobs sent on without one.
         self._broken: collections.OrderedDict[str, _Reply] = collections.OrderedDict()
+        # Whether the last job left a CPU soft limit, or a memory soft limit of its own.
+        self._cpu_limited = False
+        self._memory_lowered = False
 
     def run(self, request: proto.Request) -> tuple[str, _Reply]:
         """Run one job; return its attempt id and its reply."""
-        attempt_id, function_id, function_payload, args_payload, evicted = request
+        attempt_id, function_id, function_payload, args_payload, evicted, memory, cpu = request
         for evicted_id in evicted:
             self._functions.pop(evicted_id, None)
             self._broken.pop(evicted_id, None)
         if function_payload is None and function_id in self._broken:
             # Queued behind a job whose payload failed to load: the same payload fails alike.
             return attempt_id, self._broken[function_id]
-        if self._config.max_cpu_seconds > 0:
-            _limits.limit_cpu(self._config.max_cpu_seconds)  # this job's allowance, from now
+        self._limit(memory, cpu)
         reply = _run(
-            self._functions, function_id, function_payload, args_payload, self._owner, self._config
+            self._functions,
+            function_id,
+            function_payload,
+            args_payload,
+            self._owner,
+            self._config,
+            memory,
         )
         if function_payload is not None:
             self._broken.pop(function_id, None)
@@ -165,6 +173,22 @@ class _Runner:
                 while len(self._broken) > _MAX_BROKEN:
                     self._broken.popitem(last=False)
         return attempt_id, reply
+
+    def _limit(self, memory: int, cpu: float) -> None:
+        """This job's allowances, from now: ``cpu`` seconds (0: none) and ``memory`` bytes of
+        its own (0: the child's maximum, set at start)."""
+        if cpu > 0:
+            _limits.limit_cpu(cpu)
+            self._cpu_limited = True
+        elif self._cpu_limited:
+            _limits.unlimit_cpu()
+            self._cpu_limited = False
+        if memory > 0:
+            _limits.lower_memory(memory)
+            self._memory_lowered = True
+        elif self._memory_lowered:
+            _limits.restore_memory()
+            self._memory_lowered = False
 
 
 def child_main(
@@ -192,8 +216,7 @@ def child_main(
     # After our own imports: users' modules shadow none of them.
     use_code_path([_code_path_in_use.get(folder, folder) for folder in config.code_path])
     runner = _Runner(config)
-    if config.max_cpu_seconds > 0:
-        _limits.prepare_cpu_limit()
+    _limits.prepare_cpu_limit()  # a job may bring a CPU limit of its own
     if config.max_memory_bytes > 0:  # last: what we map now is ours, the allowance the jobs'
         _limits.limit_memory(config.max_memory_bytes)
     try:
@@ -327,8 +350,11 @@ def _run(
     args_payload: bytes,
     owner: int,
     config: proto.ChildConfig,
+    own_memory: int = 0,
 ) -> _Reply:
+    """Runs one job; ``own_memory`` is its own memory limit in bytes (0: the child's maximum)."""
     limit = config.max_result_bytes
+    memory = own_memory or config.max_memory_bytes
     try:
         fn = _load_function(functions, function_id, function_payload, config.code_path)
         args, kwargs = _load_arguments(args_payload, config.code_path)
@@ -341,8 +367,8 @@ def _run(
     try:
         value = fn(*args, **kwargs)
     except MemoryError as exc:
-        if config.max_memory_bytes > 0:
-            return _over_memory(exc, config)
+        if memory > 0:
+            return _over_memory(exc, config, memory, own=own_memory > 0)
         return _failure(proto.RAISED, exc, "", skip_frames=1, limit=limit)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: user code must not end us.
         return _failure(proto.RAISED, exc, "", skip_frames=1, limit=limit)
@@ -353,8 +379,8 @@ def _run(
         result: bytes = dill.dumps(value)
     except MemoryError as exc:
         del value
-        if config.max_memory_bytes > 0:
-            return _over_memory(exc, config)
+        if memory > 0:
+            return _over_memory(exc, config, memory, own=own_memory > 0)
         return _failure(proto.UNSERIALIZABLE, exc, "result could not be serialized", limit=limit)
     except BaseException as exc:
         return _failure(proto.UNSERIALIZABLE, exc, "result could not be serialized", limit=limit)
@@ -365,7 +391,9 @@ def _run(
     return (proto.OK, result, "", "")
 
 
-def _over_memory(error: MemoryError, config: proto.ChildConfig) -> _Reply:
+def _over_memory(
+    error: MemoryError, config: proto.ChildConfig, memory: int, *, own: bool
+) -> _Reply:
     """The reply for a job that ran out of the address space its limit leaves it.
 
     The frames of the traceback are cleared first, so what the job allocated is freed before
@@ -377,11 +405,9 @@ def _over_memory(error: MemoryError, config: proto.ChildConfig) -> _Reply:
     text = "".join(traceback.format_exception(type(error), error, tb)) if tb is not None else ""
     error.__traceback__ = None
     del tb
-    mib = config.max_memory_bytes // (1024 * 1024)
-    message = (
-        f"task went over its memory limit of {mib} MiB "
-        "(--max-task-memory-mb, FAAS_MAX_TASK_MEMORY_MB)"
-    )
+    mib = memory // (1024 * 1024)
+    source = "its memory_limit_mb" if own else "--max-task-memory-mb, FAAS_MAX_TASK_MEMORY_MB"
+    message = f"task went over its memory limit of {mib} MiB ({source})"
     result: bytes = dill.dumps(MemoryError(message))
     return (proto.MEMORY_LIMIT, result, message, _clip(text, config.max_result_bytes))
 

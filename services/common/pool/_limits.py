@@ -21,7 +21,16 @@ import math
 import resource
 import signal
 
-__all__ = ["HEADROOM_BYTES", "limit_cpu", "limit_memory", "mapped_bytes", "prepare_cpu_limit"]
+__all__ = [
+    "HEADROOM_BYTES",
+    "limit_cpu",
+    "limit_memory",
+    "lower_memory",
+    "mapped_bytes",
+    "prepare_cpu_limit",
+    "restore_memory",
+    "unlimit_cpu",
+]
 
 # Address space for the child's own later needs: the doorbell thread's stack and malloc arena
 # (64 MiB of reserve on 64-bit glibc), and the replies it builds.
@@ -50,6 +59,22 @@ def limit_memory(job_bytes: int) -> int:
     return limit
 
 
+def lower_memory(job_bytes: int) -> None:
+    """For one job with a limit of its own: a soft limit ``job_bytes`` over what this process
+    maps now (never over the hard limit that :func:`limit_memory` set)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    soft = mapped_bytes() + HEADROOM_BYTES + job_bytes
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def restore_memory() -> None:
+    """After a job with a limit of its own: the soft limit back at the hard one."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+
+
 def prepare_cpu_limit() -> None:
     """Once, at start: SIGXCPU ends the child, without a core dump."""
     signal.signal(signal.SIGXCPU, signal.SIG_DFL)
@@ -64,3 +89,9 @@ def limit_cpu(job_seconds: float) -> None:
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def unlimit_cpu() -> None:
+    """Before a job without a CPU limit, after one with: the soft limit back at the hard one."""
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))

@@ -44,12 +44,11 @@ def timed_out(job: Job, output: str) -> Outcome:
     return _failed(job, common_pb2.FAILURE_CAUSE_TIMEOUT, error, message, "", output)
 
 
-def over_cpu(job: Job, seconds: float, output: str) -> Outcome:
-    """The outcome of a job whose child SIGXCPU ended for using over ``seconds`` of CPU time."""
-    message = (
-        f"task went over its CPU time limit of {seconds:g} s "
-        "(--max-task-cpu-seconds, FAAS_MAX_TASK_CPU_SECONDS)"
-    )
+def over_cpu(job: Job, seconds: float, output: str, *, own: bool = False) -> Outcome:
+    """The outcome of a job whose child SIGXCPU ended for using over ``seconds`` of CPU time
+    (``own``: the job's own limit, else the pool's maximum)."""
+    source = "its cpu_limit_seconds" if own else "--max-task-cpu-seconds, FAAS_MAX_TASK_CPU_SECONDS"
+    message = f"task went over its CPU time limit of {seconds:g} s ({source})"
     error = pickle.dumps(TimeoutError(message), protocol=proto.PICKLE_PROTOCOL)
     return _failed(job, common_pb2.FAILURE_CAUSE_CPU_LIMIT, error, message, "", output)
 

@@ -262,12 +262,15 @@ class ProcessPool:
         send_function = not child.has_function(job.function_id)
         evicted = child.remember_function(job.function_id, self._max_cached_functions)
         payload = job.function_payload if send_function else None
+        memory, cpu = self._limits_of(job)
         request: proto.Request = (
             job.attempt_id,
             job.function_id,
             payload,
             job.args_payload,
             evicted,
+            0 if memory == self._max_memory_bytes else memory,
+            cpu,
         )
         size = len(job.args_payload) + (len(payload) if payload is not None else 0)
         child.jobs.append(job)
@@ -284,6 +287,14 @@ class ProcessPool:
         if not self._sends_scheduled:
             self._sends_scheduled = True
             self._require_loop().call_soon(self._send_all)
+
+    def _limits_of(self, job: Job) -> tuple[int, float]:
+        """The memory (bytes) and CPU time (seconds) limits ``job`` runs under: its own, at most
+        the pool's maxima; 0: none."""
+        return (
+            int(_at_most(job.memory_limit_bytes, self._max_memory_bytes)),
+            _at_most(job.cpu_limit_seconds, self._max_cpu_seconds),
+        )
 
     def _started(self, child: ChildHandle, job: Job) -> None:
         """``job`` is now the one ``child`` runs: its capture, time limit and start notice."""
@@ -486,8 +497,10 @@ class ProcessPool:
                 exitcode,
                 job.attempt_id,
             )
-            if self._max_cpu_seconds > 0 and exitcode == -signal.SIGXCPU:
-                self._deliver(outcomes.over_cpu(job, self._max_cpu_seconds, output))
+            cpu = self._limits_of(job)[1]
+            if cpu > 0 and exitcode == -signal.SIGXCPU:
+                own = cpu != self._max_cpu_seconds
+                self._deliver(outcomes.over_cpu(job, cpu, output, own=own))
             else:
                 self._deliver(outcomes.process_died(job, exitcode, output))
 
@@ -651,3 +664,12 @@ def _context(start_method: str) -> Context:
     if start_method == "fork":
         return multiprocessing.get_context("fork")
     raise ValueError(f"unknown start method {start_method!r}: use spawn, forkserver or fork")
+
+
+def _at_most(own: float, maximum: float) -> float:
+    """A job's own limit under a maximum, where 0 means "none" for both."""
+    if own <= 0:
+        return maximum
+    if maximum <= 0:
+        return own
+    return min(own, maximum)

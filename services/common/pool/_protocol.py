@@ -81,7 +81,10 @@ KINDS: Final = frozenset(
     }
 )
 
-Request = tuple[str, str, bytes | None, bytes, tuple[str, ...]]
+# (attempt id, function id, function payload or None when the child holds it, arguments,
+# function ids the child may forget, the job's memory limit in bytes and CPU limit in seconds
+# (0: the child's maximum from its ChildConfig; the pool sends at most that maximum))
+Request = tuple[str, str, bytes | None, bytes, tuple[str, ...], int, float]
 Batch = tuple[Request, ...]
 
 
@@ -113,8 +116,10 @@ class ChildConfig:
     and forkserver ones make ``os.environ`` match it). ``run_as``, when given, is the user the
     child becomes, after its pipes are set up and before it loads anything of the user's.
     ``max_memory_bytes`` (0: none) is the address space a job may add to what the child uses
-    when it is ready (RLIMIT_AS, set once); ``max_cpu_seconds`` (0: none) the CPU time each job
-    may use (RLIMIT_CPU, set before each job; SIGXCPU then ends the child).
+    when it is ready (RLIMIT_AS, hard limit set once; a job with a lower limit of its own gets a
+    lower soft limit while it runs); ``max_cpu_seconds`` (0: none) the CPU time each job may
+    use, or the job's own lower limit (RLIMIT_CPU, set before each job; SIGXCPU then ends the
+    child).
     """
 
     max_result_bytes: int

@@ -15,6 +15,8 @@ class Job:
     ``dill.dumps((args, kwargs))``, both raw bytes. The pool caches loaded functions by
     ``function_id`` in each child, so one id must always name the same payload.
     ``timeout`` is in seconds; ``None`` or a value ``<= 0`` means no limit.
+    ``memory_limit_bytes`` and ``cpu_limit_seconds`` are the job's own limits; the pool applies
+    at most its maxima, and 0 means the pool's maximum.
     """
 
     task_id: str
@@ -23,6 +25,8 @@ class Job:
     function_payload: bytes
     args_payload: bytes
     timeout: float | None = None
+    memory_limit_bytes: int = 0
+    cpu_limit_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
