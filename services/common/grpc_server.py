@@ -90,18 +90,25 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def create_server(
-    address: str, service_names: Iterable[str]
+    address: str,
+    service_names: Iterable[str],
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A server bound to ``address`` (port 0 picks a free one) with health and reflection on.
 
-    Returns the server, the bound port and the health servicer, whose statuses start SERVING.
-    Raises PortInUse when the port is taken (by any process, another gRPC server included).
+    With ``credentials`` (services.common.tls) the port speaks only TLS, health and reflection
+    included. Returns the server, the bound port and the health servicer, whose statuses
+    start SERVING. Raises PortInUse when the port is taken (by any process, another gRPC server
+    included).
     """
     host, _, port_text = address.rpartition(":")
     check_port_free(host, int(port_text))
     server = grpc.aio.server(options=SERVER_OPTIONS)
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError:  # taken since the check, or not an address of this host
         raise PortInUse(host, int(port_text), _NOT_BOUND) from None
     if port == 0:

@@ -8,7 +8,7 @@ import logging
 
 from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
-from services.common import grpc_server
+from services.common import grpc_server, tls
 from services.common.store import Keys, TaskStore, connect
 
 from .core import Dispatcher
@@ -30,7 +30,10 @@ async def serve(settings: DispatcherSettings) -> None:
     )
     dispatcher = Dispatcher(settings, store)
     # The port first: a busy one fails before the local pool starts.
-    server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME])
+    credentials = tls.server_credentials(
+        settings.tls_cert, settings.tls_key, settings.tls_client_ca
+    )
+    server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME], credentials)
     local = None
     if settings.mode == "local":
         from .local import LocalWorker  # imports the process pool only when it is used
@@ -45,7 +48,10 @@ async def serve(settings: DispatcherSettings) -> None:
     await grpc_server.set_serving(health, [SERVICE_NAME])
     host = settings.address.rsplit(":", 1)[0]
     extra = f" with {settings.local_processes} local processes" if local else ""
-    log.info("dispatcher (%s mode%s) listening on %s:%d", settings.mode, extra, host, port)
+    security = tls.describe(settings.tls_cert, settings.tls_client_ca)
+    log.info(
+        "dispatcher (%s mode%s) listening on %s:%d (%s)", settings.mode, extra, host, port, security
+    )
     try:
         await asyncio.wait(
             {engine, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"

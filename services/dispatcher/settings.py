@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, Self, get_args
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from services.common.pool import (
     ALLOWED_VARIABLES,
@@ -24,6 +24,7 @@ from services.common.settings import (
     Option,
     ServiceSettings,
 )
+from services.common.tls import PemFile, check_exposed, check_server_pair
 
 __all__ = ["MODES", "DispatcherSettings", "Mode"]
 
@@ -112,6 +113,35 @@ class DispatcherSettings(ServiceSettings):
         ),
         Option(("--tokens-file",), env="FAAS_TOKENS_FILE"),
     ] = None
+    tls_cert: Annotated[
+        PemFile | None,
+        Field(
+            description="the dispatcher's TLS certificate chain (PEM; `faas certs init` makes "
+            "one): with --tls-key it listens with TLS only"
+        ),
+        Option(("--tls-cert",), env="FAAS_TLS_CERT"),
+    ] = None
+    tls_key: Annotated[
+        PemFile | None,
+        Field(description="the private key of --tls-cert (PEM)"),
+        Option(("--tls-key",), env="FAAS_TLS_KEY"),
+    ] = None
+    tls_client_ca: Annotated[
+        PemFile | None,
+        Field(
+            description="with TLS, workers and gateways must present a certificate this CA "
+            "signed (mutual TLS); unset: any may connect (tokens still apply)"
+        ),
+        Option(("--tls-client-ca",), env="FAAS_TLS_CLIENT_CA"),
+    ] = None
+    insecure: Annotated[
+        Flag,
+        Field(
+            description="listen on a non-loopback --address without TLS or a tokens file "
+            "(without it, such an address refuses to start)"
+        ),
+        Option(("--insecure",), env="FAAS_INSECURE"),
+    ] = False
     hello_timeout_seconds: Annotated[
         float, Field(gt=0, description="a worker stream whose hello does not come is closed then")
     ] = 10.0
@@ -189,6 +219,20 @@ class DispatcherSettings(ServiceSettings):
     ] = 5.0
     log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
     log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
+
+    @model_validator(mode="after")
+    def _protected_unless_loopback(self) -> Self:
+        check_server_pair(self.tls_cert, self.tls_key, self.tls_client_ca)
+        check_exposed(
+            self.address.rpartition(":")[0],
+            f"--address {self.address}",
+            {
+                "TLS (--tls-cert, --tls-key)": self.tls_cert is not None,
+                "enrolled workers (--tokens-file)": self.tokens_file is not None,
+            },
+            self.insecure,
+        )
+        return self
 
     @property
     def task_user(self) -> RunAs | None:

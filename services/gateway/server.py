@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import grpc
-
-from services.common import grpc_server
+from services.common import grpc_server, tls
 from services.common.store import Keys, TaskStore, connect
 
 from .dispatcher_link import DispatcherLink
@@ -28,8 +26,10 @@ async def serve(settings: GatewaySettings) -> None:
         connect(settings.redis_url, socket_timeout=settings.redis_timeout_seconds),
         Keys(settings.key_prefix),
     )
-    channel = grpc.aio.insecure_channel(
-        settings.dispatcher_target, options=grpc_server.CHANNEL_OPTIONS
+    channel = tls.open_channel(
+        settings.dispatcher_target,
+        grpc_server.CHANNEL_OPTIONS,
+        tls.channel_credentials(settings.tls_ca, settings.tls_client_cert, settings.tls_client_key),
     )
     waiters = TaskWaiters()
     link = DispatcherLink(channel, waiters, settings.dispatcher_token)
@@ -39,13 +39,23 @@ async def serve(settings: GatewaySettings) -> None:
         max_pending_bytes=settings.max_pending_check_bytes,
     )
     servicer = GatewayServicer(settings, store, link, waiters, channel, checker)
-    server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME])
+    credentials = tls.server_credentials(
+        settings.tls_cert, settings.tls_key, settings.tls_client_ca
+    )
+    server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME], credentials)
     add_gateway_service(servicer, server)
     await server.start()
     link.start()
     await grpc_server.set_serving(health, [SERVICE_NAME])
     host = settings.address.rsplit(":", 1)[0]
-    log.info("gateway listening on %s:%d (dispatcher %s)", host, port, settings.dispatcher_target)
+    log.info(
+        "gateway listening on %s:%d (%s; dispatcher %s%s)",
+        host,
+        port,
+        tls.describe(settings.tls_cert, settings.tls_client_ca),
+        settings.dispatcher_target,
+        " over TLS" if settings.tls_ca is not None else "",
+    )
     try:
         await stop.wait()
         log.info("gateway shutting down")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.common.settings import Flag, ListenAddress, LogLevel, Option, ServiceSettings
+from services.common.tls import PemFile, check_client_pair, check_exposed, check_server_pair
 
 __all__ = ["GatewaySettings"]
 
@@ -41,6 +42,53 @@ class GatewaySettings(ServiceSettings):
         ),
         Option(("--api-keys-file",), env="FAAS_API_KEYS_FILE"),
     ] = None
+    tls_cert: Annotated[
+        PemFile | None,
+        Field(
+            description="the gateway's TLS certificate chain (PEM; `faas certs init` makes "
+            "one): with --tls-key it listens with TLS only"
+        ),
+        Option(("--tls-cert",), env="FAAS_TLS_CERT"),
+    ] = None
+    tls_key: Annotated[
+        PemFile | None,
+        Field(description="the private key of --tls-cert (PEM)"),
+        Option(("--tls-key",), env="FAAS_TLS_KEY"),
+    ] = None
+    tls_client_ca: Annotated[
+        PemFile | None,
+        Field(
+            description="with TLS, clients must present a certificate this CA signed "
+            "(mutual TLS); unset: any client may connect"
+        ),
+        Option(("--tls-client-ca",), env="FAAS_TLS_CLIENT_CA"),
+    ] = None
+    tls_ca: Annotated[
+        PemFile | None,
+        Field(
+            description="the CA that verifies the dispatcher's certificate: given, the link to "
+            "the dispatcher is TLS"
+        ),
+        Option(("--tls-ca",), env="FAAS_TLS_CA"),
+    ] = None
+    tls_client_cert: Annotated[
+        PemFile | None,
+        Field(description="this gateway's certificate for a dispatcher that requires one"),
+        Option(("--tls-client-cert",), env="FAAS_TLS_CLIENT_CERT"),
+    ] = None
+    tls_client_key: Annotated[
+        PemFile | None,
+        Field(description="the private key of --tls-client-cert"),
+        Option(("--tls-client-key",), env="FAAS_TLS_CLIENT_KEY"),
+    ] = None
+    insecure: Annotated[
+        Flag,
+        Field(
+            description="listen on a non-loopback --address without TLS or API keys (without "
+            "it, such an address refuses to start)"
+        ),
+        Option(("--insecure",), env="FAAS_INSECURE"),
+    ] = False
     redis_url: Annotated[
         str,
         Field(min_length=1, description="the Redis that holds task state"),
@@ -83,3 +131,18 @@ class GatewaySettings(ServiceSettings):
     ] = 5.0
     log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
     log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
+
+    @model_validator(mode="after")
+    def _protected_unless_loopback(self) -> Self:
+        check_server_pair(self.tls_cert, self.tls_key, self.tls_client_ca)
+        check_client_pair(self.tls_ca, self.tls_client_cert, self.tls_client_key)
+        check_exposed(
+            self.address.rpartition(":")[0],
+            f"--address {self.address}",
+            {
+                "TLS (--tls-cert, --tls-key)": self.tls_cert is not None,
+                "API keys (--api-keys-file)": self.api_keys_file is not None,
+            },
+            self.insecure,
+        )
+        return self

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 import grpc
 from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 
+from services.common import tls
 from services.common.function_cache import FunctionCache
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.common.jobs import job_of, outcome_message
@@ -84,8 +85,13 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.pool.start()
-        channel = grpc.aio.insecure_channel(
-            self.settings.dispatcher_target, options=CHANNEL_OPTIONS
+        settings = self.settings
+        channel = tls.open_channel(
+            settings.dispatcher_target,
+            CHANNEL_OPTIONS,
+            tls.channel_credentials(
+                settings.tls_ca, settings.tls_client_cert, settings.tls_client_key
+            ),
         )
         stub = dispatcher_pb2_grpc.DispatcherServiceStub(channel)
         session = asyncio.create_task(self._sessions(stub))

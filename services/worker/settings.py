@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
@@ -20,6 +20,7 @@ from services.common.pool import (
     resolve_run_as,
 )
 from services.common.settings import Flag, LogLevel, Names, Option, ServiceSettings
+from services.common.tls import PemFile, check_client_pair
 
 __all__ = ["WorkerSettings"]
 
@@ -114,6 +115,24 @@ class WorkerSettings(ServiceSettings):
             "with a tokens file; the worker is then the id it names"
         ),
         Option(("--token",), env="FAAS_WORKER_TOKEN"),
+    ] = None
+    tls_ca: Annotated[
+        PemFile | None,
+        Field(
+            description="the CA that verifies the dispatcher's certificate: given, the worker "
+            "connects with TLS"
+        ),
+        Option(("--tls-ca",), env="FAAS_TLS_CA"),
+    ] = None
+    tls_client_cert: Annotated[
+        PemFile | None,
+        Field(description="this worker's certificate for a dispatcher that requires one"),
+        Option(("--tls-client-cert",), env="FAAS_TLS_CLIENT_CERT"),
+    ] = None
+    tls_client_key: Annotated[
+        PemFile | None,
+        Field(description="the private key of --tls-client-cert"),
+        Option(("--tls-client-key",), env="FAAS_TLS_CLIENT_KEY"),
     ] = None
     labels: Annotated[
         dict[str, str],
@@ -214,6 +233,11 @@ class WorkerSettings(ServiceSettings):
             if parsed is not None:
                 return {**data, "worker_id": parsed[0]}
         return data
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        check_client_pair(self.tls_ca, self.tls_client_cert, self.tls_client_key)
+        return self
 
     @property
     def task_user(self) -> RunAs | None:

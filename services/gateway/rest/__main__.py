@@ -46,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PortInUse as exc:  # one line before anything starts, not uvicorn's late exit 3
         logger.error("%s", exc)
         raise SystemExit(1) from None
-    logger.info("REST shim listening on %s:%d", settings.host, settings.port)
+    scheme = "https" if settings.tls_cert is not None else "http"
+    logger.info("REST shim listening on %s://%s:%d", scheme, settings.host, settings.port)
     app = create_app(settings)
     config = uvicorn.Config(
         CutShortAs503(app),
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         access_log=False,
         log_config=None,  # uvicorn logs through the root handler set up above
         timeout_graceful_shutdown=settings.shutdown_grace,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
     _GracefulServer(config, app).run()
 

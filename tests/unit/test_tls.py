@@ -1,0 +1,171 @@
+"""The development CA (services.common.certs) and the bind rule every service applies."""
+
+from __future__ import annotations
+
+import ipaddress
+import stat
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from cryptography import x509
+from cryptography.x509 import DNSName, IPAddress
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from services.common.certs import ensure_dev_certs
+from services.common.settings import ServiceSettings, SettingsError
+from services.dispatcher.settings import DispatcherSettings
+from services.gateway.rest.settings import RestSettings
+from services.gateway.settings import GatewaySettings
+from services.worker.settings import WorkerSettings
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def build(cls: type[S], **values: object) -> S:
+    """Settings from flag values, with the one-line errors the entry points print."""
+    return cls.from_sources({}, {name: (f"--{name}", value) for name, value in values.items()})
+
+
+def _cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def _store(ca: Path) -> Store:
+    return Store([_cert(ca)])
+
+
+def test_dev_certs_name_loopback_and_given_hosts_and_the_ca_verifies_them(tmp_path: Path) -> None:
+    certs, written = ensure_dev_certs(tmp_path / "tls", ["faas.example", "10.1.2.3"])
+    assert set(written) == {
+        certs.ca,
+        certs.ca_key,
+        certs.server,
+        certs.server_key,
+        certs.client,
+        certs.client_key,
+    }
+    server = _cert(certs.server)
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(DNSName)) == {"localhost", "faas.example"}
+    assert set(names.get_values_for_type(IPAddress)) == {
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+        ipaddress.ip_address("10.1.2.3"),
+    }
+    verifier = PolicyBuilder().store(_store(certs.ca))
+    for name in (
+        DNSName("localhost"),
+        DNSName("faas.example"),
+        IPAddress(ipaddress.ip_address("127.0.0.1")),
+        IPAddress(ipaddress.ip_address("::1")),
+    ):
+        chain = verifier.build_server_verifier(name).verify(server, [])
+        assert chain[-1] == _cert(certs.ca)
+    with pytest.raises(VerificationError):
+        verifier.build_server_verifier(DNSName("other.example")).verify(server, [])
+    # The client certificate is for client authentication, signed by the same CA.
+    verified = verifier.build_client_verifier().verify(_cert(certs.client), [])
+    assert verified.chain[-1] == _cert(certs.ca)
+    with pytest.raises(VerificationError):  # a server certificate is no client's
+        verifier.build_client_verifier().verify(server, [])
+
+
+def test_dev_cert_keys_are_0600_and_a_second_run_keeps_everything(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certs(tmp_path)
+    for key in (certs.ca_key, certs.server_key, certs.client_key):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+        assert b"PRIVATE KEY" in key.read_bytes()
+    before = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    _, written = ensure_dev_certs(tmp_path)
+    assert written == []
+    assert {path: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_a_new_host_reissues_only_the_server_certificate_from_the_same_ca(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certs(tmp_path)
+    ca = certs.ca.read_bytes()
+    client = certs.client.read_bytes()
+    _, written = ensure_dev_certs(tmp_path, ["faas.example"])
+    assert written == [certs.server, certs.server_key]
+    assert certs.ca.read_bytes() == ca and certs.client.read_bytes() == client
+    verifier = PolicyBuilder().store(_store(certs.ca))
+    verifier.build_server_verifier(DNSName("faas.example")).verify(_cert(certs.server), [])
+
+
+def test_a_broken_server_key_is_made_again(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certs(tmp_path)
+    certs.server_key.write_text("not a key")
+    _, written = ensure_dev_certs(tmp_path)
+    assert written == [certs.server, certs.server_key]
+    assert stat.S_IMODE(certs.server_key.stat().st_mode) == 0o600
+
+
+# --- the bind rule ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pem(tmp_path: Path) -> dict[str, Path]:
+    certs, _ = ensure_dev_certs(tmp_path)
+    return {"cert": certs.server, "key": certs.server_key, "ca": certs.ca}
+
+
+def test_gateway_on_a_non_loopback_address_needs_tls_and_keys_or_insecure(
+    tmp_path: Path, pem: dict[str, Path]
+) -> None:
+    keys = tmp_path / "keys"
+    with pytest.raises(SettingsError, match=r"0\.0\.0\.0:50051 is not a loopback address.*TLS"):
+        GatewaySettings.from_env({"FAAS_GATEWAY_ADDRESS": "0.0.0.0:50051"})
+    tls = {"FAAS_TLS_CERT": str(pem["cert"]), "FAAS_TLS_KEY": str(pem["key"])}
+    with pytest.raises(SettingsError, match=r"without API keys \(--api-keys-file\)"):
+        GatewaySettings.from_env({"FAAS_GATEWAY_ADDRESS": "0.0.0.0:50051", **tls})
+    with pytest.raises(
+        SettingsError,
+        match=r"without TLS \(--tls-cert, --tls-key\), anyone.*; give it, or --insecure",
+    ):
+        build(GatewaySettings, address="[::]:50051", api_keys_file=keys)
+    build(
+        GatewaySettings,
+        address="0.0.0.0:50051",
+        api_keys_file=keys,
+        tls_cert=pem["cert"],
+        tls_key=pem["key"],
+    )
+    GatewaySettings.from_env({"FAAS_GATEWAY_ADDRESS": "0.0.0.0:50051", "FAAS_INSECURE": "1"})
+    for loopback in ("127.0.0.1:0", "127.0.0.2:0", "localhost:0", "[::1]:0"):
+        build(GatewaySettings, address=loopback)
+
+
+def test_dispatcher_on_a_non_loopback_address_needs_tls_and_tokens_or_insecure(
+    tmp_path: Path, pem: dict[str, Path]
+) -> None:
+    with pytest.raises(SettingsError, match=r"TLS \(--tls-cert, --tls-key\) and enrolled workers"):
+        build(DispatcherSettings, address="0.0.0.0:50052")
+    with pytest.raises(SettingsError, match=r"without enrolled workers \(--tokens-file\)"):
+        build(DispatcherSettings, address="0.0.0.0:50052", tls_cert=pem["cert"], tls_key=pem["key"])
+    build(
+        DispatcherSettings,
+        address="0.0.0.0:50052",
+        tls_cert=pem["cert"],
+        tls_key=pem["key"],
+        tokens_file=tmp_path / "tokens",
+    )
+    build(DispatcherSettings, address="0.0.0.0:50052", insecure=True)
+
+
+def test_rest_shim_on_a_non_loopback_host_needs_https_or_insecure(pem: dict[str, Path]) -> None:
+    with pytest.raises(SettingsError, match=r"--host 0\.0\.0\.0 is not a loopback.*HTTPS"):
+        RestSettings.from_env({"FAAS_REST_HOST": "0.0.0.0"})
+    build(RestSettings, host="0.0.0.0", tls_cert=pem["cert"], tls_key=pem["key"])
+    build(RestSettings, host="0.0.0.0", insecure=True)
+
+
+def test_tls_files_come_in_pairs_and_must_exist(tmp_path: Path, pem: dict[str, Path]) -> None:
+    with pytest.raises(SettingsError, match="--tls-cert and --tls-key go together"):
+        build(GatewaySettings, tls_cert=pem["cert"])
+    with pytest.raises(SettingsError, match="--tls-client-ca needs --tls-cert"):
+        build(DispatcherSettings, tls_client_ca=pem["ca"])
+    with pytest.raises(SettingsError, match="--tls-client-cert needs --tls-ca"):
+        build(WorkerSettings, tls_client_cert=pem["cert"], tls_client_key=pem["key"])
+    with pytest.raises(SettingsError, match=r"FAAS_TLS_CA=.*no such file"):
+        WorkerSettings.from_env({"FAAS_TLS_CA": str(tmp_path / "missing.pem")})
