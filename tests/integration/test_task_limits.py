@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pickle
 
+import dill
 import pytest
-from faas.v1 import common_pb2
+from faas.v1 import common_pb2, gateway_pb2
 
 from tests.integration import limits_tasks
 from tests.integration.conftest import PlatformFactory
@@ -86,3 +87,56 @@ def test_a_task_without_a_timeout_gets_the_platform_default(
     rested = run_one(client, patient, 3)
     assert rested.status == COMPLETED, rested.error.message
     assert pickle.loads(rested.result) == "rested"
+
+
+@pytest.mark.parametrize("mode", ["push", "local"])
+def test_limits_set_per_function_and_per_execution(
+    make_platform: PlatformFactory, mode: str
+) -> None:
+    platform = make_platform(mode=mode, worker_processes=1)
+    rest = RestClient(platform.rest_url)
+    client = GrpcClient(platform)
+    try:
+        # Over REST, with plain dill: the function's tasks may map 256 MiB each.
+        limited = rest.register(
+            limits_tasks.allocate, "allocate", placement={"memory_limit_mb": 256}
+        )
+        shown = rest.http.get(f"/functions/{limited}").json()
+        assert shown["placement"]["memory_limit_mb"] == 256, shown
+        body = rest.wait_result(rest.execute(limited, GIB), timeout=120)
+        assert body["status"] == "FAILED", body
+        assert "memory limit of 256 MiB (its memory_limit_mb)" in body["error"]["message"], body
+        assert body["error"]["cause"] == "MEMORY_LIMIT", body
+        # One execution's own limit replaces the function's: 2 GiB lets 1 GiB through.
+        request = gateway_pb2.ExecuteFunctionRequest(
+            function_id=limited,
+            payload=dill.dumps(((GIB,), {})),
+            placement=common_pb2.Placement(memory_limit_mb=2048),
+        )
+        task_id = client.stub.ExecuteFunction(request, timeout=30).task_id
+        [state] = client.wait_all([task_id])
+        assert state.status == COMPLETED, state.error.message
+        assert pickle.loads(state.result) == GIB
+        # A CPU limit of one execution: 1 s of a 120 s spin.
+        spin = client.register(limits_tasks.spin)
+        request = gateway_pb2.ExecuteFunctionRequest(
+            function_id=spin,
+            payload=dill.dumps(((120,), {})),
+            placement=common_pb2.Placement(cpu_limit_seconds=1),
+        )
+        task_id = client.stub.ExecuteFunction(request, timeout=30).task_id
+        [state] = client.wait_all([task_id])
+        assert state.status == FAILED
+        assert state.error.cause == common_pb2.FAILURE_CAUSE_CPU_LIMIT, state.error.message
+        assert "CPU time limit of 1 s (its cpu_limit_seconds)" in state.error.message
+        [again] = client.wait_all(client.submit(spin, [(0.5,)]))  # no limit of its own: runs
+        assert again.status == COMPLETED, again.error.message
+        # Bad limits are refused, and store nothing.
+        bad = rest.http.post(
+            "/register_function",
+            json={"name": "f", "payload": "eA==", "placement": {"cpu_limit_seconds": -1}},
+        )
+        assert bad.status_code == 422, bad.text
+        assert "detail" in bad.json()
+    finally:
+        rest.close()

@@ -189,5 +189,7 @@ def function_body(info: common_pb2.FunctionInfo) -> FunctionResponse:
             labels=dict(info.placement.labels),
             resources=dict(info.placement.resources),
             any_python=info.placement.any_python,
+            memory_limit_mb=info.placement.memory_limit_mb,
+            cpu_limit_seconds=info.placement.cpu_limit_seconds,
         ),
     )

@@ -117,6 +117,21 @@ class PlacementBody(BaseModel):
     any_python: bool = Field(
         default=False, description="Run on any Python version, not only the function's minor."
     )
+    memory_limit_mb: int = Field(
+        default=0,
+        ge=0,
+        le=1 << 32,
+        description="The most address space (MiB) a task may use, under the worker's maximum "
+        "(0: that maximum); over it the task FAILS MEMORY_LIMIT.",
+    )
+    cpu_limit_seconds: float = Field(
+        default=0,
+        ge=0,
+        le=1e9,
+        allow_inf_nan=False,
+        description="The most CPU time (s) a task may use, under the worker's maximum (0: that "
+        "maximum); over it the task FAILS CPU_LIMIT.",
+    )
 
 
 class RegisterFunctionBody(BaseModel):
