@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from services.common.enrollment import DEFAULT_TENANT
+
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED"})
 STATUSES = ("QUEUED", "RUNNING", "COMPLETED", "FAILED")
 
@@ -22,6 +24,7 @@ class NewTask:
     # and faas.v1.Runtime; empty: nothing, any Python).
     placement: bytes = b""
     runtime: bytes = b""
+    tenant: str = DEFAULT_TENANT  # whose task it is: its function must be the same tenant's
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,8 @@ class CreatedTask:
     created: bool
     # The request_id was used before for a task of another function (task_id is that task).
     conflict: bool = False
+    # Not stored: the tenant is at its limit of open tasks (task_id is "").
+    over_quota: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,8 @@ class TaskRecord:
     finished_ms: int
     # Why a QUEUED task waits, when not only for a free worker ("" otherwise).
     pending_reason: str = ""
+    # Whose task it is (a record written before tenants: the default tenant's).
+    tenant: str = DEFAULT_TENANT
 
     @property
     def terminal(self) -> bool:

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from faas.v1 import common_pb2
 
+from services.common.enrollment import DEFAULT_TENANT
 from services.common.errors import StoreUnavailable
 
 from . import scripts
@@ -43,6 +44,7 @@ _RECORD_FIELDS = (
     "started",
     "finished",
     "pending",
+    "tenant",
 )
 
 
@@ -58,6 +60,7 @@ _FUNCTION_FIELDS = (
     "qualname",
     "runtime",
     "placement",
+    "tenant",
 )
 
 
@@ -68,7 +71,8 @@ class FunctionRecord:
     ``by_reference`` says the payload holds only ``module`` and ``qualname`` (it runs only where
     the module imports); ``runtime`` is what the client said it serialized the function with,
     plus the pickle protocol read from the stream; ``placement``, what its tasks need of a
-    worker. A function stored before these were recorded reads as by value, with empty ones.
+    worker. A function stored before these were recorded reads as by value, with empty ones,
+    and as the default tenant's.
     """
 
     function_id: str
@@ -81,6 +85,7 @@ class FunctionRecord:
     qualname: str = ""
     runtime: common_pb2.Runtime = field(default_factory=common_pb2.Runtime)
     placement: common_pb2.Placement = field(default_factory=common_pb2.Placement)
+    tenant: str = DEFAULT_TENANT
 
 
 P = ParamSpec("P")
@@ -134,6 +139,16 @@ def _int(raw: bytes | None) -> int:
     return int(raw) if raw else 0
 
 
+def _tenant(raw: bytes | None) -> str:
+    return raw.decode() if raw else DEFAULT_TENANT
+
+
+def _others(raw: bytes | None, tenant: str | None) -> bool:
+    """Whether a record of tenant ``raw`` is hidden from a caller of ``tenant`` (None: sees
+    every tenant's)."""
+    return tenant is not None and _tenant(raw) != tenant
+
+
 def connect(url: str, *, socket_timeout: float = 5.0, max_connections: int = 64) -> aioredis.Redis:
     """A client for ``url`` whose calls fail within ``socket_timeout`` when Redis is away.
 
@@ -153,6 +168,10 @@ def connect(url: str, *, socket_timeout: float = 5.0, max_connections: int = 64)
 
 class TaskStore:
     """Functions and tasks in Redis, with atomic (Lua) batch state changes.
+
+    Every function and task belongs to a tenant. A read given a ``tenant`` answers None for
+    another tenant's record, exactly as for an id that does not exist (the gateway's reads);
+    the dispatcher's side reads and writes every tenant's alike.
 
     Errors: every method raises :class:`~services.common.errors.StoreUnavailable` when Redis
     cannot be reached or does not answer within the timeout, and its subclass
@@ -195,6 +214,7 @@ class TaskStore:
         qualname: str = "",
         runtime: common_pb2.Runtime | None = None,
         placement: common_pb2.Placement | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> None:
         """Stores a function with what the gateway found out about it (see FunctionRecord)."""
         await self.client.hset(
@@ -209,19 +229,23 @@ class TaskStore:
                 "qualname": qualname,
                 "runtime": runtime.SerializeToString() if runtime is not None else b"",
                 "placement": placement.SerializeToString() if placement is not None else b"",
+                "tenant": tenant,
             },
         )
 
     @_translated
-    async def get_function(self, function_id: str) -> FunctionRecord | None:
-        """The function without its payload, or None when there is no such function."""
+    async def get_function(
+        self, function_id: str, tenant: str | None = None
+    ) -> FunctionRecord | None:
+        """The function without its payload, or None when there is no such function (of
+        ``tenant``, when given)."""
         key = self.keys.function(function_id)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hmget(key, list(_FUNCTION_FIELDS))
             pipe.hstrlen(key, "payload")
             values, size = await pipe.execute()
         fields = dict(zip(_FUNCTION_FIELDS, cast("list[bytes | None]", values), strict=True))
-        if fields["created"] is None:
+        if fields["created"] is None or _others(fields["tenant"], tenant):
             return None
         return FunctionRecord(
             function_id=function_id,
@@ -234,6 +258,7 @@ class TaskStore:
             qualname=_text(fields["qualname"]),
             runtime=common_pb2.Runtime.FromString(fields["runtime"] or b""),
             placement=common_pb2.Placement.FromString(fields["placement"] or b""),
+            tenant=_tenant(fields["tenant"]),
         )
 
     @_translated
@@ -244,16 +269,35 @@ class TaskStore:
     # Tasks: the gateway's side
 
     @_translated
-    async def create_tasks(self, tasks: Sequence[NewTask]) -> list[CreatedTask | None]:
-        """Stores tasks as QUEUED; ``None`` in place of a task whose function does not exist."""
+    async def create_tasks(
+        self, tasks: Sequence[NewTask], *, max_open: int | None = None, whole: bool = False
+    ) -> list[CreatedTask | None]:
+        """Stores tasks as QUEUED; ``None`` in place of a task whose function does not exist or
+        is another tenant's. A request id is the task's tenant's own.
+
+        With ``max_open`` (0: no limit), each task is kept in its tenant's open set until it is
+        terminal, and a task that would take its tenant over ``max_open`` open tasks is not
+        stored (``over_quota``); with ``whole``, ``tasks`` are one request, stored all or none.
+        """
         if not tasks:
             return []
         keys: list[str] = [self.keys.queued]
-        args: list[Any] = [_now_ms()]
+        args: list[Any] = [
+            _now_ms(),
+            "0" if max_open is None else "1",
+            max_open or 0,
+            "1" if whole else "0",
+            DEFAULT_TENANT,
+        ]
         for task in tasks:
             task_key = self.keys.task(task.task_id)
-            request_key = self.keys.request(task.request_id) if task.request_id else task_key
-            keys += [self.keys.function(task.function_id), task_key, request_key]
+            request_key = (
+                self.keys.request(task.request_id, task.tenant) if task.request_id else task_key
+            )
+            # Redis checks the keys a script is given against the caller's ACL: the open set
+            # is passed only when counting (else the task key again, untouched).
+            open_key = self.keys.open_tasks(task.tenant) if max_open is not None else task_key
+            keys += [self.keys.function(task.function_id), task_key, request_key, open_key]
             args += [
                 task.task_id,
                 task.function_id,
@@ -262,11 +306,14 @@ class TaskStore:
                 "1" if task.request_id else "0",
                 task.placement,
                 task.runtime,
+                task.tenant,
             ]
         rows = await self._create(keys=keys, args=args)
         out: list[CreatedTask | None] = []
         for task_id, timeout, created in rows:
-            if not task_id:
+            if created == b"3":
+                out.append(CreatedTask("", None, created=False, over_quota=True))
+            elif not task_id:
                 out.append(None)
             else:
                 out.append(
@@ -285,26 +332,30 @@ class TaskStore:
         return _text(cast("bytes | None", raw)) or None
 
     @_translated
-    async def get_status_reason(self, task_id: str) -> tuple[str, str] | None:
+    async def get_status_reason(
+        self, task_id: str, tenant: str | None = None
+    ) -> tuple[str, str] | None:
         """A task's status and, while it is QUEUED, why it waits ("" when only for a worker)."""
-        raw = await self.client.hmget(self.keys.task(task_id), ["status", "pending"])
-        status, pending = cast("list[bytes | None]", raw)
-        if status is None:
+        raw = await self.client.hmget(self.keys.task(task_id), ["status", "pending", "tenant"])
+        status, pending, owner = cast("list[bytes | None]", raw)
+        if status is None or _others(owner, tenant):
             return None
         return _text(status), _text(pending) if status == b"QUEUED" else ""
 
     @_translated
-    async def get_task(self, task_id: str) -> TaskRecord | None:
+    async def get_task(self, task_id: str, tenant: str | None = None) -> TaskRecord | None:
         values = await self.client.hmget(self.keys.task(task_id), list(_RECORD_FIELDS))
-        return _record(task_id, cast("list[bytes | None]", values))
+        return _record(task_id, cast("list[bytes | None]", values), tenant)
 
     @_translated
-    async def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+    async def get_tasks(
+        self, task_ids: Sequence[str], tenant: str | None = None
+    ) -> list[TaskRecord | None]:
         async with self.client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 pipe.hmget(self.keys.task(task_id), list(_RECORD_FIELDS))
             rows = await pipe.execute()
-        return [_record(t, v) for t, v in zip(task_ids, rows, strict=True)]
+        return [_record(t, v, tenant) for t, v in zip(task_ids, rows, strict=True)]
 
     # Tasks: the dispatcher's side
 
@@ -467,9 +518,11 @@ def _decoded(raw: Any) -> list[str]:
     return [item.decode() for item in cast("list[bytes]", raw)]
 
 
-def _record(task_id: str, values: Sequence[bytes | None]) -> TaskRecord | None:
+def _record(
+    task_id: str, values: Sequence[bytes | None], tenant: str | None = None
+) -> TaskRecord | None:
     fields = dict(zip(_RECORD_FIELDS, values, strict=True))
-    if fields["status"] is None:
+    if fields["status"] is None or _others(fields["tenant"], tenant):
         return None
     return TaskRecord(
         task_id=task_id,
@@ -485,4 +538,5 @@ def _record(task_id: str, values: Sequence[bytes | None]) -> TaskRecord | None:
         started_ms=_int(fields["started"]),
         finished_ms=_int(fields["finished"]),
         pending_reason=_text(fields["pending"]) if fields["status"] == b"QUEUED" else "",
+        tenant=_tenant(fields["tenant"]),
     )

@@ -15,6 +15,17 @@ carried that token) so that a repeat can tell its own earlier write from another
 
 from __future__ import annotations
 
+# Every script that makes a task terminal takes it out of its tenant's open set (the key its
+# ``counted`` field names, when CREATE_TASKS put it in one).
+_UNCOUNT = """
+local function uncount(key, tid)
+  local okey = redis.call('HGET', key, 'counted')
+  if okey then
+    redis.call('ZREM', okey, tid)
+  end
+end
+"""
+
 # Every script that makes a task terminal replies, per task, with the state as written, so that
 # the dispatcher can announce it without reading Redis again:
 # {code, function_id, status, cause, message, traceback, attempts, worker_id, created, started,
@@ -32,50 +43,125 @@ local function state(key, code)
 end
 """
 
-# KEYS: queued, then per task (function key, task key, request key or task key again).
-# ARGV: now, then per task (task_id, function_id, payload, timeout or "", has_request "1"/"0",
-#       placement, runtime: serialized faas.v1 messages or "" for none).
-# Returns per task {task_id, timeout, created "1"|"0"}; {"", "", "0"} when the function is missing;
-# {earlier task_id, "", "2"} when the request_id was used for another function. A request key
-# holds "task_id function_id".
+# KEYS: queued, then per task (function key, task key, request key or task key again, the open
+#       set of its tenant).
+# ARGV: now, counting "1"|"0" (keep the open sets), the limit of open tasks per tenant (0: none;
+#       only while counting), whole "1"|"0" (the tasks are one request, refused whole), the
+#       tenant of a function stored without one, then per task (task_id, function_id, payload,
+#       timeout or "", has_request "1"/"0", placement, runtime: serialized faas.v1 messages or ""
+#       for none, tenant).
+# Returns per task {task_id, timeout, created "1"|"0"}; {"", "", "0"} when the function is missing
+# or is another tenant's; {earlier task_id, "", "2"} when the request_id was used for another
+# function; {"", "", "3"} when the task (or, whole, any task of the request) would take its
+# tenant over the limit of open tasks: nothing of that request is stored. A request key holds
+# "task_id function_id". The limit is checked here, in the script that adds to the open set, so
+# that no two gateways can both pass it.
 CREATE_TASKS = """
 local queued = KEYS[1]
-local now = ARGV[1]
+local now, counting, limit = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3])
+local whole, default_tenant = ARGV[4] == '1', ARGV[5]
+local n = (#KEYS - 1) / 4
 local out = {}
-local n = (#KEYS - 1) / 3
-for i = 0, n - 1 do
-  local fkey, tkey, rkey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
-  local base = 1 + 7 * i
+local plans = {}
+
+-- What storing task i would do: 'missing', 'new', or the earlier request's value.
+local function plan(i)
+  local fkey, rkey = KEYS[2 + 4 * i], KEYS[4 + 4 * i]
+  local base = 5 + 8 * i
+  local fid, hasreq, tenant = ARGV[base + 2], ARGV[base + 5], ARGV[base + 8]
+  local f = redis.call('HMGET', fkey, 'created', 'tenant')
+  if not f[1] or (f[2] or default_tenant) ~= tenant then
+    return 'missing'
+  end
+  if hasreq == '1' then
+    local prev = redis.call('GET', rkey)
+    if prev then
+      return prev
+    end
+  end
+  return 'new'
+end
+
+-- Whether the new tasks among first..last take an open set over the limit.
+local function over(first, last)
+  if not counting or limit <= 0 then
+    return false
+  end
+  local adding = {}
+  for i = first, last do
+    if plans[i] == 'new' then
+      local okey = KEYS[5 + 4 * i]
+      adding[okey] = (adding[okey] or 0) + 1
+    end
+  end
+  for okey, count in pairs(adding) do
+    if redis.call('ZCARD', okey) + count > limit then
+      return true
+    end
+  end
+  return false
+end
+
+local function store(i)
+  local fkey, tkey, rkey, okey = KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i], KEYS[5 + 4 * i]
+  local base = 5 + 8 * i
   local tid, fid, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local timeout, hasreq = ARGV[base + 4], ARGV[base + 5]
-  local placement, runtime = ARGV[base + 6], ARGV[base + 7]
-  if redis.call('EXISTS', fkey) == 0 then
+  local placement, runtime, tenant = ARGV[base + 6], ARGV[base + 7], ARGV[base + 8]
+  local p = plans[i]
+  if p == 'missing' then
     out[i + 1] = {'', '', '0'}
+  elseif p ~= 'new' then
+    local prev_tid, prev_fid = string.match(p, '^(%S+) (%S+)$')
+    out[i + 1] = {prev_tid, '', prev_fid == fid and '0' or '2'}
   else
-    local prev = false
     if hasreq == '1' then
-      prev = redis.call('GET', rkey)
+      redis.call('SET', rkey, tid .. ' ' .. fid, 'EX', 86400)
     end
-    if prev then
-      local prev_tid, prev_fid = string.match(prev, '^(%S+) (%S+)$')
-      out[i + 1] = {prev_tid, '', prev_fid == fid and '0' or '2'}
+    if timeout == '' then
+      timeout = redis.call('HGET', fkey, 'timeout') or ''
+    end
+    redis.call('HSET', tkey, 'function_id', fid, 'status', 'QUEUED', 'payload', payload,
+      'timeout', timeout, 'attempts', 0, 'created', now, 'tenant', tenant)
+    if placement ~= '' then
+      redis.call('HSET', tkey, 'placement', placement)
+    end
+    if runtime ~= '' then
+      redis.call('HSET', tkey, 'runtime', runtime)
+    end
+    if counting then
+      redis.call('HSET', tkey, 'counted', okey)
+      redis.call('ZADD', okey, now, tid)
+    end
+    redis.call('ZADD', queued, now, tid)
+    out[i + 1] = {tid, timeout, '1'}
+  end
+end
+
+local function refuse(first, last)
+  for i = first, last do
+    out[i + 1] = plans[i] == 'missing' and {'', '', '0'} or {'', '', '3'}
+  end
+end
+
+if whole then
+  for i = 0, n - 1 do
+    plans[i] = plan(i)
+  end
+  if over(0, n - 1) then
+    refuse(0, n - 1)
+  else
+    for i = 0, n - 1 do
+      store(i)
+    end
+  end
+else
+  for i = 0, n - 1 do  -- one by one: a task sees the request keys of those before it
+    plans[i] = plan(i)
+    if over(i, i) then
+      refuse(i, i)
     else
-      if hasreq == '1' then
-        redis.call('SET', rkey, tid .. ' ' .. fid, 'EX', 86400)
-      end
-      if timeout == '' then
-        timeout = redis.call('HGET', fkey, 'timeout') or ''
-      end
-      redis.call('HSET', tkey, 'function_id', fid, 'status', 'QUEUED', 'payload', payload,
-        'timeout', timeout, 'attempts', 0, 'created', now)
-      if placement ~= '' then
-        redis.call('HSET', tkey, 'placement', placement)
-      end
-      if runtime ~= '' then
-        redis.call('HSET', tkey, 'runtime', runtime)
-      end
-      redis.call('ZADD', queued, now, tid)
-      out[i + 1] = {tid, timeout, '1'}
+      store(i)
     end
   end
 end
@@ -122,6 +208,7 @@ return out
 # {0} when the task was terminal or the attempt is not current.
 FINISH_ATTEMPTS = (
     _STATE
+    + _UNCOUNT
     + """
 local queued, running = KEYS[1], KEYS[2]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
@@ -148,6 +235,7 @@ for i = 3, #KEYS do
     end
     redis.call('ZREM', running, tid)
     redis.call('ZREM', queued, tid)
+    uncount(KEYS[i], tid)
     out[#out + 1] = state(KEYS[i], 1)
   else
     out[#out + 1] = {0}
@@ -166,6 +254,7 @@ return out
 # the same attempt returns what the first one did.
 REQUEUE_ATTEMPTS = (
     _STATE
+    + _UNCOUNT
     + """
 local queued, running = KEYS[1], KEYS[2]
 local now, max_attempts, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -189,6 +278,7 @@ for i = 3, #KEYS do
       if ttl > 0 then
         redis.call('PEXPIRE', KEYS[i], ttl)
       end
+      uncount(KEYS[i], tid)
       out[#out + 1] = {2, state(KEYS[i], 1)}
     else
       redis.call('HSET', KEYS[i], 'status', 'QUEUED', 'settled', (fields[2] or '') .. ':R')
@@ -210,6 +300,7 @@ return out
 # token; its result left out: it is the one given), {0} when the task was not QUEUED.
 FAIL_QUEUED = (
     _STATE
+    + _UNCOUNT
     + """
 local queued = KEYS[1]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
@@ -229,6 +320,7 @@ for i = 2, #KEYS do
       redis.call('PEXPIRE', KEYS[i], ttl)
     end
     redis.call('ZREM', queued, tid)
+    uncount(KEYS[i], tid)
     out[#out + 1] = state(KEYS[i], 1)
   else
     out[#out + 1] = {0}
