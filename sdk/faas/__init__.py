@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     )
     from .client import FaaSClient
     from .errors import (
+        AuthenticationError,
         ClientClosed,
         FaaSError,
         FaaSTimeout,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
         InvalidArgument,
         NotFound,
         PayloadTooLarge,
+        QuotaExceeded,
         ServiceUnavailable,
         TaskFailed,
         TaskNotFound,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from .executor import FaaSExecutor
 
 __all__ = [
+    "AuthenticationError",
     "ClientClosed",
     "FaaSClient",
     "FaaSError",
@@ -55,6 +58,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PlacementInfo",
+    "QuotaExceeded",
     "RuntimeInfo",
     "ServiceUnavailable",
     "TaskFailed",

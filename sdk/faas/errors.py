@@ -8,6 +8,10 @@ Hierarchy::
     │   └── TaskNotFound         reason TASK_NOT_FOUND
     ├── InvalidArgument          the gateway rejected a request or payload (INVALID_ARGUMENT)
     ├── PayloadTooLarge          a payload is over the size limit (RESOURCE_EXHAUSTED)
+    ├── QuotaExceeded            the tenant is over a quota or rate limit: nothing was stored;
+    │                            ``retry_after`` says how many seconds to wait (RESOURCE_EXHAUSTED
+    │                            with a google.rpc.RetryInfo)
+    ├── AuthenticationError      no API key, or one the gateway does not know (UNAUTHENTICATED)
     ├── ServiceUnavailable       the gateway, its store or the dispatcher could not be reached,
     │                            after the client's retries with backoff (UNAVAILABLE)
     ├── FaaSTimeout              a wait ran out: the task had not ended in time, or the gateway
@@ -34,6 +38,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 __all__ = [
+    "AuthenticationError",
     "ClientClosed",
     "FaaSError",
     "FaaSTimeout",
@@ -41,11 +46,13 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "PayloadTooLarge",
+    "QuotaExceeded",
     "ServiceUnavailable",
     "TaskFailed",
     "TaskNotFound",
     "error_reason",
     "from_rpc_error",
+    "retry_delay",
 ]
 
 
@@ -81,6 +88,23 @@ class InvalidArgument(FaaSError, ValueError):
 
 class PayloadTooLarge(FaaSError):
     """A serialized function or argument tuple is over the gateway's size limit."""
+
+
+class QuotaExceeded(FaaSError):
+    """The tenant is over a quota (``reason`` ``OPEN_TASKS_LIMIT``) or a rate limit
+    (``RATE_LIMITED``): nothing was stored. Try again after ``retry_after`` seconds."""
+
+    def __init__(
+        self, message: str, *, code: str = "", reason: str = "", retry_after: float = 0.0
+    ) -> None:
+        super().__init__(message, code=code, reason=reason)
+        self.retry_after = retry_after
+
+
+class AuthenticationError(FaaSError):
+    """The gateway wants an API key (``reason`` ``API_KEY_MISSING``) or does not know the one
+    given (``API_KEY_INVALID``: unknown, revoked or malformed). Pass ``api_key=`` or set
+    ``FAAS_API_KEY``."""
 
 
 class ServiceUnavailable(FaaSError):
@@ -122,6 +146,7 @@ _BY_CODE: dict[grpc.StatusCode, type[FaaSError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: PayloadTooLarge,
     grpc.StatusCode.UNAVAILABLE: ServiceUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: FaaSTimeout,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
 }
 
 _BY_REASON: dict[str, type[FaaSError]] = {
@@ -152,6 +177,19 @@ def error_reason(error: grpc.RpcError) -> str:
     return ""
 
 
+def retry_delay(error: grpc.RpcError) -> float | None:
+    """The ``google.rpc.RetryInfo`` delay of a failed call in seconds, or None without one."""
+    status = _rich_status(error)
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return max(0.0, float(info.retry_delay.ToNanoseconds()) / 1e9)
+    return None
+
+
 def _code_and_details(error: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     code = getattr(error, "code", None)
     details = getattr(error, "details", None)
@@ -164,6 +202,10 @@ def from_rpc_error(error: grpc.RpcError, *, attempts: int = 1, target: str = "")
     """The SDK error for a failed gRPC call to ``target``, tried ``attempts`` times."""
     code, details = _code_and_details(error)
     reason = error_reason(error)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        delay = retry_delay(error)
+        if delay is not None:  # a quota, not a size: only quotas say when to try again
+            return QuotaExceeded(details, code=code.name, reason=reason, retry_after=delay)
     kind = _BY_REASON.get(reason) or _BY_CODE.get(code, FaaSError)
     message = details
     if kind is ServiceUnavailable:

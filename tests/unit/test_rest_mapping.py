@@ -262,6 +262,7 @@ class _FakeGateway:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.keys: list[str | None] = []  # the API key each call presented
         self.error: grpc.aio.AioRpcError | None = None
         self.task = _task(common_pb2.TASK_STATUS_RUNNING)
         self.serving = "SERVING"
@@ -269,33 +270,40 @@ class _FakeGateway:
     def last(self) -> tuple[str, tuple[Any, ...]]:
         return self.calls[-1]
 
-    def _record(self, name: str, *args: Any) -> None:
+    def _record(self, name: str, *args: Any, key: str | None = None) -> None:
         self.calls.append((name, args))
+        self.keys.append(key)
         if self.error is not None:
             raise self.error
 
-    async def register_function(self, *args: Any) -> gateway_pb2.RegisterFunctionResponse:
-        self._record("register_function", *args)
+    async def register_function(
+        self, *args: Any, key: str | None = None
+    ) -> gateway_pb2.RegisterFunctionResponse:
+        self._record("register_function", *args, key=key)
         return gateway_pb2.RegisterFunctionResponse(function_id="f1")
 
-    async def execute_function(self, *args: Any) -> gateway_pb2.ExecuteFunctionResponse:
-        self._record("execute_function", *args)
+    async def execute_function(
+        self, *args: Any, key: str | None = None
+    ) -> gateway_pb2.ExecuteFunctionResponse:
+        self._record("execute_function", *args, key=key)
         return gateway_pb2.ExecuteFunctionResponse(task_id="t1")
 
-    async def execute_batch(self, *args: Any) -> gateway_pb2.ExecuteBatchResponse:
-        self._record("execute_batch", *args)
+    async def execute_batch(
+        self, *args: Any, key: str | None = None
+    ) -> gateway_pb2.ExecuteBatchResponse:
+        self._record("execute_batch", *args, key=key)
         return gateway_pb2.ExecuteBatchResponse(task_ids=["t1", "t2"])
 
-    async def get_status(self, *args: Any) -> gateway_pb2.GetStatusResponse:
-        self._record("get_status", *args)
+    async def get_status(self, *args: Any, key: str | None = None) -> gateway_pb2.GetStatusResponse:
+        self._record("get_status", *args, key=key)
         return gateway_pb2.GetStatusResponse(task_id=args[0], status=self.task.status)
 
-    async def get_result(self, *args: Any) -> common_pb2.TaskState:
-        self._record("get_result", *args)
+    async def get_result(self, *args: Any, key: str | None = None) -> common_pb2.TaskState:
+        self._record("get_result", *args, key=key)
         return self.task
 
-    async def get_function(self, *args: Any) -> common_pb2.FunctionInfo:
-        self._record("get_function", *args)
+    async def get_function(self, *args: Any, key: str | None = None) -> common_pb2.FunctionInfo:
+        self._record("get_function", *args, key=key)
         return common_pb2.FunctionInfo(
             function_id=args[0],
             name="double",
@@ -307,8 +315,8 @@ class _FakeGateway:
             placement=common_pb2.Placement(labels={"gpu": "h200"}, resources={"gpu": 1.0}),
         )
 
-    async def list_workers(self) -> gateway_pb2.ListWorkersResponse:
-        self._record("list_workers")
+    async def list_workers(self, key: str | None = None) -> gateway_pb2.ListWorkersResponse:
+        self._record("list_workers", key=key)
         return gateway_pb2.ListWorkersResponse(mode="local", queued=0)
 
     async def health(self) -> str:

@@ -1,7 +1,9 @@
 """The shim's one gRPC channel to the gateway, with a timeout on every call.
 
 Executes go through the coalescer (``_coalesce``: concurrent ones as one ExecuteBatch) and long
-polls through the shared WatchTasks stream (``_results``), falling back to GetResult.
+polls through the shared WatchTasks stream (``_results``), falling back to GetResult; both are
+kept per API key (``_callers``). Every call presents the caller's key (``key``, from the HTTP
+``Authorization: Bearer`` header) as ``authorization`` metadata.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-import grpc
 from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common import tls
+from services.gateway.rest._callers import Caller, Callers, Metadata, metadata_for
 from services.gateway.rest._coalesce import ExecuteCoalescer
 from services.gateway.rest._convert import duration
 from services.gateway.rest._results import Miss, ResultWatch
@@ -78,30 +81,41 @@ class GatewayClient:
 
     def __init__(self, settings: RestSettings) -> None:
         self._timeout = settings.call_timeout
-        self._channel = grpc.aio.insecure_channel(
-            settings.gateway_target, options=list(_CHANNEL_OPTIONS)
+        self._channel = tls.open_channel(
+            settings.gateway_target,
+            _CHANNEL_OPTIONS,
+            tls.channel_credentials(
+                settings.tls_ca, settings.tls_client_cert, settings.tls_client_key
+            ),
         )
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._health: Any = health_pb2_grpc.HealthStub(self._channel)
         self._stopping = asyncio.Event()
-        self.coalescer = ExecuteCoalescer(self, on_queued=self._expect)
-        self.watch = ResultWatch(
-            lambda requests: self._stub.WatchTasks(requests, timeout=_WATCH_STREAM_SECONDS)
-        )
+        self.callers = Callers(self._caller)
         self.result_calls = 0  # GetResult calls made (long polls not served by the watch)
         logger.info("REST shim talks to the gateway at %s", settings.gateway_target)
+
+    def _caller(self, key: str | None) -> Caller:
+        """A coalescer and a result watch whose calls present ``key``."""
+        metadata = metadata_for(key)
+        sender = _KeyedSender(self, metadata)
+        watch = ResultWatch(
+            lambda requests: self._stub.WatchTasks(
+                requests, timeout=_WATCH_STREAM_SECONDS, metadata=metadata
+            )
+        )
+        return Caller(key, ExecuteCoalescer(sender, on_queued=watch.expect), watch)
 
     def stop_waiting(self) -> None:
         """The shim is stopping: long polls in flight end now, answering the task's state."""
         self._stopping.set()
-        self.watch.stop()
+        self.callers.stop()
 
     async def close(self) -> None:
         """Close the channel, cancelling calls still in flight."""
-        await self.coalescer.close()
-        await self.watch.close()
+        await self.callers.close()
         await self._channel.close()
-        executes, watch = self.coalescer.counts, self.watch.counts
+        executes, watch = self.callers.executes, self.callers.watches
         logger.info(
             "REST shim sent %d executes in %d ExecuteBatch and %d ExecuteFunction calls; "
             "%d long polls waited on %d WatchTasks streams (%d answered there), "
@@ -124,6 +138,8 @@ class GatewayClient:
         timeout: float | None,
         runtime: common_pb2.Runtime | None = None,
         placement: common_pb2.Placement | None = None,
+        *,
+        key: str | None = None,
     ) -> gateway_pb2.RegisterFunctionResponse:
         """RegisterFunction."""
         request = gateway_pb2.RegisterFunctionRequest(
@@ -131,12 +147,18 @@ class GatewayClient:
         )
         if timeout is not None:
             request.timeout.CopyFrom(duration(timeout))
-        return await self._stub.RegisterFunction(request, timeout=self._timeout)
+        return await self._stub.RegisterFunction(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
 
-    async def get_function(self, function_id: str) -> common_pb2.FunctionInfo:
+    async def get_function(
+        self, function_id: str, *, key: str | None = None
+    ) -> common_pb2.FunctionInfo:
         """GetFunction."""
         request = gateway_pb2.GetFunctionRequest(function_id=function_id)
-        response = await self._stub.GetFunction(request, timeout=self._timeout)
+        response = await self._stub.GetFunction(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
         return response.function
 
     async def execute_function(
@@ -146,10 +168,14 @@ class GatewayClient:
         timeout: float | None,
         request_id: str | None,
         placement: common_pb2.Placement | None = None,
+        *,
+        key: str | None = None,
     ) -> gateway_pb2.ExecuteFunctionResponse:
-        """ExecuteFunction, coalesced with concurrent ones into ExecuteBatch calls; a request
-        with the client's own ``request_id`` goes alone, so its key keeps its meaning."""
+        """ExecuteFunction, coalesced with concurrent ones of the same API key into ExecuteBatch
+        calls; a request with the client's own ``request_id`` goes alone, so that id keeps its
+        meaning."""
         limit = duration(timeout) if timeout is not None else None
+        caller = self.callers.get(key)
         if request_id:
             request = gateway_pb2.ExecuteFunctionRequest(
                 function_id=function_id,
@@ -158,26 +184,23 @@ class GatewayClient:
                 placement=placement,
                 timeout=limit,
             )
-            response = await self.execute_function_call(request)
-            self.watch.expect([response.task_id])
+            response = await self.execute_function_call(request, metadata_for(key))
+            caller.watch.expect([response.task_id])
             return response
-        task_id = await self.coalescer.execute(function_id, payload, limit, placement)
+        task_id = await caller.coalescer.execute(function_id, payload, limit, placement)
         return gateway_pb2.ExecuteFunctionResponse(task_id=task_id)
 
     async def execute_function_call(
-        self, request: gateway_pb2.ExecuteFunctionRequest
+        self, request: gateway_pb2.ExecuteFunctionRequest, metadata: Metadata | None = None
     ) -> gateway_pb2.ExecuteFunctionResponse:
         """One ExecuteFunction call, as it is."""
-        return await self._stub.ExecuteFunction(request, timeout=self._timeout)
-
-    def _expect(self, task_ids: list[str]) -> None:
-        self.watch.expect(task_ids)
+        return await self._stub.ExecuteFunction(request, timeout=self._timeout, metadata=metadata)
 
     async def execute_batch_call(
-        self, request: gateway_pb2.ExecuteBatchRequest
+        self, request: gateway_pb2.ExecuteBatchRequest, metadata: Metadata | None = None
     ) -> gateway_pb2.ExecuteBatchResponse:
         """One ExecuteBatch call, as it is."""
-        return await self._stub.ExecuteBatch(request, timeout=self._timeout)
+        return await self._stub.ExecuteBatch(request, timeout=self._timeout, metadata=metadata)
 
     async def execute_batch(
         self,
@@ -186,6 +209,8 @@ class GatewayClient:
         timeout: float | None,
         request_id: str | None = None,
         placement: common_pb2.Placement | None = None,
+        *,
+        key: str | None = None,
     ) -> gateway_pb2.ExecuteBatchResponse:
         """ExecuteBatch."""
         request = gateway_pb2.ExecuteBatchRequest(
@@ -196,44 +221,57 @@ class GatewayClient:
         )
         if timeout is not None:
             request.timeout.CopyFrom(duration(timeout))
-        response = await self._stub.ExecuteBatch(request, timeout=self._timeout)
-        self.watch.expect(response.task_ids)
+        response = await self.execute_batch_call(request, metadata_for(key))
+        self.callers.get(key).watch.expect(response.task_ids)
         return response
 
-    async def get_status(self, task_id: str) -> gateway_pb2.GetStatusResponse:
+    async def get_status(
+        self, task_id: str, *, key: str | None = None
+    ) -> gateway_pb2.GetStatusResponse:
         """GetStatus."""
         request = gateway_pb2.GetStatusRequest(task_id=task_id)
-        return await self._stub.GetStatus(request, timeout=self._timeout)
+        return await self._stub.GetStatus(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
 
-    async def get_result(self, task_id: str, wait: float | None) -> common_pb2.TaskState:
+    async def get_result(
+        self, task_id: str, wait: float | None, *, key: str | None = None
+    ) -> common_pb2.TaskState:
         """The task's state; with ``wait`` > 0 a long poll, answered from the shared WatchTasks
         stream (GetResult when it is down), which ends early when the shim stops
         (``stop_waiting``): then it answers the task's state at that moment."""
+        metadata = metadata_for(key)
         if wait and not self._stopping.is_set():
             deadline = time.monotonic() + wait
-            outcome = await self.watch.wait(task_id, wait)
+            outcome = await self.callers.get(key).watch.wait(task_id, wait)
             if isinstance(outcome, common_pb2.TaskState):
                 return outcome
             left = deadline - time.monotonic()
             if outcome is Miss.DOWN and left > 0:
-                return await self._long_poll(task_id, left)
-        return await self._result_now(task_id)
+                return await self._long_poll(task_id, left, metadata)
+        return await self._result_now(task_id, metadata)
 
-    async def _result_now(self, task_id: str) -> common_pb2.TaskState:
+    async def _result_now(self, task_id: str, metadata: Metadata | None) -> common_pb2.TaskState:
         self.result_calls += 1
         response = await self._stub.GetResult(
-            gateway_pb2.GetResultRequest(task_id=task_id), timeout=self._timeout
+            gateway_pb2.GetResultRequest(task_id=task_id),
+            timeout=self._timeout,
+            metadata=metadata,
         )
         return response.task
 
-    async def _long_poll(self, task_id: str, wait: float) -> common_pb2.TaskState:
+    async def _long_poll(
+        self, task_id: str, wait: float, metadata: Metadata | None
+    ) -> common_pb2.TaskState:
         """GetResult with ``wait``, given that much extra time, ended by ``stop_waiting``."""
         if self._stopping.is_set():
-            return await self._result_now(task_id)
+            return await self._result_now(task_id, metadata)
         request = gateway_pb2.GetResultRequest(task_id=task_id)
         request.wait.CopyFrom(duration(wait))
         self.result_calls += 1
-        poll = asyncio.ensure_future(self._stub.GetResult(request, timeout=self._timeout + wait))
+        poll = asyncio.ensure_future(
+            self._stub.GetResult(request, timeout=self._timeout + wait, metadata=metadata)
+        )
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             done, _ = await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -243,12 +281,14 @@ class GatewayClient:
                 poll.cancel()  # the shim is stopping: ask once more, without waiting
         if poll in done:
             return poll.result().task
-        return await self._result_now(task_id)
+        return await self._result_now(task_id, metadata)
 
-    async def list_workers(self) -> gateway_pb2.ListWorkersResponse:
+    async def list_workers(self, *, key: str | None = None) -> gateway_pb2.ListWorkersResponse:
         """ListWorkers."""
         request = gateway_pb2.ListWorkersRequest()
-        return await self._stub.ListWorkers(request, timeout=self._timeout)
+        return await self._stub.ListWorkers(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
 
     async def health(self) -> str:
         """The gateway's overall gRPC health status name, e.g. ``"SERVING"``."""
@@ -256,3 +296,21 @@ class GatewayClient:
             health_pb2.HealthCheckRequest(service=""), timeout=self._timeout
         )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+class _KeyedSender:
+    """The coalescer's two gateway calls, presenting one caller's key."""
+
+    def __init__(self, client: GatewayClient, metadata: Metadata | None) -> None:
+        self._client = client
+        self._metadata = metadata
+
+    async def execute_function_call(
+        self, request: gateway_pb2.ExecuteFunctionRequest
+    ) -> gateway_pb2.ExecuteFunctionResponse:
+        return await self._client.execute_function_call(request, self._metadata)
+
+    async def execute_batch_call(
+        self, request: gateway_pb2.ExecuteBatchRequest
+    ) -> gateway_pb2.ExecuteBatchResponse:
+        return await self._client.execute_batch_call(request, self._metadata)

@@ -5,7 +5,8 @@ A request that arrives while no call is in flight goes at once (a lone request p
 the requests that arrive while calls are in flight wait up to ``LINGER_SECONDS`` (or until
 ``MAX_ITEMS`` are waiting) and then go together. At most ``MAX_IN_FLIGHT`` calls are out at once;
 what arrives meanwhile joins the next one, so batches grow with load. Requests go together only
-when they share their function, time limit and placement (one ExecuteBatch carries one of each).
+when they share their function, time limit and placement (one ExecuteBatch carries one of each),
+and only requests of one API key meet in one coalescer (see ``_callers``).
 
 A batch carries a fresh ``request_id`` (the gateway keys each task by ``request_id#index``). A
 batch refused as a whole by one bad item (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...) is sent
@@ -56,6 +57,7 @@ _WHOLE_BATCH_CODES: Final = frozenset(
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNAUTHENTICATED,  # the key, which every item of the batch shares
     }
 )
 
@@ -124,6 +126,11 @@ class ExecuteCoalescer:
         self._ready: deque[_Batch] = deque()  # batches to send as soon as a slot is free
         self._sending: set[asyncio.Task[None]] = set()
         self.counts = CoalescerCounts()
+
+    @property
+    def idle(self) -> bool:
+        """Whether no request is waiting or in flight."""
+        return not self._open and not self._ready and not self._sending
 
     async def execute(
         self,

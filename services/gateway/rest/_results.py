@@ -89,6 +89,11 @@ class ResultWatch:
         self._stopped = False
         self.counts = WatchCounts()
 
+    @property
+    def idle(self) -> bool:
+        """Whether no long poll waits here."""
+        return not self._waiters
+
     def takes(self, task_id: str) -> bool:
         """Whether a wait for ``task_id`` can be answered here now (else: the unary GetResult).
 

@@ -5,13 +5,15 @@ and the ``wait`` bound refers to the settings in ``create_app``'s scope.
 """
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import grpc
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.gateway.limits import MAX_ID_CHARS, max_body_bytes
 from services.gateway.rest._body_limit import BodyLimitMiddleware
@@ -50,8 +52,23 @@ _ERROR_BODY: dict[str, Any] = {
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid argument or payload not base64", **_ERROR_BODY},
+    401: {
+        "description": "No API key, or one the gateway does not know (a gateway with keys)",
+        "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+        **_ERROR_BODY,
+    },
     404: {"description": "Unknown function or task", **_ERROR_BODY},
     413: {"description": "Payload or request body over the size limit", **_ERROR_BODY},
+    429: {
+        "description": "The tenant is over a quota or rate limit; nothing was stored",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before trying again",
+                "schema": {"type": "integer"},
+            }
+        },
+        **_ERROR_BODY,
+    },
     503: {"description": "Gateway, store or dispatcher unavailable", **_ERROR_BODY},
     504: {"description": "The gateway did not answer in time", **_ERROR_BODY},
 }
@@ -64,6 +81,36 @@ async def _gateway(request: Request) -> GatewayClient:
 
 
 Gateway = Annotated[GatewayClient, Depends(_gateway)]
+
+# Optional in the schema and here: a gateway without API keys (the default, on loopback) takes
+# calls without one; a gateway with keys answers 401 for a missing one.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An API key (`faas keys issue NAME --tenant T`) as `Authorization: Bearer KEY`; "
+    "needed when the gateway runs with `--api-keys-file` (`make run ARGS=--api-keys`).",
+)
+# What gRPC metadata can carry: one token of printable ASCII.
+_KEY = re.compile(r"^[\x21-\x7e]{1,4096}$")
+
+
+async def _api_key(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    if credentials is None:
+        return None
+    key = credentials.credentials.strip()
+    if not _KEY.match(key):
+        raise HTTPException(
+            status_code=401,
+            detail="malformed API key: expected Authorization: Bearer KEY, as `faas keys "
+            "issue` prints it",
+            headers={"WWW-Authenticate": 'Bearer realm="faas", error="invalid_token"'},
+        )
+    return key
+
+
+ApiKey = Annotated[str | None, Depends(_api_key)]
 # Checked by the gateway (400), stated here for the schema.
 TaskId = Annotated[str, Path(json_schema_extra={"minLength": 1, "maxLength": MAX_ID_CHARS})]
 FunctionIdPath = Annotated[str, Path(json_schema_extra={"minLength": 1, "maxLength": MAX_ID_CHARS})]
@@ -108,11 +155,16 @@ def create_app(settings: RestSettings) -> FastAPI:
         responses=_ERRORS,
     )
     async def register_function(
-        body: RegisterFunctionBody, gateway: Gateway
+        body: RegisterFunctionBody, gateway: Gateway, key: ApiKey
     ) -> RegisterFunctionResponse:
         payload = decode_payload(body.payload)
         response = await gateway.register_function(
-            body.name, payload, body.timeout, runtime_message(body), placement_message(body)
+            body.name,
+            payload,
+            body.timeout,
+            runtime_message(body),
+            placement_message(body),
+            key=key,
         )
         return RegisterFunctionResponse(function_id=response.function_id)
 
@@ -121,8 +173,10 @@ def create_app(settings: RestSettings) -> FastAPI:
         summary="What the gateway recorded about a registered function (not its payload)",
         responses=_ERRORS,
     )
-    async def get_function(function_id: FunctionIdPath, gateway: Gateway) -> FunctionResponse:
-        return function_body(await gateway.get_function(function_id))
+    async def get_function(
+        function_id: FunctionIdPath, gateway: Gateway, key: ApiKey
+    ) -> FunctionResponse:
+        return function_body(await gateway.get_function(function_id, key=key))
 
     @app.post(
         "/execute_function",
@@ -130,11 +184,16 @@ def create_app(settings: RestSettings) -> FastAPI:
         responses=_ERRORS,
     )
     async def execute_function(
-        body: ExecuteFunctionBody, gateway: Gateway
+        body: ExecuteFunctionBody, gateway: Gateway, key: ApiKey
     ) -> ExecuteFunctionResponse:
         payload = decode_payload(body.payload)
         response = await gateway.execute_function(
-            body.function_id, payload, body.timeout, body.request_id, placement_message(body)
+            body.function_id,
+            payload,
+            body.timeout,
+            body.request_id,
+            placement_message(body),
+            key=key,
         )
         return ExecuteFunctionResponse(task_id=response.task_id)
 
@@ -143,16 +202,23 @@ def create_app(settings: RestSettings) -> FastAPI:
         summary="Queue many tasks of one function (all or none)",
         responses=_ERRORS,
     )
-    async def execute_batch(body: ExecuteBatchBody, gateway: Gateway) -> ExecuteBatchResponse:
+    async def execute_batch(
+        body: ExecuteBatchBody, gateway: Gateway, key: ApiKey
+    ) -> ExecuteBatchResponse:
         payloads = _decode_batch(body.payloads)
         response = await gateway.execute_batch(
-            body.function_id, payloads, body.timeout, body.request_id, placement_message(body)
+            body.function_id,
+            payloads,
+            body.timeout,
+            body.request_id,
+            placement_message(body),
+            key=key,
         )
         return ExecuteBatchResponse(task_ids=list(response.task_ids))
 
     @app.get("/status/{task_id}", summary="Get a task's status", responses=_ERRORS)
-    async def get_status(task_id: TaskId, gateway: Gateway) -> StatusResponse:
-        return status_body(await gateway.get_status(task_id))
+    async def get_status(task_id: TaskId, gateway: Gateway, key: ApiKey) -> StatusResponse:
+        return status_body(await gateway.get_status(task_id, key=key))
 
     @app.get(
         "/result/{task_id}",
@@ -162,6 +228,7 @@ def create_app(settings: RestSettings) -> FastAPI:
     async def get_result(
         task_id: TaskId,
         gateway: Gateway,
+        key: ApiKey,
         wait: Annotated[
             float | None,
             Query(
@@ -172,11 +239,11 @@ def create_app(settings: RestSettings) -> FastAPI:
             ),
         ] = None,
     ) -> ResultResponse:
-        return result_body(await gateway.get_result(task_id, wait))
+        return result_body(await gateway.get_result(task_id, wait, key=key))
 
     @app.get("/workers", summary="List connected workers and their load", responses=_ERRORS)
-    async def list_workers(gateway: Gateway) -> WorkersResponse:
-        return workers_body(await gateway.list_workers())
+    async def list_workers(gateway: Gateway, key: ApiKey) -> WorkersResponse:
+        return workers_body(await gateway.list_workers(key=key))
 
     @app.get(
         "/healthz",
