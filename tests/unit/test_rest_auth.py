@@ -250,3 +250,12 @@ def test_a_busy_caller_is_not_dropped() -> None:
 def test_metadata_presents_the_key_as_a_bearer_token() -> None:
     assert metadata_for(None) is None
     assert metadata_for("faas_a.b") == (("authorization", "Bearer faas_a.b"),)
+
+
+def test_a_keyed_caller_is_vouched_for_only_shortly_after_a_call_took_its_key() -> None:
+    caller = Caller("k", ExecuteCoalescer(_Sender("k", [])), ResultWatch(_no_stream))
+    assert not caller.vouched(100.0)
+    caller.verified = 100.0
+    assert caller.vouched(100.5) and not caller.vouched(101.5)
+    anonymous = Caller(None, ExecuteCoalescer(_Sender(None, [])), ResultWatch(_no_stream))
+    assert anonymous.vouched(0.0)

@@ -22,13 +22,17 @@ from typing import Final
 from services.gateway.rest._coalesce import CoalescerCounts, ExecuteCoalescer
 from services.gateway.rest._results import ResultWatch, WatchCounts
 
-__all__ = ["IDLE_SECONDS", "MAX_CALLERS", "Caller", "Callers", "metadata_for"]
+__all__ = ["IDLE_SECONDS", "MAX_CALLERS", "RECHECK_SECONDS", "Caller", "Callers", "metadata_for"]
 
 MAX_CALLERS: Final = 256
 """The most callers (keys) kept at once, unless more than that are busy."""
 
 IDLE_SECONDS: Final = 120.0
 """A caller unused this long is dropped (its stream closed)."""
+
+RECHECK_SECONDS: Final = 1.0
+"""A long poll is answered from a key's stream only if a call showed the key good this recently:
+the gateway checks a key when a stream opens, so a key revoked since must not keep reading."""
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -46,6 +50,11 @@ class Caller:
     coalescer: ExecuteCoalescer
     watch: ResultWatch
     used: float = 0.0
+    verified: float = -float("inf")  # when a unary call with the key last succeeded
+
+    def vouched(self, now: float) -> bool:
+        """Whether the key was shown good within ``RECHECK_SECONDS`` (always, without a key)."""
+        return self.key is None or now - self.verified < RECHECK_SECONDS
 
     @property
     def busy(self) -> bool:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
@@ -33,6 +33,7 @@ _GATEWAY_SERVICE: Final = "faas.v1.GatewayService"
 _HEALTH_SERVICE: Final = "grpc.health.v1.Health"
 _MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 _WATCH_STREAM_SECONDS: Final = 3600.0  # the shared WatchTasks stream is re-opened after this
+_TERMINAL: Final = (common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED)
 
 # Retry UNAVAILABLE a few times, but only on calls that are safe to repeat: a retried
 # ExecuteFunction without a request_id could store a task twice.
@@ -98,13 +99,14 @@ class GatewayClient:
     def _caller(self, key: str | None) -> Caller:
         """A coalescer and a result watch whose calls present ``key``."""
         metadata = metadata_for(key)
-        sender = _KeyedSender(self, metadata)
+        sender = _KeyedSender(self, metadata, lambda: caller)
         watch = ResultWatch(
             lambda requests: self._stub.WatchTasks(
                 requests, timeout=_WATCH_STREAM_SECONDS, metadata=metadata
             )
         )
-        return Caller(key, ExecuteCoalescer(sender, on_queued=watch.expect), watch)
+        caller = Caller(key, ExecuteCoalescer(sender, on_queued=watch.expect), watch)
+        return caller
 
     def stop_waiting(self) -> None:
         """The shim is stopping: long polls in flight end now, answering the task's state."""
@@ -243,7 +245,18 @@ class GatewayClient:
         metadata = metadata_for(key)
         if wait and not self._stopping.is_set():
             deadline = time.monotonic() + wait
-            outcome = await self.callers.get(key).watch.wait(task_id, wait)
+            caller = self.callers.get(key)
+            if not caller.vouched(time.monotonic()):
+                # Its stream was opened with the key as it was then: ask once, which checks
+                # the key now (401 once revoked) and may find the task ended already.
+                state = await self._result_now(task_id, metadata)
+                caller.verified = time.monotonic()
+                if state.status in _TERMINAL:
+                    return state
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    return state
+            outcome = await caller.watch.wait(task_id, wait)
             if isinstance(outcome, common_pb2.TaskState):
                 return outcome
             left = deadline - time.monotonic()
@@ -299,18 +312,26 @@ class GatewayClient:
 
 
 class _KeyedSender:
-    """The coalescer's two gateway calls, presenting one caller's key."""
+    """The coalescer's two gateway calls, presenting one caller's key (and noting when the
+    gateway last took it)."""
 
-    def __init__(self, client: GatewayClient, metadata: Metadata | None) -> None:
+    def __init__(
+        self, client: GatewayClient, metadata: Metadata | None, caller: Callable[[], Caller]
+    ) -> None:
         self._client = client
         self._metadata = metadata
+        self._caller = caller
 
     async def execute_function_call(
         self, request: gateway_pb2.ExecuteFunctionRequest
     ) -> gateway_pb2.ExecuteFunctionResponse:
-        return await self._client.execute_function_call(request, self._metadata)
+        reply = await self._client.execute_function_call(request, self._metadata)
+        self._caller().verified = time.monotonic()
+        return reply
 
     async def execute_batch_call(
         self, request: gateway_pb2.ExecuteBatchRequest
     ) -> gateway_pb2.ExecuteBatchResponse:
-        return await self._client.execute_batch_call(request, self._metadata)
+        reply = await self._client.execute_batch_call(request, self._metadata)
+        self._caller().verified = time.monotonic()
+        return reply
