@@ -23,6 +23,7 @@ import grpc
 
 from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
+from ._auth import bearer_interceptors
 from .errors import ServiceUnavailable, from_rpc_error
 
 __all__ = [
@@ -114,14 +115,26 @@ class Transport:
         stream_timeout: float,
         max_watches: int,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        api_key: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        if api_key:  # first, so that every call (streams included) carries the key
+            interceptors = [*bearer_interceptors(api_key), *interceptors]
         self.target = target
         self.call_timeout = call_timeout
         self.policy = policy
         self.stream_timeout = stream_timeout
-        self._channel = grpc.aio.insecure_channel(
-            target, options=CHANNEL_OPTIONS, interceptors=list(interceptors) or None
-        )
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(
+                target, options=CHANNEL_OPTIONS, interceptors=list(interceptors) or None
+            )
+        else:  # TLS (_tls.py)
+            self._channel = grpc.aio.secure_channel(
+                target,
+                credentials,
+                options=CHANNEL_OPTIONS,
+                interceptors=list(interceptors) or None,
+            )
         self.stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._watch_slots = asyncio.Semaphore(max_watches)
         self._reached = False  # whether the channel has been READY once

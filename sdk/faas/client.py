@@ -31,10 +31,12 @@ from google.protobuf import duration_pb2
 from faas.v1 import common_pb2, gateway_pb2
 
 from . import _serde
+from ._auth import resolve_api_key
 from ._futures import TaskFuture, results_in_order
 from ._loop import LoopThread
 from ._models import FunctionInfo, TaskInfo, TaskStatus, WorkersReport
 from ._submitter import Submitter
+from ._tls import PathArg, channel_credentials
 from ._transport import RetryPolicy, Transport
 from ._watcher import TaskWatcher
 from .errors import ClientClosed, FaaSTimeout
@@ -58,9 +60,12 @@ def _placement(
     labels: Mapping[str, str] | None,
     resources: Mapping[str, float] | None,
     any_python: bool = False,
+    memory_limit_mb: int = 0,
+    cpu_limit_seconds: float = 0.0,
 ) -> common_pb2.Placement | None:
-    """What a function's or an execution's tasks need of a worker; None when nothing."""
-    if not labels and not resources and not any_python:
+    """What a function's or an execution's tasks need of a worker and may use there; None
+    when nothing."""
+    if not (labels or resources or any_python or memory_limit_mb or cpu_limit_seconds):
         return None
     for key, value in (labels or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):
@@ -73,6 +78,8 @@ def _placement(
         labels=dict(labels or {}),
         resources={k: float(v) for k, v in (resources or {}).items()},
         any_python=any_python,
+        memory_limit_mb=memory_limit_mb,
+        cpu_limit_seconds=cpu_limit_seconds,
     )
 
 
@@ -99,6 +106,12 @@ class FaaSClient:
     completed from one WatchTasks stream served by the I/O thread, never by polling; it is
     re-opened every ``stream_timeout`` seconds. ``watch()`` follows one task on a WatchTask
     stream of its own, at most ``max_watches`` of them at once.
+    ``api_key`` (default ``$FAAS_API_KEY``) goes on every call as ``authorization: Bearer``
+    metadata, for a gateway with API keys (``faas keys issue``); a missing or unknown one fails
+    calls with ``AuthenticationError``, a tenant over its quota with ``QuotaExceeded``.
+    ``tls_ca`` (default ``$FAAS_TLS_CA``), the CA that verifies the gateway's certificate,
+    turns TLS on; ``tls_cert`` and ``tls_key`` (``$FAAS_TLS_CLIENT_CERT``,
+    ``$FAAS_TLS_CLIENT_KEY``) are a client certificate for a gateway that requires one.
     Errors are the ``faas.errors`` exceptions. Use it as a context manager, or ``close()`` it.
     """
 
@@ -113,7 +126,13 @@ class FaaSClient:
         stream_timeout: float = 300.0,
         max_watches: int = 1000,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        api_key: str | None = None,
+        tls_ca: PathArg | None = None,
+        tls_cert: PathArg | None = None,
+        tls_key: PathArg | None = None,
     ) -> None:
+        api_key = resolve_api_key(api_key)
+        credentials = channel_credentials(tls_ca, tls_cert, tls_key)
         if not timeout > 0 or not stream_timeout > 0 or max_watches < 1:
             raise ValueError("timeout and stream_timeout must be > 0, max_watches >= 1")
         policy = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max_backoff)
@@ -123,7 +142,16 @@ class FaaSClient:
         self._loop = LoopThread(f"faas-client {target}")
         try:
             self._transport, self._watcher, self._submitter = self._loop.run(
-                self._open(target, timeout, policy, stream_timeout, max_watches, interceptors)
+                self._open(
+                    target,
+                    timeout,
+                    policy,
+                    stream_timeout,
+                    max_watches,
+                    interceptors,
+                    api_key,
+                    credentials,
+                )
             )
         except BaseException:
             self._loop.stop()
@@ -137,6 +165,8 @@ class FaaSClient:
         stream_timeout: float,
         max_watches: int,
         interceptors: Sequence[grpc.aio.ClientInterceptor],
+        api_key: str | None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> tuple[Transport, TaskWatcher, Submitter]:
         transport = Transport(
             target,
@@ -145,13 +175,17 @@ class FaaSClient:
             stream_timeout=stream_timeout,
             max_watches=max_watches,
             interceptors=interceptors,
+            api_key=api_key,
+            credentials=credentials,
         )
         watcher = TaskWatcher(transport)
         return transport, watcher, Submitter(transport, watcher.add)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **options: Any) -> FaaSClient:
-        """A client for ``$FAAS_TARGET`` (default ``127.0.0.1:50051``)."""
+        """A client for ``$FAAS_TARGET`` (default ``127.0.0.1:50051``) with the API key
+        ``$FAAS_API_KEY`` (if set), both read from ``environ``."""
+        options.setdefault("api_key", environ.get("FAAS_API_KEY", ""))
         return cls(environ.get("FAAS_TARGET") or DEFAULT_TARGET, **options)
 
     @property
@@ -200,6 +234,8 @@ class FaaSClient:
         labels: Mapping[str, str] | None = None,
         resources: Mapping[str, float] | None = None,
         any_python: bool = False,
+        memory_limit_mb: int = 0,
+        cpu_limit_seconds: float = 0.0,
     ) -> str:
         """Registers ``fn`` and returns its function id.
 
@@ -210,10 +246,14 @@ class FaaSClient:
         ``name`` defaults to the function's qualified name; ``timeout`` is the default time
         limit in seconds of its tasks (none if unset). Its tasks run only on workers with
         these ``labels`` (exact values) and at least these ``resources``, and, unless
-        ``any_python``, this Python's major.minor (and cloudpickle's)::
+        ``any_python``, this Python's major.minor (and cloudpickle's). Each task may use at
+        most ``memory_limit_mb`` of address space and ``cpu_limit_seconds`` of CPU time (0:
+        the worker's maxima, which also cap these); over them it FAILS MEMORY_LIMIT or
+        CPU_LIMIT::
 
             function_id = client.register(lambda x: x + 1, "inc")
             on_gpu = client.register(train, labels={"gpu": "h200"}, resources={"gpu": 1})
+            small = client.register(parse, memory_limit_mb=512, cpu_limit_seconds=10)
         """
         if name is None:
             name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "function"))
@@ -223,7 +263,7 @@ class FaaSClient:
             payload=pickled.payload,
             timeout=_duration(timeout),
             runtime=_serde.runtime(pickled.serializer),
-            placement=_placement(labels, resources, any_python),
+            placement=_placement(labels, resources, any_python, memory_limit_mb, cpu_limit_seconds),
         )
         reply = self._call(self._transport.stub.RegisterFunction, request)
         return str(reply.function_id)
@@ -238,11 +278,14 @@ class FaaSClient:
         request_id: str | None = None,
         labels: Mapping[str, str] | None = None,
         resources: Mapping[str, float] | None = None,
+        memory_limit_mb: int = 0,
+        cpu_limit_seconds: float = 0.0,
     ) -> str:
         """Queues one task and returns its id, without waiting for it.
 
         ``timeout`` is this task's time limit in seconds. ``labels`` and ``resources`` are
-        what this task needs of a worker, over the function's own. The call is retried only
+        what this task needs of a worker, over the function's own; ``memory_limit_mb`` and
+        ``cpu_limit_seconds``, when set, replace the function's limits. The call is retried only
         under an idempotency key, ``request_id`` (a fresh one by default), so a retry never
         creates a second task.
         """
@@ -251,7 +294,12 @@ class FaaSClient:
             payload=_serde.dumps_call(args, kwargs),
             timeout=_duration(timeout),
             request_id=request_id or str(uuid.uuid4()),
-            placement=_placement(labels, resources),
+            placement=_placement(
+                labels,
+                resources,
+                memory_limit_mb=memory_limit_mb,
+                cpu_limit_seconds=cpu_limit_seconds,
+            ),
         )
         reply = self._call(self._transport.stub.ExecuteFunction, request)
         return str(reply.task_id)

@@ -75,21 +75,61 @@ def _banner(platform: Platform) -> None:
     )
     # Workers take FAAS_CODE_PATH from the environment they inherit, else their working directory.
     code_path = normalized_code_path(platform.env.get("FAAS_CODE_PATH", "").strip() or os.getcwd())
+    grpc = "gRPC over TLS" if platform.ca is not None else "gRPC"
     STDOUT.say(
         "MPCSFaaS is up:\n"
         f"  REST        {platform.rest_url}  (docs: {platform.rest_url}/docs)\n"
-        f"  gateway     {platform.gateway_target}  (gRPC, reflection on)\n"
+        f"  gateway     {platform.gateway_target}  ({grpc}, reflection on)\n"
         f"  dispatcher  {platform.dispatcher_target}  ({config.mode} mode, {workers})\n"
         f"  redis       {platform.redis_address}  ({redis_note})\n"
         f"  code path   {code_path}  (workers import your modules from here: FAAS_CODE_PATH)\n"
+        f"{_tls_note(platform)}"
+        f"{_keys_note(platform)}"
         f"{_add_a_worker(platform)}\n"
         "Ctrl-C stops everything."
+    )
+
+
+def _tls_note(platform: Platform) -> str:
+    """With TLS, the CA clients must trust and how each kind of client is given it."""
+    if platform.ca is None:
+        return ""
+    ca = os.path.relpath(platform.ca) if str(platform.ca).startswith(os.getcwd()) else platform.ca
+    return (
+        f"  TLS         every hop; clients trust {ca}: FAAS_TLS_CA={ca} (faas, the SDK; or "
+        f"--tls-ca), curl --cacert {ca}, grpcurl -cacert {ca}\n"
+    )
+
+
+def _keys_note(platform: Platform) -> str:
+    """Whether clients need a key; with keys, how to call with one and how to make more."""
+    if platform.api_keys is None:
+        return (
+            "  clients     open: no API key needed, every call is tenant default (keep it on "
+            "loopback; --api-keys requires keys)\n"
+        )
+    path = platform.api_keys.path
+    keys = os.path.relpath(path) if str(path).startswith(os.getcwd()) else str(path)
+    issue = f"{_python()} -m faas keys --keys-file {keys} issue NAME --tenant TENANT"
+    if platform.admin_key is None:
+        return (
+            f"  API keys    required, from {keys} (the key admin was printed at its first "
+            f"start); another: {issue}\n"
+        )
+    key = platform.admin_key
+    return (
+        f"  API keys    required, from {keys}; key admin of tenant default (shown once):\n"
+        f"                FAAS_API_KEY={key}  (faas, the SDK)\n"
+        f'                curl -H "Authorization: Bearer {key}" {platform.rest_url}/workers\n'
+        f"              another: {issue}\n"
     )
 
 
 def _add_a_worker(platform: Platform) -> str:
     """How to add a worker by hand: enrolled first when the dispatcher admits enrolled ones."""
     worker = f"{_python()} -m services.worker N {platform.dispatcher_target}"
+    if platform.ca is not None:
+        worker += f" --tls-ca {platform.ca}"
     if platform.tokens is None:
         return f"Add a worker: {worker}"
     return (

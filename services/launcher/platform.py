@@ -8,6 +8,8 @@ import logging
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -23,7 +25,9 @@ import grpc
 from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.enrollment import TokenFile
+from services.common import tls
+from services.common.certs import DevCerts, ensure_dev_certs
+from services.common.enrollment import DEFAULT_TENANT, TokenFile
 from services.common.grpc_server import PortInUse, check_port_free
 
 from . import redis_access
@@ -33,6 +37,8 @@ from .spawn import spawn
 from .supervisor import RestartPolicy, Supervised, Supervisor, describe_exit
 
 log = logging.getLogger(__name__)
+
+_WILDCARDS = frozenset({"0.0.0.0", "::", "[::]"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,14 @@ class PlatformConfig:
     # The dispatcher admits only the gateway and workers the launcher enrolled (a tokens file in
     # DATA_DIR, see services/common/enrollment.py); off: anyone reaching its port may connect.
     enroll: bool = True
+    # Every hop with TLS: a development CA and certificates in DATA_DIR/tls (made once, then
+    # reused; services.common.certs); the REST shim serves HTTPS.
+    tls: bool = False
+    # The services listen on a non-loopback host without what would protect them (--insecure).
+    insecure: bool = False
+    # Clients need an API key: the gateway gets the keys file DATA_DIR/api_keys, where start()
+    # issues a key `admin` of tenant `default` when the file holds none (``Platform.admin_key``).
+    api_keys: bool = False
     die_with_launcher: bool = False  # every process is SIGKILLed when this one dies (make run)
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
@@ -197,9 +211,16 @@ def without_password(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
-def grpc_serving(target: str) -> Callable[[], bool]:
+Credentials = Callable[[], grpc.ChannelCredentials | None]
+
+
+def _plaintext() -> grpc.ChannelCredentials | None:
+    return None
+
+
+def grpc_serving(target: str, credentials: Credentials = _plaintext) -> Callable[[], bool]:
     def check() -> bool:
-        with grpc.insecure_channel(target) as channel:
+        with tls.sync_channel(target, credentials()) as channel:
             try:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=1.0
@@ -211,10 +232,11 @@ def grpc_serving(target: str) -> Callable[[], bool]:
     return check
 
 
-def http_ok(url: str) -> Callable[[], bool]:
+def http_ok(url: str, ca: Path | None = None) -> Callable[[], bool]:
     def check() -> bool:
+        context = ssl.create_default_context(cafile=ca) if ca is not None else None
         try:
-            with urllib.request.urlopen(url, timeout=1.0) as reply:
+            with urllib.request.urlopen(url, timeout=1.0, context=context) as reply:
                 return bool(reply.status == 200)
         except OSError:
             return False
@@ -222,9 +244,11 @@ def http_ok(url: str) -> Callable[[], bool]:
     return check
 
 
-def worker_connected(dispatcher_target: str, worker_id: str) -> Callable[[], bool]:
+def worker_connected(
+    dispatcher_target: str, worker_id: str, credentials: Credentials = _plaintext
+) -> Callable[[], bool]:
     def check() -> bool:
-        with grpc.insecure_channel(dispatcher_target) as channel:
+        with tls.sync_channel(dispatcher_target, credentials()) as channel:
             try:
                 reply = dispatcher_pb2_grpc.DispatcherServiceStub(channel).ListConnectedWorkers(
                     dispatcher_pb2.ListConnectedWorkersRequest(), timeout=1.0
@@ -274,9 +298,21 @@ class Platform:
             # Written by start(), once the ports are known free and Redis accepted the folder.
             self.tokens = TokenFile(c.data_dir / "tokens")
             dispatcher_env["FAAS_TOKENS_FILE"] = str(self.tokens.path.absolute())
-        self.gateway_target = f"{c.host}:{c.gateway_port}"
-        self.dispatcher_target = f"{c.host}:{c.dispatcher_port}"
-        self.rest_url = f"http://{c.host}:{c.rest_port}"
+        # A wildcard host listens everywhere; the parts reach each other on loopback, which
+        # the certificates name.
+        host = "127.0.0.1" if c.host in _WILDCARDS else c.host
+        self.api_keys: TokenFile | None = None  # the gateway's API keys, when it has them
+        self.admin_key: str | None = None  # the key start() issued, if it did (shown once)
+        keys_file = self.env.get("FAAS_API_KEYS_FILE")  # the operator's, which the gateway gets
+        if keys_file or c.api_keys:
+            self.api_keys = TokenFile(keys_file or c.data_dir.absolute() / "api_keys")
+            gateway_env["FAAS_API_KEYS_FILE"] = str(self.api_keys.path)
+        self.gateway_target = f"{host}:{c.gateway_port}"
+        self.dispatcher_target = f"{host}:{c.dispatcher_port}"
+        self.certs = DevCerts(c.data_dir.absolute() / "tls") if c.tls else None
+        self.rest_url = f"{'https' if c.tls else 'http'}://{host}:{c.rest_port}"
+        listen_tls, dial_tls = self._tls_flags()
+        insecure = ["--insecure"] if c.insecure else []
         py = sys.executable
         self.dispatcher = self._service(
             "dispatcher",
@@ -294,8 +330,10 @@ class Platform:
                 str(c.worker_processes),
                 "--heartbeat",
                 str(c.heartbeat_seconds),
+                *listen_tls,
+                *insecure,
             ],
-            grpc_serving(self.dispatcher_target),
+            grpc_serving(self.dispatcher_target, self._credentials),
             redis_url=dispatcher_url,
             env=dispatcher_env,
         )
@@ -306,11 +344,14 @@ class Platform:
                 "-m",
                 "services.gateway",
                 "--address",
-                self.gateway_target,
+                f"{c.host}:{c.gateway_port}",
                 "--dispatcher",
                 self.dispatcher_target,
+                *listen_tls,
+                *dial_tls,
+                *insecure,
             ],
-            grpc_serving(self.gateway_target),
+            grpc_serving(self.gateway_target, self._credentials),
             redis_url=gateway_url,
             env=gateway_env,
         )
@@ -326,14 +367,44 @@ class Platform:
                 str(c.rest_port),
                 "--gateway",
                 self.gateway_target,
+                *listen_tls,
+                *dial_tls,
+                *insecure,
             ],
-            http_ok(f"{self.rest_url}/healthz"),
+            http_ok(f"{self.rest_url}/healthz", self.ca),
         )
         self.workers: list[ServiceProcess] = []
         self._worker_count = 0
         self.supervisor: Supervisor | None = None
         if c.supervise:
             self.supervisor = Supervisor(self.parts, c.restart_policy)
+
+    @property
+    def ca(self) -> Path | None:
+        """The CA that verifies every part's certificate (with ``config.tls``)."""
+        return None if self.certs is None else self.certs.ca
+
+    def _credentials(self) -> grpc.ChannelCredentials | None:
+        """The launcher's own, for its health checks: the CA, and the client certificate (in
+        case the services were told to require one, FAAS_TLS_CLIENT_CA)."""
+        if self.certs is None:
+            return None
+        return tls.channel_credentials(self.certs.ca, self.certs.client, self.certs.client_key)
+
+    def _tls_flags(self) -> tuple[list[str], list[str]]:
+        """The flags of a server's certificate, and of a client's CA (none without TLS)."""
+        if self.certs is None:
+            return [], []
+        listen = ["--tls-cert", str(self.certs.server), "--tls-key", str(self.certs.server_key)]
+        return listen, ["--tls-ca", str(self.certs.ca)]
+
+    def _certificate_hosts(self) -> list[str]:
+        """The names the server certificate needs besides loopback: the host, or for a wildcard
+        this machine's names."""
+        host = self.config.host
+        if host in _WILDCARDS:
+            return [socket.gethostname(), socket.getfqdn()]
+        return [host]
 
     @property
     def redis_url(self) -> str:
@@ -405,11 +476,15 @@ class Platform:
         ]
         if mode:
             argv += ["--mode", mode]
+        argv += self._tls_flags()[1]
         env = {}
         if self.tokens is not None:
             env["FAAS_WORKER_TOKEN"] = self.tokens.issue(worker_id, "worker")
         worker = self._service(
-            worker_id, argv, worker_connected(self.dispatcher_target, worker_id), env=env
+            worker_id,
+            argv,
+            worker_connected(self.dispatcher_target, worker_id, self._credentials),
+            env=env,
         )
         self.workers.append(worker)
         return worker
@@ -430,6 +505,12 @@ class Platform:
         try:
             if self.redis is not None:
                 self.redis.start()
+            if self.certs is not None:
+                ensure_dev_certs(self.certs.folder, self._certificate_hosts())
+            if self.api_keys is not None and not any(
+                credential.role == "client" for credential in self.api_keys.credentials()
+            ):
+                self.admin_key = self.api_keys.issue("admin", "client", tenant=DEFAULT_TENANT)
             if self.tokens is not None:
                 self._forget_old_workers()
                 token = self.tokens.issue("gateway", "gateway")

@@ -8,9 +8,9 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from services.common.grpc_server import is_loopback
 from services.common.pool import normalized_code_path
 from services.common.settings import Flag, LogLevel, Option, Port, ServiceSettings
+from services.common.tls import check_exposed
 
 from .platform import PlatformConfig
 
@@ -36,11 +36,28 @@ class LauncherSettings(ServiceSettings):
     host: Annotated[
         str, Field(min_length=1, description="the address every service listens on")
     ] = "127.0.0.1"
+    tls: Annotated[
+        Flag,
+        Field(
+            description="TLS on every hop: a development CA and certificates in DATA_DIR/tls "
+            "(made once, then reused), the REST shim on HTTPS; clients trust DATA_DIR/tls/ca.pem"
+        ),
+        Option(("--tls",), env="FAAS_TLS"),
+    ] = False
+    api_keys: Annotated[
+        Flag,
+        Field(
+            description="clients need an API key: the keys file DATA_DIR/api_keys, with a key "
+            "`admin` of tenant `default` made (and printed) at the first start; more with `faas "
+            "keys issue`"
+        ),
+        Option(("--api-keys",), env="FAAS_API_KEYS"),
+    ] = False
     insecure: Annotated[
         Flag,
         Field(
-            description="listen on a non-loopback --host although clients are not "
-            "authenticated and nothing is encrypted (without it, such a --host refuses to start)"
+            description="listen on a non-loopback --host without TLS and API keys (without it, "
+            "such a --host refuses to start)"
         ),
         Option(("--insecure",), env="FAAS_INSECURE"),
     ] = False
@@ -83,12 +100,12 @@ class LauncherSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> Self:
-        if not self.insecure and not is_loopback(self.host):
-            raise ValueError(
-                f"--host {self.host} would let anyone who reaches it run code here: the gateway "
-                "and the REST shim do not authenticate clients yet and nothing is encrypted; "
-                "give --insecure to do it anyway, on a network you trust"
-            )
+        check_exposed(
+            self.host,
+            f"--host {self.host}",
+            {"TLS (--tls)": self.tls, "API keys (--api-keys)": self.api_keys},
+            self.insecure,
+        )
         return self
 
     def platform_config(self) -> PlatformConfig:
@@ -105,6 +122,9 @@ class LauncherSettings(ServiceSettings):
             redis_server=self.redis_server or None,
             data_dir=self.data_dir,
             appendfsync=self.appendfsync,
+            tls=self.tls,
+            api_keys=self.api_keys,
+            insecure=self.insecure,
             # The services read these from the environment they inherit, so a flag reaches them.
             extra_env={
                 "FAAS_CODE_PATH": self.code_path,

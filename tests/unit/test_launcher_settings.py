@@ -188,10 +188,12 @@ def test_a_non_loopback_host_refuses_to_start_open_unless_insecure(
     with pytest.raises(SystemExit) as stopped:
         _load(["--host", host])
     assert stopped.value.code == 2
-    assert f"--host {host} would let anyone" in capsys.readouterr().err
+    assert f"--host {host} is not a loopback address: without TLS (--tls)" in (
+        capsys.readouterr().err
+    )
     assert _load(["--host", host, "--insecure"]).insecure
     assert _load(["--host", host], {"FAAS_INSECURE": "1"}).insecure
     done = _run(["--host", host, "--data-dir", str(tmp_path / "data")], {})
     assert done.returncode == 2, done.stderr
-    assert "give --insecure to do it anyway" in done.stderr and "Traceback" not in done.stderr
+    assert "or --insecure (FAAS_INSECURE=1)" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "data").exists()  # nothing started

@@ -10,9 +10,11 @@
     faas watch TASK_ID
     faas workers
     faas function FUNCTION_ID                 # by value or by reference, runtime, placement
+    faas keys issue NAME --tenant T           # an API key for clients (printed once)
 
-Every command takes ``--target HOST:PORT`` (default ``$FAAS_TARGET``, else 127.0.0.1:50051) and
-``--json`` (one JSON document per line on stdout, for scripts). Errors are one line on stderr
+Every command takes ``--target HOST:PORT`` (default ``$FAAS_TARGET``, else 127.0.0.1:50051),
+``--api-key KEY`` (default ``$FAAS_API_KEY``; for a gateway with API keys) and ``--json`` (one
+JSON document per line on stdout, for scripts). Errors are one line on stderr
 (a FAILED task's traceback comes first); the exit codes are listed in ``faas --help``. On a
 terminal, stderr shows what is being waited for: the first connection, then the task.
 """
@@ -23,9 +25,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from .. import errors
 from ..client import DEFAULT_TARGET
 from . import _exit
+from ._certs import add_certs
 from ._commands import COMMANDS, Session
 from ._output import dumps
 from ._progress import ConnectingNotice
@@ -55,6 +60,30 @@ def _common(default_target: str, suppress: bool) -> argparse.ArgumentParser:
         default=default(default_target),
         metavar="HOST:PORT",
         help=f"the gateway (env FAAS_TARGET; now {default_target})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=default(None),
+        metavar="KEY",
+        help="the API key for a gateway with keys (env FAAS_API_KEY, which keeps it out of ps)",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        default=default(None),
+        metavar="CA.pem",
+        help="TLS: the CA that verifies the gateway (env FAAS_TLS_CA; `faas certs init` makes one)",
+    )
+    parser.add_argument(
+        "--tls-client-cert",
+        default=default(None),
+        metavar="CERT.pem",
+        help="TLS: a client certificate for a gateway that requires one (FAAS_TLS_CLIENT_CERT)",
+    )
+    parser.add_argument(
+        "--tls-client-key",
+        default=default(None),
+        metavar="KEY.pem",
+        help="TLS: the key of --tls-client-cert (env FAAS_TLS_CLIENT_KEY)",
     )
     parser.add_argument(
         "--json", action="store_true", default=default(False), help="print JSON, one per line"
@@ -191,7 +220,37 @@ def build_parser(default_target: str = DEFAULT_TARGET) -> argparse.ArgumentParse
     actions.add_parser("list", help="the enrolled ids, roles and when they were issued")
     revoke = actions.add_parser("revoke", help="remove ID: its token stops working")
     revoke.add_argument("id", metavar="ID")
+    _add_keys(commands, common)
+    add_certs(commands, common)
     return parser
+
+
+def _add_keys(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
+    keys = commands.add_parser(
+        "keys",
+        parents=[common],
+        help="API keys of clients: issue, list, revoke (gateway --api-keys-file)",
+        description="Changes the API keys file the gateway authenticates clients by (it "
+        "re-reads the file, so a revoked key stops working at once). A key reaches the "
+        "functions and tasks of its tenant only.",
+    )
+    keys.add_argument(
+        "--keys-file",
+        default=os.environ.get("FAAS_API_KEYS_FILE", ".faas-data/api_keys"),
+        metavar="PATH",
+        help="the API keys file (default $FAAS_API_KEYS_FILE, else .faas-data/api_keys)",
+    )
+    actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    issue = actions.add_parser("issue", help="make key NAME for a tenant and print it (once)")
+    issue.add_argument("id", metavar="NAME", help="the key's name (issuing it again replaces it)")
+    issue.add_argument(
+        "--tenant",
+        required=True,
+        help="whose functions and tasks the key reaches (lower-case letters, digits, _ and -)",
+    )
+    actions.add_parser("list", help="the keys' names, tenants and when they were issued")
+    revoke = actions.add_parser("revoke", help="remove key NAME: it stops working")
+    revoke.add_argument("id", metavar="NAME")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,12 +259,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(os.environ.get("FAAS_TARGET") or DEFAULT_TARGET)
     if arguments[:1] == ["up"]:  # everything after `up` belongs to the launcher
         args = argparse.Namespace(command="up", launcher_args=arguments[1:], json=False)
-        args.target, args.retries = DEFAULT_TARGET, 0
+        args.target, args.retries, args.api_key = DEFAULT_TARGET, 0, None
     else:
         args = parser.parse_args(arguments)
     if getattr(args, "wait_timeout", None) is not None:
         args.wait = True
-    session = Session(target=args.target, json=args.json, retries=args.retries)
+    session = Session(
+        target=args.target, json=args.json, retries=args.retries, api_key=args.api_key
+    )
+    session.tls = (
+        getattr(args, "tls_ca", None),
+        getattr(args, "tls_client_cert", None),
+        getattr(args, "tls_client_key", None),
+    )
     notice = ConnectingNotice(session.stderr).attach() if session.stderr.isatty() else None
     try:
         return COMMANDS[args.command](args, session)
@@ -228,6 +294,13 @@ def _fail(session: Session, error: BaseException) -> int:
     message = " ".join(str(error).split()) or type(error).__name__
     if code == _exit.ERROR and not hasattr(error, "reason"):
         message = f"{type(error).__name__}: {message}"
+    elif isinstance(error, errors.AuthenticationError):
+        message = (
+            f"{message} (give --api-key KEY or set FAAS_API_KEY; an admin makes one with "
+            "`faas keys issue NAME --tenant T`)"
+        )
+    elif isinstance(error, errors.QuotaExceeded):
+        message = f"{message} (nothing was stored; try again in {error.retry_after:.1f}s)"
     if session.json:
         document = {"error": message, "reason": getattr(error, "reason", ""), "exit_code": code}
         print(dumps(document), file=session.stderr, flush=True)

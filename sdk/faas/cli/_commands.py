@@ -17,6 +17,7 @@ from .._models import FunctionInfo, TaskInfo
 from ..client import FaaSClient
 from ..errors import FaaSError, FaaSTimeout
 from . import _inputs, _output
+from ._certs import certs
 from ._exit import FAILED, NOT_FOUND, OK, TIMEOUT, USAGE
 from ._progress import Progress
 
@@ -30,6 +31,9 @@ class Session:
     target: str
     json: bool
     retries: int
+    api_key: str | None = None
+    # --tls-ca, --tls-client-cert, --tls-client-key (None: their variables, see faas._tls)
+    tls: tuple[str | None, str | None, str | None] = (None, None, None)
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     _client: FaaSClient | None = None
@@ -37,7 +41,15 @@ class Session:
     @property
     def client(self) -> FaaSClient:
         if self._client is None:
-            self._client = FaaSClient(self.target, retries=self.retries)
+            ca, cert, key = self.tls
+            self._client = FaaSClient(
+                self.target,
+                retries=self.retries,
+                api_key=self.api_key,
+                tls_ca=ca,
+                tls_cert=cert,
+                tls_key=key,
+            )
         return self._client
 
     def close(self) -> None:
@@ -104,6 +116,50 @@ def tokens(args: argparse.Namespace, session: Session) -> int:
                 for row in rows:
                     created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created"]))
                     session.out(f"{row['id']}\t{row['role']}\t{created}")
+    except enrollment.EnrollmentError as exc:
+        session.note(str(exc))
+        return USAGE
+    return OK
+
+
+def keys(args: argparse.Namespace, session: Session) -> int:
+    """Issues, lists and revokes the API keys of clients (a keys file, no gateway)."""
+    try:
+        enrollment = importlib.import_module("services.common.enrollment")
+    except ImportError as exc:
+        raise FaaSError(
+            f"`faas keys` needs the server extra (pip install 'mpcsfaas[server]'): {exc}"
+        ) from None
+    store = enrollment.TokenFile(args.keys_file)
+    try:
+        if args.action == "issue":
+            key = store.issue(args.id, "client", tenant=args.tenant)
+            if session.json:
+                session.document({"name": args.id, "tenant": args.tenant, "key": key})
+            else:
+                session.out(key)
+                session.note(
+                    f"key {args.id} of tenant {args.tenant} added to {args.keys_file}; it is "
+                    "shown once, only its hash is kept"
+                )
+        elif args.action == "revoke":
+            known = {c.id for c in store.credentials() if c.role == "client"}
+            if args.id not in known or not store.revoke(args.id):
+                session.note(f"no key {args.id} in {args.keys_file}")
+                return NOT_FOUND
+            session.note(f"key {args.id} revoked: the gateway refuses it from now on")
+        else:
+            rows = [
+                {"name": c.id, "tenant": c.tenant, "created": c.created}
+                for c in store.credentials()
+                if c.role == "client"
+            ]
+            if session.json:
+                session.document(rows)
+            else:
+                for row in rows:
+                    created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created"]))
+                    session.out(f"{row['name']}\t{row['tenant']}\t{created}")
     except enrollment.EnrollmentError as exc:
         session.note(str(exc))
         return USAGE
@@ -380,4 +436,6 @@ COMMANDS = {
     "workers": workers,
     "function": function,
     "tokens": tokens,
+    "certs": certs,
+    "keys": keys,
 }
