@@ -238,7 +238,12 @@ def test_workers_body() -> None:
 def test_settings_from_env() -> None:
     assert RestSettings.from_env({}) == RestSettings()
     settings = RestSettings.from_env(
-        {"FAAS_REST_HOST": "0.0.0.0", "FAAS_REST_PORT": "9000", "FAAS_GATEWAY_TARGET": "gw:1"}
+        {
+            "FAAS_REST_HOST": "0.0.0.0",
+            "FAAS_REST_PORT": "9000",
+            "FAAS_GATEWAY_TARGET": "gw:1",
+            "FAAS_INSECURE": "1",  # a non-loopback host needs HTTPS or this
+        }
     )
     assert (settings.host, settings.port, settings.gateway_target) == ("0.0.0.0", 9000, "gw:1")
     assert (settings.call_timeout, settings.max_wait) == (10.0, 60.0)
