@@ -32,8 +32,9 @@ TERMINAL_CODES = (common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILE
 class RestClient:
     """A client written against the fixed REST contract."""
 
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30.0)
+    def __init__(self, base_url: str, api_key: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self.http = httpx.Client(base_url=base_url, timeout=30.0, headers=headers)
 
     def close(self) -> None:
         self.http.close()
