@@ -13,10 +13,12 @@ from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from services.common.certs import ensure_dev_certs
-from services.common.settings import ServiceSettings, SettingsError
+from services.common.settings import ServiceSettings, SettingsError, load
 from services.dispatcher.settings import DispatcherSettings
 from services.gateway.rest.settings import RestSettings
 from services.gateway.settings import GatewaySettings
+from services.launcher import Platform, PlatformConfig
+from services.launcher.settings import LauncherSettings
 from services.worker.settings import WorkerSettings
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -169,3 +171,59 @@ def test_tls_files_come_in_pairs_and_must_exist(tmp_path: Path, pem: dict[str, P
         build(WorkerSettings, tls_client_cert=pem["cert"], tls_client_key=pem["key"])
     with pytest.raises(SettingsError, match=r"FAAS_TLS_CA=.*no such file"):
         WorkerSettings.from_env({"FAAS_TLS_CA": str(tmp_path / "missing.pem")})
+
+
+# --- make run --tls ---------------------------------------------------------------------------
+
+
+def _launcher(argv: list[str]) -> LauncherSettings:
+    return load(LauncherSettings, argv, {}, prog="faas up", description="")
+
+
+def test_make_run_on_a_non_loopback_host_needs_tls_and_api_keys_or_insecure() -> None:
+    with pytest.raises(SystemExit):
+        _launcher(["--host", "0.0.0.0", "--tls"])
+    with pytest.raises(SystemExit):
+        _launcher(["--host", "0.0.0.0", "--api-keys"])
+    settings = _launcher(["--host", "0.0.0.0", "--tls", "--api-keys"])
+    config = settings.platform_config()
+    assert config.tls and not config.insecure
+    assert _launcher(["--host", "0.0.0.0", "--insecure"]).platform_config().insecure
+
+
+def test_make_run_tls_gives_every_part_its_certificate_flags(tmp_path: Path) -> None:
+    config = PlatformConfig(
+        host="0.0.0.0",
+        tls=True,
+        gateway_port=15001,
+        dispatcher_port=15002,
+        rest_port=15003,
+        data_dir=tmp_path / "data",
+    )
+    platform = Platform(config)  # nothing starts until start()
+    folder = (tmp_path / "data" / "tls").absolute()
+    assert platform.ca == folder / "ca.pem"
+    server = ["--tls-cert", str(folder / "server.pem"), "--tls-key", str(folder / "server-key.pem")]
+    ca = ["--tls-ca", str(folder / "ca.pem")]
+
+    def has(argv: list[str], flags: list[str]) -> bool:
+        return any(argv[i : i + len(flags)] == flags for i in range(len(argv)))
+
+    assert has(platform.dispatcher.argv, server) and not has(platform.dispatcher.argv, ca)
+    assert has(platform.gateway.argv, server) and has(platform.gateway.argv, ca)
+    assert has(platform.rest.argv, server) and has(platform.rest.argv, ca)
+    assert has(platform.new_worker().argv, ca)
+    # It listens everywhere; its parts dial each other on loopback, which the certificate names.
+    assert has(platform.gateway.argv, ["--address", "0.0.0.0:15001"])
+    assert has(platform.gateway.argv, ["--dispatcher", "127.0.0.1:15002"])
+    assert platform.gateway_target == "127.0.0.1:15001"
+    assert platform.rest_url == "https://127.0.0.1:15003"
+    assert "--insecure" not in platform.gateway.argv
+
+
+def test_a_plain_platform_has_no_tls_flags(tmp_path: Path) -> None:
+    config = PlatformConfig(gateway_port=1, dispatcher_port=2, rest_port=3, data_dir=tmp_path)
+    platform = Platform(config)
+    assert platform.ca is None and platform.rest_url == "http://127.0.0.1:3"
+    for part in (platform.dispatcher, platform.gateway, platform.rest):
+        assert not any(arg.startswith("--tls") for arg in part.argv)

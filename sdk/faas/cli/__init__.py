@@ -11,9 +11,12 @@
     faas workers
     faas function FUNCTION_ID                 # by value or by reference, runtime, placement
     faas keys issue NAME --tenant T           # an API key for clients (printed once)
+    faas certs init DIR [--host NAME]         # a development CA and TLS certificates
 
 Every command takes ``--target HOST:PORT`` (default ``$FAAS_TARGET``, else 127.0.0.1:50051),
-``--api-key KEY`` (default ``$FAAS_API_KEY``; for a gateway with API keys) and ``--json`` (one
+``--api-key KEY`` (default ``$FAAS_API_KEY``; for a gateway with API keys), ``--tls-ca CA.pem``
+(default ``$FAAS_TLS_CA``; for a gateway on TLS, with ``--tls-client-cert``/``--tls-client-key``
+when it requires client certificates) and ``--json`` (one
 JSON document per line on stdout, for scripts). Errors are one line on stderr
 (a FAILED task's traceback comes first); the exit codes are listed in ``faas --help``. On a
 terminal, stderr shows what is being waited for: the first connection, then the task.
