@@ -316,3 +316,23 @@ def test_make_run_tls_prints_how_to_connect_and_reuses_its_certificates(tmp_path
             assert launcher.stop() == 0
         finally:
             launcher.cleanup()
+
+
+def test_the_cli_talks_to_a_tls_gateway_with_tls_ca(tls_platform: Platform) -> None:
+    def faas(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FAAS_")}
+        return subprocess.run(
+            [sys.executable, "-m", "faas", "--target", tls_platform.gateway_target, *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    listed = faas("--tls-ca", str(_ca(tls_platform)), "workers", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert tls_platform.workers[0].name in listed.stdout
+    plain = faas("--retries", "0", "workers")
+    assert plain.returncode == 4, plain.stderr  # UNAVAILABLE: no answer in plaintext
