@@ -1,9 +1,9 @@
 """What the REST and gRPC fuzzers share: the caller's credentials, hostile pickles, and a count
 of what the platform stored.
 
-Credentials live here, in one place: the platform has no API keys yet, so the fuzzers call it
-open. When keys come, ``credentials`` makes one for the platform and both fuzzers send it (REST
-headers, gRPC metadata) without another change.
+Credentials live here, in one place: on a platform with API keys (``api_keys=True``, as
+``make run --api-keys``) ``credentials`` issues the fuzzers a key of their own tenant, sent as
+REST headers and gRPC metadata; on an open platform they send none.
 """
 
 from __future__ import annotations
@@ -46,12 +46,17 @@ class Credentials:
 
     headers: dict[str, str] = field(default_factory=dict)
     metadata: tuple[tuple[str, str], ...] = ()
+    api_key: str | None = None
 
 
 def credentials(platform: Platform) -> Credentials:
-    """The caller's credentials on ``platform``: none today (it runs open on loopback)."""
-    del platform  # a key will be created on it here
-    return Credentials()
+    """The caller's credentials on ``platform``: a key of tenant ``fuzz`` when its gateway has
+    API keys, else none (it runs open)."""
+    if platform.api_keys is None:
+        return Credentials()
+    key = platform.api_keys.issue("fuzz", "client", tenant="fuzz")
+    bearer = f"Bearer {key}"
+    return Credentials({"Authorization": bearer}, (("authorization", bearer),), key)
 
 
 # --- what the platform stored --------------------------------------------------------------

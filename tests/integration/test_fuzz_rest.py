@@ -5,12 +5,14 @@ requests, and the payload endpoints also get valid base64 of hostile pickles. Wh
 never a 5xx, every 4xx is JSON with a ``detail``, the answer conforms to the schema (status
 code, content type, body), a hang fails the call's timeout, and a rejected request stores
 nothing: the store's function, task and idempotency records are counted around every request.
+The platform wants API keys (``make run --api-keys``) and every request carries the fuzzers' key.
 """
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services.launcher import Platform
+from services.launcher import Platform, PlatformConfig
 from tests.integration.fuzz_support import (
     FUZZ_SETTINGS,
     Credentials,
@@ -73,6 +75,26 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """This module's platform: one push-mode worker, and API keys, as an exposed one has."""
+    root: Path = tmp_path_factory.mktemp("fuzz-rest")
+    platform = Platform(
+        PlatformConfig(
+            worker_processes=2,
+            gateway_port=0,
+            dispatcher_port=0,
+            rest_port=0,
+            data_dir=root / "data",
+            log_dir=root / "logs",
+            api_keys=True,
+        )
+    )
+    platform.start()
+    yield platform
+    platform.stop()
+
+
+@pytest.fixture(scope="module")
 def caller(shared_platform: Platform) -> Credentials:
     return credentials(shared_platform)
 
@@ -95,9 +117,9 @@ def stored(shared_platform: Platform) -> Iterator[StoredRecords]:
 
 
 @pytest.fixture(scope="module")
-def known_function(shared_platform: Platform) -> str:
+def known_function(shared_platform: Platform, caller: Credentials) -> str:
     """A registered function, so that executes get past the 404 to their payload."""
-    client = RestClient(shared_platform.rest_url)
+    client = RestClient(shared_platform.rest_url, caller.api_key)
     try:
         return client.register(lambda x: x + 1, name="fuzz-target")
     finally:
@@ -105,14 +127,16 @@ def known_function(shared_platform: Platform) -> str:
 
 
 @pytest.fixture(scope="module")
-def known_ids(shared_platform: Platform, known_function: str) -> dict[str, list[str]]:
+def known_ids(
+    shared_platform: Platform, caller: Credentials, known_function: str
+) -> dict[str, list[str]]:
     """Ids that name something, by path parameter: a function; tasks that COMPLETED, FAILED by
     raising, and FAILED on arguments that are no ((args), {kwargs}). All have ended."""
 
     def raises() -> None:
         raise RuntimeError("fuzz")
 
-    client = RestClient(shared_platform.rest_url)
+    client = RestClient(shared_platform.rest_url, caller.api_key)
     try:
         raising = client.register(raises, name="fuzz-raises")
         tasks = [
@@ -294,7 +318,7 @@ def test_hostile_pickles_are_answered_4xx_or_stored(
 
     fuzz()
     assert {200, 400} <= seen, f"the payloads reached too few outcomes: {seen}"
-    client = RestClient(shared_platform.rest_url)
+    client = RestClient(shared_platform.rest_url, caller.api_key)
     try:
         assert client.run(known_function, 41) == 42  # the workers serve on
     finally:
