@@ -100,6 +100,22 @@ class RetryPolicy:
         return min(self.budget(), _CONNECT_SECONDS_PER_RETRY * self.retries) + _PROBE_SECONDS
 
 
+def _tls_failure(details: str, tls: bool) -> str:
+    """What a failed connection's ``details`` say about TLS, in words; "" when nothing."""
+    if "handshake failed" in details.lower():
+        if "CERTIFICATE_VERIFY_FAILED" in details:
+            return (
+                "TLS handshake failed: its certificate is not signed by the CA given "
+                "(tls_ca, --tls-ca, FAAS_TLS_CA)"
+            )
+        if "WRONG_VERSION_NUMBER" in details:
+            return "TLS handshake failed: it does not speak TLS (drop tls_ca, FAAS_TLS_CA)"
+        return "TLS handshake failed: " + details.rpartition("handshake failed")[2].strip(" :")
+    if not tls and details.lower().endswith("socket closed"):
+        return "socket closed (is it on TLS? give its CA: tls_ca, --tls-ca, FAAS_TLS_CA)"
+    return ""
+
+
 class Transport:
     """A grpc.aio channel to the gateway, its stub, and the policies for using them.
 
@@ -136,6 +152,7 @@ class Transport:
                 interceptors=list(interceptors) or None,
             )
         self.stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+        self._tls = credentials is not None
         self._watch_slots = asyncio.Semaphore(max_watches)
         self._reached = False  # whether the channel has been READY once
 
@@ -209,7 +226,9 @@ class Transport:
                 return "no answer (still connecting)"
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 details = exc.details() or "unavailable"
-                return details.rpartition(": ")[2].strip(" []").lower() or details
+                return _tls_failure(details, self._tls) or (
+                    details.rpartition(": ")[2].strip(" []").lower() or details
+                )
         return ""  # an answer (even UNIMPLEMENTED): the gateway is there now
 
     def _log_connection(self, event: str, message: str, *args: object) -> None:

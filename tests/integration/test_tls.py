@@ -20,6 +20,7 @@ from faas.errors import ServiceUnavailable
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import tls
+from services.common.certs import ensure_dev_certs
 from services.launcher import Platform, PlatformConfig
 from services.launcher.redis_server import free_port
 from tests.integration.conftest import PlatformFactory
@@ -115,10 +116,18 @@ def test_rest_round_trip_over_https_through_the_shim(tls_platform: Platform) -> 
         httpx.get(f"{plain}/healthz", timeout=5.0).raise_for_status()
 
 
-def test_a_plaintext_client_cannot_talk_to_the_tls_gateway(tls_platform: Platform) -> None:
+def test_a_plaintext_client_cannot_talk_to_the_tls_gateway(
+    tls_platform: Platform, tmp_path: Path
+) -> None:
     with (
         FaaSClient(tls_platform.gateway_target, tls_ca="", retries=1) as client,
-        pytest.raises(ServiceUnavailable),
+        pytest.raises(ServiceUnavailable, match=r"socket closed \(is it on TLS\? give its CA"),
+    ):
+        client.register(_square)
+    other, _ = ensure_dev_certs(tmp_path / "other")  # a CA that did not sign the gateway's
+    with (
+        FaaSClient(tls_platform.gateway_target, tls_ca=other.ca, retries=1) as client,
+        pytest.raises(ServiceUnavailable, match="certificate is not signed by the CA given"),
     ):
         client.register(_square)
     # A TLS client that does not trust the CA is refused too.

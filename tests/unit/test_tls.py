@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from faas._transport import _tls_failure
 
 from services.common.certs import ensure_dev_certs
 from services.common.settings import ServiceSettings, SettingsError, load
@@ -227,3 +228,17 @@ def test_a_plain_platform_has_no_tls_flags(tmp_path: Path) -> None:
     assert platform.ca is None and platform.rest_url == "http://127.0.0.1:3"
     for part in (platform.dispatcher, platform.gateway, platform.rest):
         assert not any(arg.startswith("--tls") for arg in part.argv)
+
+
+def test_the_sdk_says_why_a_tls_connection_failed() -> None:
+    """On the details gRPC gives (as seen against a real gateway)."""
+    last = "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+    failed = "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
+    wrong_ca = f"{last}{failed}routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: unable: OK"
+    assert "not signed by the CA given" in _tls_failure(wrong_ca, tls=True)
+    plain_server = f"{last}{failed}routines:OPENSSL_internal:WRONG_VERSION_NUMBER: Invalid: OK"
+    assert "does not speak TLS" in _tls_failure(plain_server, tls=True)
+    closed = "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:1: Socket closed"
+    assert "is it on TLS?" in _tls_failure(closed, tls=False)
+    assert _tls_failure(closed, tls=True) == ""
+    assert _tls_failure(f"{last}Connection refused", tls=False) == ""
