@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from services.common.logs import setup_logging
 from services.common.pool import normalized_code_path
@@ -90,11 +91,17 @@ def _banner(platform: Platform) -> None:
     )
 
 
+def _shown(path: Path) -> str:
+    """``path`` as the banner shows it: relative when it is under the working directory."""
+    here = os.getcwd() + os.sep
+    return os.path.relpath(path) if str(path.absolute()).startswith(here) else str(path)
+
+
 def _tls_note(platform: Platform) -> str:
     """With TLS, the CA clients must trust and how each kind of client is given it."""
     if platform.ca is None:
         return ""
-    ca = os.path.relpath(platform.ca) if str(platform.ca).startswith(os.getcwd()) else platform.ca
+    ca = _shown(platform.ca)
     return (
         f"  TLS         every hop; clients trust {ca}: FAAS_TLS_CA={ca} (faas, the SDK; or "
         f"--tls-ca), curl --cacert {ca}, grpcurl -cacert {ca}\n"
@@ -129,7 +136,7 @@ def _add_a_worker(platform: Platform) -> str:
     """How to add a worker by hand: enrolled first when the dispatcher admits enrolled ones."""
     worker = f"{_python()} -m services.worker N {platform.dispatcher_target}"
     if platform.ca is not None:
-        worker += f" --tls-ca {platform.ca}"
+        worker += f" --tls-ca {_shown(platform.ca)}"
     if platform.tokens is None:
         return f"Add a worker: {worker}"
     return (
