@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from faas import cli
 from faas._transport import _tls_failure
 
 from services.common.certs import ensure_dev_certs
@@ -242,3 +243,21 @@ def test_the_sdk_says_why_a_tls_connection_failed() -> None:
     assert "is it on TLS?" in _tls_failure(closed, tls=False)
     assert _tls_failure(closed, tls=True) == ""
     assert _tls_failure(f"{last}Connection refused", tls=False) == ""
+
+
+def test_faas_certs_init_writes_the_files_and_says_which_flags_take_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "certs"
+    assert cli.main(["certs", "init", str(folder), "--host", "faas.example"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "client.pem"):
+        assert f"wrote {folder / name}" in out
+    assert f"--tls-cert {folder / 'server.pem'} --tls-key {folder / 'server-key.pem'}" in out
+    assert f"--tls-ca {folder / 'ca.pem'}" in out and "FAAS_TLS_CA" in out
+    assert "127.0.0.1, ::1, localhost, faas.example" in out
+    assert stat.S_IMODE((folder / "client-key.pem").stat().st_mode) == 0o600
+    assert cli.main(["certs", "init", str(folder), "--host", "faas.example", "--json"]) == 0
+    assert '"written":[]' in capsys.readouterr().out  # kept: they fit
+    assert cli.main(["certs", "init", "/proc/no-such-folder"]) == 7
+    assert "cannot write the certificates in /proc/no-such-folder" in capsys.readouterr().err

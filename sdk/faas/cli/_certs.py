@@ -20,7 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FaaSError
-from ._exit import OK
+from ._exit import ERROR, OK
 
 if TYPE_CHECKING:
     from ._commands import Session
@@ -39,7 +39,9 @@ def add_certs(commands: argparse._SubParsersAction[Any], common: argparse.Argume
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     init = actions.add_parser(
-        "init", help="make (or complete) the CA and certificates in DIR; keeps what fits"
+        "init",
+        parents=[common],
+        help="make (or complete) the CA and certificates in DIR; keeps what fits",
     )
     init.add_argument("dir", metavar="DIR", help="the folder to write them in")
     init.add_argument(
@@ -59,7 +61,11 @@ def certs(args: argparse.Namespace, session: Session) -> int:
         raise FaaSError(
             f"`faas certs` needs the server extra (pip install 'mpcsfaas[server]'): {exc}"
         ) from None
-    files, written = module.ensure_dev_certs(args.dir, args.host)
+    try:
+        files, written = module.ensure_dev_certs(args.dir, args.host)
+    except OSError as exc:
+        session.note(f"cannot write the certificates in {args.dir}: {exc.strerror or exc}")
+        return ERROR
     hosts = [*module.LOOPBACK_HOSTS, *args.host]
     if session.json:
         session.document(
