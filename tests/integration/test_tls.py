@@ -79,6 +79,13 @@ def test_sdk_round_trip_over_tls_runs_on_a_worker_connected_with_tls(
         assert [w.worker_id for w in workers] == [tls_platform.workers[0].name]
 
 
+def test_local_mode_over_tls(make_platform: PlatformFactory) -> None:
+    platform = make_platform(mode="local", tls=True, worker_processes=1)
+    with FaaSClient(platform.gateway_target, tls_ca=_ca(platform)) as client:
+        function_id = client.register(_square)
+        assert client.submit(function_id, 11).result(timeout=60) == 121
+
+
 def test_sdk_takes_the_ca_from_the_environment(tls_platform: Platform) -> None:
     environ = {"FAAS_TARGET": tls_platform.gateway_target, "FAAS_TLS_CA": str(_ca(tls_platform))}
     saved = {name: os.environ.get(name) for name in environ}
