@@ -431,7 +431,13 @@ def test_app_schema_shows_the_execution_placement(client: _Client) -> None:
         field = schemas[body]["properties"]["placement"]
         assert {"$ref": "#/components/schemas/PlacementBody"} in field["anyOf"], field
         assert field["description"]
-    assert set(schemas["PlacementBody"]["properties"]) == {"labels", "resources", "any_python"}
+    assert set(schemas["PlacementBody"]["properties"]) == {
+        "labels",
+        "resources",
+        "any_python",
+        "memory_limit_mb",
+        "cpu_limit_seconds",
+    }
 
 
 def test_app_invalid_base64_is_400(client: _Client, fake: _FakeGateway) -> None:
@@ -529,7 +535,13 @@ def test_app_get_function(client: _Client, fake: _FakeGateway) -> None:
         "by_reference": True,
         "module": "mylib",
         "qualname": "double",
-        "placement": {"labels": {"gpu": "h200"}, "resources": {"gpu": 1.0}, "any_python": False},
+        "placement": {
+            "labels": {"gpu": "h200"},
+            "resources": {"gpu": 1.0},
+            "any_python": False,
+            "memory_limit_mb": 0,
+            "cpu_limit_seconds": 0.0,
+        },
     }
     fake.error = _rpc_error(grpc.StatusCode.NOT_FOUND, "function 'nope' not found")
     r = client.get("/functions/nope")
