@@ -84,8 +84,9 @@ GATEWAY = ServiceUser(
         "get",
         "set",
         "zadd",
+        "zcard",  # a tenant's open tasks, with --tenant-max-open-tasks
     ),
-    keys=("function:*", "task:*", "request:*", "queued"),
+    keys=("function:*", "task:*", "request:*", "queued", "open:*"),
 )
 
 # The dispatcher's side: queued_ids, running_ids, load_queued, running_attempts,
@@ -107,7 +108,7 @@ DISPATCHER = ServiceUser(
         "zrem",
         "pexpire",
     ),
-    keys=("function:*", "task:*", "queued", "running"),
+    keys=("function:*", "task:*", "queued", "running", "open:*"),  # open: taken out when terminal
 )
 
 ADMIN = ServiceUser("faas-admin")
