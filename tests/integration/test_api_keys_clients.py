@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from faas import AuthenticationError, FaaSClient, QuotaExceeded
+from faas import AuthenticationError, FaaSClient, FaaSExecutor, QuotaExceeded
 
 from services.launcher import Platform, PlatformConfig, free_port
 from tests.integration.conftest import PlatformFactory
@@ -103,6 +103,8 @@ def test_the_sdk_with_a_key_round_trips(keyed: Platform, key_a: str) -> None:
         assert states[-1] == "COMPLETED"
         assert client.get_function(function_id).name == "double"
         assert client.workers().workers
+    with FaaSExecutor(keyed.gateway_target, api_key=key_a) as executor:
+        assert list(executor.map(triple, [1, 2])) == [3, 6]
 
 
 def test_the_sdk_without_a_key_or_with_a_wrong_one_raises_authentication_error(
