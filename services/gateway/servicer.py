@@ -21,6 +21,7 @@ from faas.v1 import (
 )
 
 from services.common.batcher import Batcher
+from services.common.enrollment import DEFAULT_TENANT
 from services.common.errors import (
     AlreadyExists,
     FaaSError,
@@ -33,6 +34,7 @@ from services.common.errors import (
 from services.common.store import CreatedTask, FunctionRecord, NewTask, TaskStore
 from services.common.timeutil import ms_timestamp, to_duration
 
+from .auth import Authenticator
 from .convert import duration_arg, merged_placement, placement_arg, status_value, task_state
 from .dispatcher_link import DispatcherLink
 from .limits import (
@@ -41,6 +43,7 @@ from .limits import (
     MAX_NAME_CHARS,
 )
 from .payload import PayloadChecker
+from .quotas import SubmitRate, open_tasks_exceeded
 from .settings import GatewaySettings
 from .waiters import TaskWaiters
 from .watch import TaskWatch
@@ -128,6 +131,16 @@ def function_info(record: FunctionRecord) -> common_pb2.FunctionInfo:
     return info
 
 
+def _refusal(created: Sequence[CreatedTask | None]) -> str | None:
+    """Why CREATE_TASKS stored none of a request's tasks: "function" (no such function of the
+    caller's), "quota" (over the open tasks limit), or None when it stored them."""
+    if any(c is None for c in created):
+        return "function"
+    if any(c is not None and c.over_quota for c in created):
+        return "quota"
+    return None
+
+
 # A function's placement, runtime and timeout, as its tasks need them.
 _Needs = tuple[common_pb2.Placement, common_pb2.Runtime, float | None]
 
@@ -151,9 +164,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self._link = link
         self._waiters = waiters
         self._dispatcher = dispatcher_pb2_grpc.DispatcherServiceStub(dispatcher_channel)
-        self._creator: Batcher[NewTask, CreatedTask | None] = Batcher(store.create_tasks)
-        # function_id -> its placement, runtime and timeout (a function never changes once stored).
-        self._needs: dict[str, _Needs] = {}
+        self._auth = Authenticator(settings.api_keys_file)
+        self._auth.announce()
+        self._rate = SubmitRate(settings.tenant_submit_rate, settings.tenant_submit_burst)
+        self._max_open = settings.tenant_max_open_tasks
+        self._creator: Batcher[NewTask, CreatedTask | None] = Batcher(self._create)
+        # (tenant, function_id) -> its placement, runtime and timeout (a function never changes
+        # once stored).
+        self._needs: dict[tuple[str, str], _Needs] = {}
         self._default_timeout = settings.default_task_timeout_seconds or None
         self._closing = False
 
@@ -162,10 +180,28 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self._closing = True
         self._waiters.notify_all()
 
+    def _tenant(self, context: Context) -> str:
+        """The caller's tenant (raises Unauthenticated without a valid API key)."""
+        if self._auth.open:
+            return DEFAULT_TENANT  # whatever the call's metadata says
+        return self._auth.tenant(context.invocation_metadata())
+
+    def _scope(self, tenant: str) -> str | None:
+        """Whose records a caller of ``tenant`` reads: its own, or (an open gateway, where
+        anyone is let in anyway) every record, as before tenants."""
+        return None if self._auth.open else tenant
+
+    async def _create(
+        self, tasks: Sequence[NewTask], *, whole: bool = False
+    ) -> list[CreatedTask | None]:
+        """Stores tasks, counted against their tenants' open tasks limit when there is one."""
+        return await self._store.create_tasks(tasks, max_open=self._max_open or None, whole=whole)
+
     async def RegisterFunction(
         self, request: gateway_pb2.RegisterFunctionRequest, context: Context
     ) -> gateway_pb2.RegisterFunctionResponse:
         async with _status_boundary(context):
+            tenant = self._tenant(context)
             if len(request.name) > MAX_NAME_CHARS:
                 raise InvalidArgument(
                     f"name is longer than {MAX_NAME_CHARS} characters", "INVALID_NAME"
@@ -187,6 +223,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 qualname=found.qualname,
                 runtime=runtime,
                 placement=request.placement,
+                tenant=tenant,
             )
             return gateway_pb2.RegisterFunctionResponse(function_id=function_id)
 
@@ -194,8 +231,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetFunctionRequest, context: Context
     ) -> gateway_pb2.GetFunctionResponse:
         async with _status_boundary(context):
+            tenant = self._tenant(context)
             _require_id(request.function_id, "function_id")
-            record = await self._store.get_function(request.function_id)
+            record = await self._store.get_function(request.function_id, self._scope(tenant))
             if record is None:
                 raise _function_not_found(request.function_id)
             return gateway_pb2.GetFunctionResponse(function=function_info(record))
@@ -204,6 +242,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.ExecuteFunctionRequest, context: Context
     ) -> gateway_pb2.ExecuteFunctionResponse:
         async with _status_boundary(context):
+            tenant = self._tenant(context)
             _require_id(request.function_id, "function_id")
             if len(request.request_id) > MAX_ID_CHARS:
                 raise InvalidArgument(
@@ -211,9 +250,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 )
             timeout = _timeout(request)
             placement_arg(request.placement)
+            self._rate.admit(tenant, 1)
             await self._checker.check_args([request.payload])
             placement, runtime, function_timeout = await self._task_needs(
-                request.function_id, request.placement
+                tenant, request.function_id, request.placement
             )
             timeout = self._task_timeout(timeout, function_timeout)
             task = NewTask(
@@ -224,10 +264,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 request_id=request.request_id,
                 placement=placement,
                 runtime=runtime,
+                tenant=tenant,
             )
             created = await self._creator.submit(task)
             if created is None:
                 raise _function_not_found(request.function_id)
+            if created.over_quota:
+                raise open_tasks_exceeded(tenant, self._max_open)
             if created.conflict:
                 raise AlreadyExists(
                     f"request_id {request.request_id!r} was used for a task of another function",
@@ -242,6 +285,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.ExecuteBatchRequest, context: Context
     ) -> gateway_pb2.ExecuteBatchResponse:
         async with _status_boundary(context):
+            tenant = self._tenant(context)
             _require_id(request.function_id, "function_id")
             if not request.payloads:
                 raise InvalidArgument("payloads is empty", "EMPTY_BATCH")
@@ -258,9 +302,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 )
             timeout = _timeout(request)
             placement_arg(request.placement)
+            self._rate.admit(tenant, len(request.payloads))  # the batch is refused whole
             await self._checker.check_args(request.payloads)
             placement, runtime, function_timeout = await self._task_needs(
-                request.function_id, request.placement
+                tenant, request.function_id, request.placement
             )
             timeout = self._task_timeout(timeout, function_timeout)
             rid = request.request_id
@@ -273,13 +318,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     request_id=f"{rid}#{index}" if rid else "",
                     placement=placement,
                     runtime=runtime,
+                    tenant=tenant,
                 )
                 for index, item in enumerate(request.payloads)
             ]
-            created = await self._store.create_tasks(tasks)
-            done = [c for c in created if c is not None]
-            if len(done) < len(created):  # the script stored nothing: no such function
+            created = await self._create(tasks, whole=True)
+            refusal = _refusal(created)  # the script stored nothing of the batch
+            if refusal == "function":
                 raise _function_not_found(request.function_id)
+            if refusal == "quota":
+                raise open_tasks_exceeded(tenant, self._max_open)
+            done = [c for c in created if c is not None]
             if any(c.conflict for c in done):
                 raise AlreadyExists(
                     f"request_id {rid!r} was used for tasks of another function",
@@ -289,19 +338,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             return gateway_pb2.ExecuteBatchResponse(task_ids=[c.task_id for c in done])
 
     async def _task_needs(
-        self, function_id: str, extra: common_pb2.Placement
+        self, tenant: str, function_id: str, extra: common_pb2.Placement
     ) -> tuple[bytes, bytes, float | None]:
         """A task's merged placement and its function's runtime, serialized for the store, and
-        its function's timeout."""
-        needs = self._needs.get(function_id)
+        its function's timeout. Another tenant's function is looked up as an unknown one is."""
+        needs = self._needs.get((tenant, function_id))
         if needs is None:
-            record = await self._store.get_function(function_id)
+            record = await self._store.get_function(function_id, self._scope(tenant))
             if record is None:  # the create script answers NOT_FOUND
                 return b"", b"", None
             needs = record.placement, record.runtime, record.timeout
             if len(self._needs) >= _MAX_CACHED_FUNCTIONS:
                 del self._needs[next(iter(self._needs))]  # the oldest entry
-            self._needs[function_id] = needs
+            self._needs[tenant, function_id] = needs
         function_placement, runtime, function_timeout = needs
         placement = merged_placement(function_placement, extra)
         return placement.SerializeToString(), runtime.SerializeToString(), function_timeout
@@ -334,8 +383,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetStatusRequest, context: Context
     ) -> gateway_pb2.GetStatusResponse:
         async with _status_boundary(context):
+            tenant = self._tenant(context)
             _require_id(request.task_id, "task_id")
-            found = await self._store.get_status_reason(request.task_id)
+            found = await self._store.get_status_reason(request.task_id, self._scope(tenant))
             if found is None:
                 raise _task_not_found(request.task_id)
             status, reason = found
@@ -347,11 +397,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetResultRequest, context: Context
     ) -> gateway_pb2.GetResultResponse:
         async with _status_boundary(context):
+            tenant = self._tenant(context)
             _require_id(request.task_id, "task_id")
             wait = duration_arg(request.wait, request.HasField("wait"), "wait") or 0.0
             wait = min(wait, self._settings.max_wait_seconds)
             state = await self._await_state(
-                request.task_id, _is_terminal, time.monotonic() + wait, terminal_only=True
+                tenant, request.task_id, _is_terminal, time.monotonic() + wait, terminal_only=True
             )
             return gateway_pb2.GetResultResponse(task=state)
 
@@ -359,12 +410,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.WatchTaskRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
         async with _status_boundary(context):
+            tenant = self._tenant(context)
             _require_id(request.task_id, "task_id")
-            state = await self._read(request.task_id)
+            state = await self._read(tenant, request.task_id)
             yield gateway_pb2.WatchTaskResponse(task=state)
             while not _is_terminal(state):
                 state = await self._await_state(
-                    request.task_id, _changed_from(state.status), None, terminal_only=False
+                    tenant, request.task_id, _changed_from(state.status), None, terminal_only=False
                 )
                 yield gateway_pb2.WatchTaskResponse(task=state)
 
@@ -374,18 +426,34 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         | Iterator[gateway_pb2.WatchTasksRequest],
         context: Context,
     ) -> AsyncIterator[gateway_pb2.WatchTasksResponse]:
-        watch = TaskWatch(self._store, self._waiters, self._recheck_interval, lambda: self._closing)
-        reader = asyncio.create_task(_read_watch_requests(request_iterator, watch))
+        watch: TaskWatch | None = None
+        reader: asyncio.Task[None] | None = None
         try:
             async with _status_boundary(context):
+                tenant = self._tenant(context)
+                watch = TaskWatch(
+                    self._store,
+                    self._waiters,
+                    self._recheck_interval,
+                    lambda: self._closing,
+                    tenant=self._scope(tenant),
+                )
+                reader = asyncio.create_task(_read_watch_requests(request_iterator, watch))
                 async for response in watch.responses():
                     yield response
         finally:
-            reader.cancel()
-            watch.close()
+            if reader is not None:
+                reader.cancel()
+            if watch is not None:
+                watch.close()
 
-    async def _read(self, task_id: str) -> TaskState:
-        record = await self._store.get_task(task_id)
+    async def _read(self, tenant: str, task_id: str) -> TaskState:
+        """The task's state; NOT_FOUND for an unknown id and another tenant's alike."""
+        scope = self._scope(tenant)
+        if scope is None:
+            record = await self._store.get_task(task_id)
+        else:
+            record = await self._store.get_task(task_id, scope)
         if record is None:
             raise _task_not_found(task_id)
         return task_state(record)
@@ -396,6 +464,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def _await_state(
         self,
+        tenant: str,
         task_id: str,
         done: Callable[[TaskState], bool],
         deadline: float | None,
@@ -406,14 +475,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
         Between reads it sleeps until the dispatcher reports an event for the task (only terminal
         ones with ``terminal_only``), re-reading every few seconds in case an event was missed.
-        A terminal event carries the stored state: that answers with no read after it.
+        A terminal event carries the stored state: that answers with no read after it (the
+        first read, always made, has checked that the task is the caller's).
         """
         carried: TaskState | None = None
         while True:
             future = self._waiters.register(task_id, terminal_only=terminal_only)
             try:
                 # Read after registering: no lost wake-up.
-                current = carried if carried is not None else await self._read(task_id)
+                current = carried if carried is not None else await self._read(tenant, task_id)
                 carried = None
                 if done(current):
                     return current
@@ -435,6 +505,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def ListWorkers(
         self, request: gateway_pb2.ListWorkersRequest, context: Context
     ) -> gateway_pb2.ListWorkersResponse:
+        async with _status_boundary(context):
+            self._tenant(context)
         try:
             reply = await self._dispatcher.ListConnectedWorkers(
                 dispatcher_pb2.ListConnectedWorkersRequest(), timeout=5.0, wait_for_ready=True

@@ -89,6 +89,30 @@ class GatewaySettings(ServiceSettings):
         ),
         Option(("--insecure",), env="FAAS_INSECURE"),
     ] = False
+    tenant_submit_rate: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="tasks a second each tenant may submit, per gateway process (0: no "
+            "limit); over it: RESOURCE_EXHAUSTED / 429 with a retry delay, nothing stored",
+        ),
+    ] = 0.0
+    tenant_submit_burst: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="tasks a tenant may submit at once above its rate (0: one second's "
+            "worth); a larger batch waits for a full bucket",
+        ),
+    ] = 0.0
+    tenant_max_open_tasks: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="tasks QUEUED or RUNNING at once per tenant, across every gateway (0: no "
+            "limit); a batch over it is refused whole",
+        ),
+    ] = 0
     redis_url: Annotated[
         str,
         Field(min_length=1, description="the Redis that holds task state"),

@@ -58,8 +58,15 @@ class TaskWatch:
         waiters: TaskWaiters,
         interval: Callable[[], float],
         closing: Callable[[], bool],
+        *,
+        tenant: str | None = None,
     ) -> None:
         self._store = store
+        # Whose tasks the stream may see (None: every tenant's); another tenant's task answers
+        # as an unknown id. An event is trusted for a task only once a read showed it is
+        # the tenant's (``_owned``).
+        self._tenant = tenant
+        self._owned: set[str] = set()
         self._waiters = waiters
         self._interval = interval
         self._closing = closing
@@ -103,6 +110,8 @@ class TaskWatch:
         self._wake.set()
 
     def changed(self, task_id: str, state: State | None, terminal: bool = True) -> None:
+        if self._tenant is not None and task_id not in self._owned:
+            state = None  # not read yet: whose it is is not known, so its state is not sent
         if not terminal and state is None:
             if task_id not in self._dirty:  # a read already due covers it
                 self._deferred.setdefault(task_id, time.monotonic() + RUNNING_DEBOUNCE_SECONDS)
@@ -123,6 +132,7 @@ class TaskWatch:
         """Drops every subscription (the stream ended, however)."""
         self._waiters.remove_watcher(self, list(self._sent))
         self._sent.clear()
+        self._owned.clear()
         self._heard.clear()
         self._dirty.clear()
         self._deferred.clear()
@@ -191,9 +201,14 @@ class TaskWatch:
         read: dict[str, State | None] = {}
         for start in range(0, len(unread), _READ_CHUNK):
             chunk = unread[start : start + _READ_CHUNK]
-            records = await self._store.get_tasks(chunk)
+            if self._tenant is None:
+                records = await self._store.get_tasks(chunk)
+            else:
+                records = await self._store.get_tasks(chunk, self._tenant)
             for task_id, record in zip(chunk, records, strict=True):
                 read[task_id] = task_state(record) if record is not None else None
+                if record is not None:
+                    self._owned.add(task_id)
         now = time.monotonic()
         states: list[State] = []
         unknown: list[str] = []
@@ -219,6 +234,7 @@ class TaskWatch:
         return split(gateway_pb2.WatchTasksResponse(tasks=states, unknown_task_ids=unknown))
 
     def _forget(self, task_id: str) -> None:
+        self._owned.discard(task_id)
         self._deferred.pop(task_id, None)
         del self._sent[task_id]
         del self._heard[task_id]
