@@ -95,15 +95,17 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05
 class GrpcClient:
     """A thin client on the generated stubs, for tests that drive many tasks."""
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, api_key: str | None = None) -> None:
         self.channel = grpc.insecure_channel(platform.gateway_target)
         self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
 
     def register(self, fn: Callable[..., object], timeout: float | None = None) -> str:
         request = gateway_pb2.RegisterFunctionRequest(name=fn.__name__, payload=dill.dumps(fn))
         if timeout:
             request.timeout.FromNanoseconds(int(timeout * 1e9))
-        return str(self.stub.RegisterFunction(request, timeout=10).function_id)
+        reply = self.stub.RegisterFunction(request, timeout=10, metadata=self.metadata)
+        return str(reply.function_id)
 
     def submit(self, function_id: str, calls: Sequence[tuple[object, ...]]) -> list[str]:
         reply = self.stub.ExecuteBatch(
@@ -111,6 +113,7 @@ class GrpcClient:
                 function_id=function_id, payloads=[dill.dumps((args, {})) for args in calls]
             ),
             timeout=30,
+            metadata=self.metadata,
         )
         return list(reply.task_ids)
 
@@ -118,7 +121,7 @@ class GrpcClient:
         request = gateway_pb2.GetResultRequest(task_id=task_id)
         if wait:
             request.wait.CopyFrom(duration_pb2.Duration(seconds=int(wait)))
-        return self.stub.GetResult(request, timeout=wait + 10).task
+        return self.stub.GetResult(request, timeout=wait + 10, metadata=self.metadata).task
 
     def wait_all(self, task_ids: Sequence[str], timeout: float = 120) -> list[common_pb2.TaskState]:
         deadline = time.monotonic() + timeout
@@ -134,5 +137,7 @@ class GrpcClient:
         return out
 
     def workers(self) -> dict[str, common_pb2.WorkerStats]:
-        reply = self.stub.ListWorkers(gateway_pb2.ListWorkersRequest(), timeout=10)
+        reply = self.stub.ListWorkers(
+            gateway_pb2.ListWorkersRequest(), timeout=10, metadata=self.metadata
+        )
         return {w.worker_id: w for w in reply.workers}

@@ -6,6 +6,7 @@ placements and runtimes), and raw bytes no message parses from (invalid UTF-8 in
 among them). Whatever comes, the gateway answers within a deadline, with OK or a status that
 names the caller's mistake (never INTERNAL, UNKNOWN or a hang), every error has a message, and a
 rejected request stores nothing: the store's records are counted in Redis around every call.
+The gateway wants API keys and every call carries the fuzzers' key.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.launcher import Platform
+from services.launcher import Platform, PlatformConfig
 from tests.integration.fuzz_support import (
     FUZZ_SETTINGS,
     Credentials,
@@ -57,6 +58,26 @@ MAX_MESSAGE = 64 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """This module's platform: one push-mode worker, and API keys, as an exposed one has."""
+    root = tmp_path_factory.mktemp("fuzz-grpc")
+    platform = Platform(
+        PlatformConfig(
+            worker_processes=2,
+            gateway_port=0,
+            dispatcher_port=0,
+            rest_port=0,
+            data_dir=root / "data",
+            log_dir=root / "logs",
+            api_keys=True,
+        )
+    )
+    platform.start()
+    yield platform
+    platform.stop()
+
+
+@pytest.fixture(scope="module")
 def caller(shared_platform: Platform) -> Credentials:
     return credentials(shared_platform)
 
@@ -86,13 +107,13 @@ def stored(shared_platform: Platform) -> Iterator[StoredRecords]:
 
 
 @pytest.fixture(scope="module")
-def known(shared_platform: Platform) -> dict[str, list[str]]:
+def known(shared_platform: Platform, caller: Credentials) -> dict[str, list[str]]:
     """Real ids, so that requests get past NOT_FOUND: a function and tasks that have ended."""
 
     def inc(x: int) -> int:
         return x + 1
 
-    client = GrpcClient(shared_platform)
+    client = GrpcClient(shared_platform, caller.api_key)
     try:
         function_id = client.register(inc)
         tasks = client.submit(function_id, [(1,), (2,)])
@@ -232,9 +253,9 @@ def _checked(
     return outcome
 
 
-def _assert_serves_on(platform: Platform, function_id: str) -> None:
+def _assert_serves_on(platform: Platform, caller: Credentials, function_id: str) -> None:
     """After the fuzz, a plain task of the known function still runs to its result."""
-    client = GrpcClient(platform)
+    client = GrpcClient(platform, caller.api_key)
     try:
         (state,) = client.wait_all(client.submit(function_id, [(41,)]))
         assert state.status == common_pb2.TASK_STATUS_COMPLETED, state
@@ -325,7 +346,7 @@ def test_execute_function(
 
     fuzz()
     assert {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT} <= seen, seen
-    _assert_serves_on(shared_platform, known["function_id"][0])
+    _assert_serves_on(shared_platform, caller, known["function_id"][0])
 
 
 def test_execute_batch(
@@ -369,7 +390,7 @@ def test_execute_batch(
 
     fuzz()
     assert {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT} <= seen, seen
-    _assert_serves_on(shared_platform, known["function_id"][0])
+    _assert_serves_on(shared_platform, caller, known["function_id"][0])
 
 
 @pytest.mark.parametrize("method", ["GetStatus", "GetFunction"])
