@@ -318,6 +318,33 @@ def test_open_tasks_over_the_quota_are_429_with_retry_after_and_store_nothing(
         client.close()
 
 
+def test_concurrent_coalesced_executes_under_a_quota_get_the_answers_they_would_alone(
+    make_platform: PlatformFactory,
+) -> None:
+    """Executes sent at once go to the gateway coalesced; a batch over the open-task quota is
+    refused whole, and then each request gets its own answer: as many 200s as the quota has
+    room for, 429 for the rest, and only the accepted tasks stored."""
+    platform, key = _quota_platform(make_platform, FAAS_TENANT_MAX_OPEN_TASKS="3")
+    client = RestClient(platform.rest_url, api_key=key)
+    try:
+        function_id = client.register(nap, "nap")
+        before = _records(platform)
+        body = {"function_id": function_id, "payload": serialize(((3,), {}))}
+        with futures.ThreadPoolExecutor(12) as pool:
+            answers = list(
+                pool.map(lambda _: client.http.post("/execute_function", json=body), range(12))
+            )
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [200] * 3 + [429] * 9, codes
+        assert all(int(r.headers["Retry-After"]) >= 1 for r in answers if r.status_code == 429)
+        _, tasks, _ = _records(platform)
+        assert tasks - before[1] == 3
+        accepted = [r.json()["task_id"] for r in answers if r.status_code == 200]
+        assert [client.wait_result(t, 120)["status"] for t in accepted] == ["COMPLETED"] * 3
+    finally:
+        client.close()
+
+
 def test_submissions_over_the_rate_are_429_with_retry_after(
     make_platform: PlatformFactory,
 ) -> None:
