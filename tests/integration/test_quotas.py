@@ -21,6 +21,8 @@ from faas.v1 import gateway_pb2, gateway_pb2_grpc
 from services.common.enrollment import TokenFile
 from services.common.errors import error_reason, retry_delay
 from services.common.store import Keys
+from services.launcher import ServiceProcess, free_port
+from services.launcher.platform import grpc_serving
 from tests.integration.conftest import PlatformFactory
 from tests.integration.fuzz_support import StoredRecords
 
@@ -180,3 +182,45 @@ def _submit_or_refusal(
         return _execute(stub, function_id, gate, ())
     except grpc.RpcError as exc:
         return f"refused:{error_reason(exc)}"
+
+
+def test_two_gateways_together_never_pass_the_open_tasks_limit(
+    make_platform: PlatformFactory, gate: Path, tmp_path: Path
+) -> None:
+    limit = 6
+    platform = make_platform(
+        workers=1, worker_processes=1, extra_env={"FAAS_TENANT_MAX_OPEN_TASKS": str(limit)}
+    )
+    # A second gateway on the same Redis and dispatcher, as the launcher starts its own.
+    target = f"127.0.0.1:{free_port('127.0.0.1')}"
+    argv = list(platform.gateway.argv)
+    argv[argv.index("--address") + 1] = target
+    second = ServiceProcess(
+        "gateway-2", argv, dict(platform.gateway.env), grpc_serving(target), tmp_path / "gw2.log"
+    )
+    second.start()
+    admin = redis.Redis.from_url(platform.redis_url)
+    try:
+        with (
+            grpc.insecure_channel(platform.gateway_target) as one,
+            grpc.insecure_channel(target) as two,
+        ):
+            stubs = [gateway_pb2_grpc.GatewayServiceStub(c) for c in (one, two)]
+            function_id = _register(stubs[0], wait_for_file, ())
+            with ThreadPoolExecutor(16) as pool:
+                outcomes = list(
+                    pool.map(
+                        lambda i: _submit_or_refusal(stubs[i % 2], function_id, str(gate)),
+                        range(40),
+                    )
+                )
+            accepted = [o for o in outcomes if not o.startswith("refused:")]
+            assert len(accepted) == limit, outcomes
+            assert admin.zcard(Keys().open_tasks("default")) == limit
+            gate.touch()
+            for task_id in accepted:
+                _finished(stubs[0], task_id, ())
+            assert admin.zcard(Keys().open_tasks("default")) == 0
+    finally:
+        admin.close()
+        second.stop()
