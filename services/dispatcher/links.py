@@ -293,6 +293,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         request: dispatcher_pb2.ListConnectedWorkersRequest,
         context: Context,
     ) -> dispatcher_pb2.ListConnectedWorkersResponse:
+        await self._admit(context, "gateway")  # who runs where is for enrolled gateways only
         return dispatcher_pb2.ListConnectedWorkersResponse(
             workers=self._dispatcher.worker_stats(),
             mode=self._dispatcher.settings.mode,

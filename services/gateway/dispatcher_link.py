@@ -44,6 +44,11 @@ class DispatcherLink:
         self._closing = False
 
     @property
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        """The gateway's token as call metadata, for its other calls to the dispatcher."""
+        return self._metadata
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 

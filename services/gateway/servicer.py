@@ -418,6 +418,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 state = await self._await_state(
                     tenant, request.task_id, _changed_from(state.status), None, terminal_only=False
                 )
+                self._tenant(context)  # a key revoked since the stream opened reads no more
                 yield gateway_pb2.WatchTaskResponse(task=state)
 
     async def WatchTasks(
@@ -440,6 +441,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 )
                 reader = asyncio.create_task(_read_watch_requests(request_iterator, watch))
                 async for response in watch.responses():
+                    self._tenant(context)  # a key revoked since the stream opened reads no more
                     yield response
         finally:
             if reader is not None:
@@ -509,7 +511,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             self._tenant(context)
         try:
             reply = await self._dispatcher.ListConnectedWorkers(
-                dispatcher_pb2.ListConnectedWorkersRequest(), timeout=5.0, wait_for_ready=True
+                dispatcher_pb2.ListConnectedWorkersRequest(),
+                timeout=5.0,
+                wait_for_ready=True,
+                metadata=self._link.metadata,
             )
         except grpc.aio.AioRpcError as exc:
             await context.abort_with_status(

@@ -245,13 +245,21 @@ def http_ok(url: str, ca: Path | None = None) -> Callable[[], bool]:
 
 
 def worker_connected(
-    dispatcher_target: str, worker_id: str, credentials: Credentials = _plaintext
+    dispatcher_target: str,
+    worker_id: str,
+    credentials: Credentials = _plaintext,
+    token: Callable[[], str | None] = lambda: None,
 ) -> Callable[[], bool]:
+    """Whether the dispatcher lists ``worker_id``; asked with the gateway's ``token()`` (a
+    dispatcher with a tokens file lists its workers to enrolled gateways only)."""
+
     def check() -> bool:
         with tls.sync_channel(dispatcher_target, credentials()) as channel:
+            key = token()
+            metadata = (("authorization", f"Bearer {key}"),) if key else None
             try:
                 reply = dispatcher_pb2_grpc.DispatcherServiceStub(channel).ListConnectedWorkers(
-                    dispatcher_pb2.ListConnectedWorkersRequest(), timeout=1.0
+                    dispatcher_pb2.ListConnectedWorkersRequest(), timeout=1.0, metadata=metadata
                 )
             except grpc.RpcError:
                 return False
@@ -483,7 +491,12 @@ class Platform:
         worker = self._service(
             worker_id,
             argv,
-            worker_connected(self.dispatcher_target, worker_id, self._credentials),
+            worker_connected(
+                self.dispatcher_target,
+                worker_id,
+                self._credentials,
+                lambda: self.gateway.env.get("FAAS_DISPATCHER_TOKEN"),
+            ),
             env=env,
         )
         self.workers.append(worker)

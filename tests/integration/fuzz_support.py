@@ -88,7 +88,7 @@ class StoredRecords:
         return Records(
             functions=self._count(self._keys.function("*")),
             tasks=self._count(self._keys.task("*")),
-            requests=self._count(self._keys.request("*")),
+            requests=self._count(self._keys.request("*", tenant="*")),
         )
 
 

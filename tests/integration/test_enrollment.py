@@ -11,7 +11,7 @@ from pathlib import Path
 import dill
 import grpc
 import pytest
-from faas.v1 import common_pb2
+from faas.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 
 from services.common.enrollment import TokenFile
 from tests.integration.conftest import PlatformFactory
@@ -62,6 +62,27 @@ def test_a_worker_without_a_valid_token_is_refused(
         assert "enrolled workers only" in error.details()
         worker.close()
     assert client.workers() == {}
+
+
+def test_only_an_enrolled_gateway_may_list_the_workers(
+    enrolled: tuple[GrpcClient, TokenFile, str],
+) -> None:
+    client, tokens, target = enrolled
+    worker_token = tokens.issue("w-lister", "worker")
+    gateway_token = tokens.issue("gateway-lister", "gateway")
+    with grpc.insecure_channel(target) as channel:
+        stub = dispatcher_pb2_grpc.DispatcherServiceStub(channel)
+        request = dispatcher_pb2.ListConnectedWorkersRequest()
+        for token in (None, worker_token):
+            metadata = (("authorization", f"Bearer {token}"),) if token else None
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.ListConnectedWorkers(request, metadata=metadata, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        reply = stub.ListConnectedWorkers(
+            request, metadata=(("authorization", f"Bearer {gateway_token}"),), timeout=10
+        )
+        assert reply.mode
+    assert client.workers() == {}  # the gateway asks with its own token
 
 
 @pytest.mark.fault

@@ -284,6 +284,27 @@ def test_a_revoked_key_stops_working_without_a_restart(keyed: Keyed) -> None:
     wait_until(lambda: _reaches(keyed, again, function_id), 10, "the new key to be taken")
 
 
+def test_a_watch_stream_opened_before_a_revocation_reads_no_more(keyed: Keyed) -> None:
+    dave = _metadata(keyed.tokens.issue("dave", "client", tenant="d"))
+    function_id = _register(keyed.stub, dave)
+    first = _execute(keyed.stub, dave, function_id, 1)
+    later = _execute(keyed.stub, dave, function_id, 2)
+    assert _result(keyed.stub, dave, later) == 4
+    requests: queue.Queue[gateway_pb2.WatchTasksRequest | None] = queue.Queue()
+    requests.put(gateway_pb2.WatchTasksRequest(task_ids=[first]))
+    responses = keyed.stub.WatchTasks(iter(requests.get, None), metadata=dave, timeout=60)
+    seen = {t.task_id for t in next(responses).tasks}
+    assert first in seen
+    assert keyed.tokens.revoke("dave")
+    time.sleep(1.0)  # past the gateway's look at the keys file (every 0.5 s)
+    requests.put(gateway_pb2.WatchTasksRequest(task_ids=[later]))  # a finished task of dave's
+    with pytest.raises(grpc.RpcError) as refused:
+        for response in responses:
+            assert later not in {t.task_id for t in response.tasks}, "a revoked key read a task"
+    requests.put(None)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+
+
 def _reaches(keyed: Keyed, metadata: Metadata, function_id: str) -> bool:
     try:
         keyed.stub.GetFunction(
