@@ -178,11 +178,14 @@ class RuntimeInfo:
 
 @dataclass(frozen=True, slots=True)
 class PlacementInfo:
-    """What a function's tasks need of a worker: labels, resources, and any Python or not."""
+    """What a function's tasks need of a worker (labels, resources, any Python or not) and may
+    use there (``memory_limit_mb``, ``cpu_limit_seconds``; 0: the worker's maxima)."""
 
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     resources: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     any_python: bool = False
+    memory_limit_mb: int = 0
+    cpu_limit_seconds: float = 0.0
 
     @classmethod
     def from_proto(cls, placement: common_pb2.Placement) -> PlacementInfo:
@@ -190,6 +193,8 @@ class PlacementInfo:
             labels=MappingProxyType(dict(placement.labels)),
             resources=MappingProxyType(dict(placement.resources)),
             any_python=placement.any_python,
+            memory_limit_mb=placement.memory_limit_mb,
+            cpu_limit_seconds=placement.cpu_limit_seconds,
         )
 
 

@@ -104,7 +104,13 @@ def test_rest_get_function_shows_a_reference_and_by_value(
     )
     assert body["size_bytes"] == len(payload) and body["timeout"] == 2.5
     assert body["runtime"]["pickle_protocol"] == payload[1]  # PROTO's argument
-    assert body["placement"] == {"labels": {}, "resources": {}, "any_python": False}
+    assert body["placement"] == {
+        "labels": {},
+        "resources": {},
+        "any_python": False,
+        "memory_limit_mb": 0,
+        "cpu_limit_seconds": 0.0,
+    }
     assert body["created_time"].endswith("+00:00")
 
     by_value = rest.http.get(f"/functions/{rest.register(nested, 'nested')}").json()
@@ -129,6 +135,8 @@ def test_rest_registration_records_runtime_and_placement(
         "labels": {"gpu": "h200"},
         "resources": {"gpu": 1.0},
         "any_python": True,
+        "memory_limit_mb": 0,
+        "cpu_limit_seconds": 0.0,
     }
 
 

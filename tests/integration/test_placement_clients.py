@@ -261,7 +261,13 @@ def test_cli_placement_flags(labelled: Labelled, tmp_path: Path) -> None:
     shown = _faas(labelled, "function", function_id, "--json")
     assert shown.returncode == 0, shown.stderr
     placement = json.loads(shown.stdout)["placement"]
-    assert placement == {"labels": {"gpu": "h200"}, "resources": {"gpu": 1.0}, "any_python": True}
+    assert placement == {
+        "labels": {"gpu": "h200"},
+        "resources": {"gpu": 1.0},
+        "any_python": True,
+        "memory_limit_mb": 0,
+        "cpu_limit_seconds": 0.0,
+    }
     run = _faas(labelled, "execute", function_id, "--args", "[3]", "--wait", "--json")
     assert run.returncode == 0, run.stderr
     document = json.loads(run.stdout)

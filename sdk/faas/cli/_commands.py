@@ -322,6 +322,8 @@ def _function_json(info: FunctionInfo) -> dict[str, Any]:
             "labels": dict(placement.labels),
             "resources": dict(placement.resources),
             "any_python": placement.any_python,
+            "memory_limit_mb": placement.memory_limit_mb,
+            "cpu_limit_seconds": placement.cpu_limit_seconds,
         },
     }
 
@@ -345,6 +347,10 @@ def _function_text(info: FunctionInfo) -> str:
     needs += [f"{k}>={v:g}" for k, v in sorted(info.placement.resources.items())]
     if info.placement.any_python:
         needs.append("any Python")
+    if info.placement.memory_limit_mb:
+        needs.append(f"at most {info.placement.memory_limit_mb} MiB")
+    if info.placement.cpu_limit_seconds:
+        needs.append(f"at most {info.placement.cpu_limit_seconds:g} s of CPU")
     rows = [
         ("function", info.function_id),
         ("name", info.name),
