@@ -238,6 +238,33 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 raise _function_not_found(request.function_id)
             return gateway_pb2.GetFunctionResponse(function=function_info(record))
 
+    # Issue 13's listings and output: the contract is in gateway.proto; until each is built it
+    # answers UNIMPLEMENTED (the helpers building them replace these).
+
+    async def ListTasks(
+        self, request: gateway_pb2.ListTasksRequest, context: Context
+    ) -> gateway_pb2.ListTasksResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "ListTasks is not built yet")
+        raise AssertionError("unreachable")
+
+    async def ListFunctions(
+        self, request: gateway_pb2.ListFunctionsRequest, context: Context
+    ) -> gateway_pb2.ListFunctionsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "ListFunctions is not built yet")
+        raise AssertionError("unreachable")
+
+    async def DeleteFunction(
+        self, request: gateway_pb2.DeleteFunctionRequest, context: Context
+    ) -> gateway_pb2.DeleteFunctionResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteFunction is not built yet")
+        raise AssertionError("unreachable")
+
+    async def GetTaskOutput(
+        self, request: gateway_pb2.GetTaskOutputRequest, context: Context
+    ) -> gateway_pb2.GetTaskOutputResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetTaskOutput is not built yet")
+        raise AssertionError("unreachable")
+
     async def ExecuteFunction(
         self, request: gateway_pb2.ExecuteFunctionRequest, context: Context
     ) -> gateway_pb2.ExecuteFunctionResponse:

@@ -502,6 +502,10 @@ METHODS = {
     "ListWorkers": "unary_unary",
     "WatchTask": "unary_stream",
     "WatchTasks": "stream_stream",
+    "ListTasks": "unary_unary",
+    "ListFunctions": "unary_unary",
+    "DeleteFunction": "unary_unary",
+    "GetTaskOutput": "unary_unary",
 }
 METHODS_THAT_STORE = frozenset({"RegisterFunction", "ExecuteFunction", "ExecuteBatch"})
 

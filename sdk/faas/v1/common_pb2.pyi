@@ -45,6 +45,54 @@ TASK_STATUS_COMPLETED: TaskStatus.ValueType  # 3
 TASK_STATUS_FAILED: TaskStatus.ValueType  # 4
 Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
 
+class _WaitReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WaitReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WaitReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WAIT_REASON_UNSPECIFIED: _WaitReason.ValueType  # 0
+    """The task has ended, or the gateway cannot tell."""
+    WAIT_REASON_NO_WORKERS: _WaitReason.ValueType  # 1
+    """QUEUED: no worker is connected to the dispatcher."""
+    WAIT_REASON_WORKERS_BUSY: _WaitReason.ValueType  # 2
+    """QUEUED: every worker that could take it is busy."""
+    WAIT_REASON_NO_MATCHING_WORKER: _WaitReason.ValueType  # 3
+    """QUEUED: no connected worker has the labels, resources or runtime it needs (pending_reason
+    says which).
+    """
+    WAIT_REASON_DISPATCHER_SILENT: _WaitReason.ValueType  # 4
+    """QUEUED: the dispatcher has not reported for a while (down, restarting or cut off)."""
+    WAIT_REASON_RUNNING: _WaitReason.ValueType  # 5
+    """RUNNING on worker_id, whose last heartbeat was heartbeat_age ago."""
+    WAIT_REASON_WORKER_SILENT: _WaitReason.ValueType  # 6
+    """RUNNING on worker_id, whose heartbeats are late: it may be hung or cut off, and the task
+    will be run again elsewhere if it does not come back.
+    """
+
+class WaitReason(_WaitReason, metaclass=_WaitReasonEnumTypeWrapper):
+    """Why a task that has not ended is where it is."""
+
+WAIT_REASON_UNSPECIFIED: WaitReason.ValueType  # 0
+"""The task has ended, or the gateway cannot tell."""
+WAIT_REASON_NO_WORKERS: WaitReason.ValueType  # 1
+"""QUEUED: no worker is connected to the dispatcher."""
+WAIT_REASON_WORKERS_BUSY: WaitReason.ValueType  # 2
+"""QUEUED: every worker that could take it is busy."""
+WAIT_REASON_NO_MATCHING_WORKER: WaitReason.ValueType  # 3
+"""QUEUED: no connected worker has the labels, resources or runtime it needs (pending_reason
+says which).
+"""
+WAIT_REASON_DISPATCHER_SILENT: WaitReason.ValueType  # 4
+"""QUEUED: the dispatcher has not reported for a while (down, restarting or cut off)."""
+WAIT_REASON_RUNNING: WaitReason.ValueType  # 5
+"""RUNNING on worker_id, whose last heartbeat was heartbeat_age ago."""
+WAIT_REASON_WORKER_SILENT: WaitReason.ValueType  # 6
+"""RUNNING on worker_id, whose heartbeats are late: it may be hung or cut off, and the task
+will be run again elsewhere if it does not come back.
+"""
+Global___WaitReason: _TypeAlias = WaitReason  # noqa: Y015
+
 class _FailureCause:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -279,6 +327,11 @@ class TaskState(_message.Message):
     STARTED_TIME_FIELD_NUMBER: _builtins.int
     FINISHED_TIME_FIELD_NUMBER: _builtins.int
     PENDING_REASON_FIELD_NUMBER: _builtins.int
+    WAIT_REASON_FIELD_NUMBER: _builtins.int
+    WAIT_SINCE_FIELD_NUMBER: _builtins.int
+    WAIT_MESSAGE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_AGE_FIELD_NUMBER: _builtins.int
+    OUTPUT_BYTES_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     function_id: _builtins.str
     status: Global___TaskStatus.ValueType
@@ -292,6 +345,15 @@ class TaskState(_message.Message):
     """Why a QUEUED task is waiting, when it is not only for a free worker (e.g. no connected
     worker has its labels or Python version).
     """
+    wait_reason: Global___WaitReason.ValueType
+    """For a task that has not ended: why it is where it is (see WaitReason) and since when, in a
+    sentence for people too (e.g. "every worker is busy (4 of 4 processes)").
+    """
+    wait_message: _builtins.str
+    output_bytes: _builtins.int
+    """The first bytes of what its function printed (stdout and stderr) are kept with a finished
+    task: their size here (GetTaskOutput reads them).
+    """
     @_builtins.property
     def error(self) -> Global___TaskError:
         """Set when status is FAILED."""
@@ -302,6 +364,12 @@ class TaskState(_message.Message):
     def started_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def finished_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def wait_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def heartbeat_age(self) -> _duration_pb2.Duration:
+        """RUNNING: how long ago its worker last sent a heartbeat."""
+
     def __init__(
         self,
         *,
@@ -316,10 +384,15 @@ class TaskState(_message.Message):
         started_time: _timestamp_pb2.Timestamp | None = ...,
         finished_time: _timestamp_pb2.Timestamp | None = ...,
         pending_reason: _builtins.str = ...,
+        wait_reason: Global___WaitReason.ValueType = ...,
+        wait_since: _timestamp_pb2.Timestamp | None = ...,
+        wait_message: _builtins.str = ...,
+        heartbeat_age: _duration_pb2.Duration | None = ...,
+        output_bytes: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "error", b"error", "finished_time", b"finished_time", "started_time", b"started_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "error", b"error", "finished_time", b"finished_time", "heartbeat_age", b"heartbeat_age", "started_time", b"started_time", "wait_since", b"wait_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_time", b"created_time", "error", b"error", "finished_time", b"finished_time", "function_id", b"function_id", "pending_reason", b"pending_reason", "result", b"result", "started_time", b"started_time", "status", b"status", "task_id", b"task_id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_time", b"created_time", "error", b"error", "finished_time", b"finished_time", "function_id", b"function_id", "heartbeat_age", b"heartbeat_age", "output_bytes", b"output_bytes", "pending_reason", b"pending_reason", "result", b"result", "started_time", b"started_time", "status", b"status", "task_id", b"task_id", "wait_message", b"wait_message", "wait_reason", b"wait_reason", "wait_since", b"wait_since", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -385,6 +458,7 @@ class WorkerStats(_message.Message):
     RUNTIME_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_AGE_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     host: _builtins.str
     pid: _builtins.int
@@ -406,6 +480,10 @@ class WorkerStats(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
     def resources(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def heartbeat_age(self) -> _duration_pb2.Duration:
+        """How long ago the worker last sent a heartbeat (or anything else)."""
+
     def __init__(
         self,
         *,
@@ -423,10 +501,11 @@ class WorkerStats(_message.Message):
         runtime: Global___Runtime | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         resources: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        heartbeat_age: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["connected_time", b"connected_time", "runtime", b"runtime"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connected_time", b"connected_time", "heartbeat_age", b"heartbeat_age", "runtime", b"runtime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "capacity", b"capacity", "completed", b"completed", "connected_time", b"connected_time", "draining", b"draining", "failed", b"failed", "host", b"host", "in_flight", b"in_flight", "labels", b"labels", "mode", b"mode", "pid", b"pid", "resources", b"resources", "runtime", b"runtime", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "capacity", b"capacity", "completed", b"completed", "connected_time", b"connected_time", "draining", b"draining", "failed", b"failed", "heartbeat_age", b"heartbeat_age", "host", b"host", "in_flight", b"in_flight", "labels", b"labels", "mode", b"mode", "pid", b"pid", "resources", b"resources", "runtime", b"runtime", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -448,6 +527,7 @@ class FunctionInfo(_message.Message):
     MODULE_FIELD_NUMBER: _builtins.int
     QUALNAME_FIELD_NUMBER: _builtins.int
     PLACEMENT_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
     function_id: _builtins.str
     name: _builtins.str
     size_bytes: _builtins.int
@@ -474,6 +554,10 @@ class FunctionInfo(_message.Message):
     def placement(self) -> Global___Placement:
         """What the function's tasks need of a worker."""
 
+    @_builtins.property
+    def counts(self) -> Global___FunctionCounts:
+        """Its tasks so far, by what became of them."""
+
     def __init__(
         self,
         *,
@@ -487,11 +571,39 @@ class FunctionInfo(_message.Message):
         module: _builtins.str = ...,
         qualname: _builtins.str = ...,
         placement: Global___Placement | None = ...,
+        counts: Global___FunctionCounts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "placement", b"placement", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "created_time", b"created_time", "placement", b"placement", "runtime", b"runtime", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_reference", b"by_reference", "created_time", b"created_time", "function_id", b"function_id", "module", b"module", "name", b"name", "placement", b"placement", "qualname", b"qualname", "runtime", b"runtime", "size_bytes", b"size_bytes", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_reference", b"by_reference", "counts", b"counts", "created_time", b"created_time", "function_id", b"function_id", "module", b"module", "name", b"name", "placement", b"placement", "qualname", b"qualname", "runtime", b"runtime", "size_bytes", b"size_bytes", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FunctionInfo: _TypeAlias = FunctionInfo  # noqa: Y015
+
+@_typing.final
+class FunctionCounts(_message.Message):
+    """How many tasks of one function were submitted, and how many ended so."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMITTED_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    submitted: _builtins.int
+    completed: _builtins.int
+    failed: _builtins.int
+    def __init__(
+        self,
+        *,
+        submitted: _builtins.int = ...,
+        completed: _builtins.int = ...,
+        failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "submitted", b"submitted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FunctionCounts: _TypeAlias = FunctionCounts  # noqa: Y015

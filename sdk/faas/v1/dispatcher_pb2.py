@@ -26,7 +26,7 @@ from faas.v1 import common_pb2 as faas_dot_v1_dot_common__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x61s/v1/dispatcher.proto\x12\x07\x66\x61\x61s.v1\x1a\x14\x66\x61\x61s/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xb7\x01\n\x08TaskSpec\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\x12!\n\x07runtime\x18\x06 \x01(\x0b\x32\x10.faas.v1.Runtime\"1\n\rTaskSpecBatch\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.faas.v1.TaskSpec\"d\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.faas.v1.TaskStatus\x12!\n\x05state\x18\x03 \x01(\x0b\x32\x12.faas.v1.TaskState\"4\n\x0eTaskEventBatch\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.faas.v1.TaskEvent\"\x0b\n\tHeartbeat\"g\n\x0bLinkRequest\x12\'\n\x05tasks\x18\x01 \x01(\x0b\x32\x16.faas.v1.TaskSpecBatchH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.faas.v1.HeartbeatH\x00\x42\x06\n\x04kind\"j\n\x0cLinkResponse\x12)\n\x06\x65vents\x18\x01 \x01(\x0b\x32\x17.faas.v1.TaskEventBatchH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.faas.v1.HeartbeatH\x00\x42\x06\n\x04kind\"\xf6\x02\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x1b\n\x13running_attempt_ids\x18\x05 \x03(\t\x12!\n\x07runtime\x18\x06 \x01(\x0b\x32\x10.faas.v1.Runtime\x12\x30\n\x06labels\x18\x07 \x03(\x0b\x32 .faas.v1.WorkerHello.LabelsEntry\x12\x36\n\tresources\x18\x08 \x03(\x0b\x32#.faas.v1.WorkerHello.ResourcesEntry\x12\x1c\n\x14\x66unction_cache_bytes\x18\t \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1c\n\x0bWorkRequest\x12\r\n\x05slots\x18\x01 \x01(\r\"\x8a\x01\n\x0bTaskOutcome\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12#\n\x06status\x18\x03 \x01(\x0e\x32\x13.faas.v1.TaskStatus\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.faas.v1.TaskError\":\n\x10TaskOutcomeBatch\x12&\n\x08outcomes\x18\x01 \x03(\x0b\x32\x14.faas.v1.TaskOutcome\"\x07\n\x05\x44rain\"\x8d\x02\n\x0e\x43onnectRequest\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.faas.v1.WorkerHelloH\x00\x12,\n\x0cwork_request\x18\x02 \x01(\x0b\x32\x14.faas.v1.WorkRequestH\x00\x12-\n\x08outcomes\x18\x03 \x01(\x0b\x32\x19.faas.v1.TaskOutcomeBatchH\x00\x12\'\n\theartbeat\x18\x04 \x01(\x0b\x32\x12.faas.v1.HeartbeatH\x00\x12\x1f\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x0e.faas.v1.DrainH\x00\x12%\n\x06starts\x18\x06 \x01(\x0b\x32\x13.faas.v1.TaskStartsH\x00\x42\x06\n\x04kind\"!\n\nTaskStarts\x12\x13\n\x0b\x61ttempt_ids\x18\x01 \x03(\t\"4\n\x0c\x46unctionBody\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\xb7\x01\n\nAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fmemory_limit_mb\x18\x06 \x01(\x04\x12\x19\n\x11\x63pu_limit_seconds\x18\x07 \x01(\x01\"e\n\x0f\x41ssignmentBatch\x12(\n\tfunctions\x18\x01 \x03(\x0b\x32\x15.faas.v1.FunctionBody\x12(\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x13.faas.v1.Assignment\"c\n\x07Welcome\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x13\n\x0bmax_credits\x18\x03 \x01(\r\"!\n\nOutcomeAck\x12\x13\n\x0b\x61ttempt_ids\x18\x01 \x03(\t\"\xbc\x01\n\x0f\x43onnectResponse\x12#\n\x07welcome\x18\x01 \x01(\x0b\x32\x10.faas.v1.WelcomeH\x00\x12/\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x18.faas.v1.AssignmentBatchH\x00\x12\"\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x13.faas.v1.OutcomeAckH\x00\x12\'\n\theartbeat\x18\x04 \x01(\x0b\x32\x12.faas.v1.HeartbeatH\x00\x42\x06\n\x04kind\"\x1d\n\x1bListConnectedWorkersRequest\"c\n\x1cListConnectedWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.faas.v1.WorkerStats\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x0e\n\x06queued\x18\x03 \x01(\x04\x32\xf3\x01\n\x11\x44ispatcherService\x12\x37\n\x04Link\x12\x14.faas.v1.LinkRequest\x1a\x15.faas.v1.LinkResponse(\x01\x30\x01\x12@\n\x07\x43onnect\x12\x17.faas.v1.ConnectRequest\x1a\x18.faas.v1.ConnectResponse(\x01\x30\x01\x12\x63\n\x14ListConnectedWorkers\x12$.faas.v1.ListConnectedWorkersRequest\x1a%.faas.v1.ListConnectedWorkersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x61s/v1/dispatcher.proto\x12\x07\x66\x61\x61s.v1\x1a\x14\x66\x61\x61s/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xb7\x01\n\x08TaskSpec\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\x12!\n\x07runtime\x18\x06 \x01(\x0b\x32\x10.faas.v1.Runtime\"1\n\rTaskSpecBatch\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.faas.v1.TaskSpec\"d\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.faas.v1.TaskStatus\x12!\n\x05state\x18\x03 \x01(\x0b\x32\x12.faas.v1.TaskState\"4\n\x0eTaskEventBatch\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.faas.v1.TaskEvent\"\x0b\n\tHeartbeat\"g\n\x0bLinkRequest\x12\'\n\x05tasks\x18\x01 \x01(\x0b\x32\x16.faas.v1.TaskSpecBatchH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.faas.v1.HeartbeatH\x00\x42\x06\n\x04kind\"j\n\x0cLinkResponse\x12)\n\x06\x65vents\x18\x01 \x01(\x0b\x32\x17.faas.v1.TaskEventBatchH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.faas.v1.HeartbeatH\x00\x42\x06\n\x04kind\"\xf6\x02\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x1b\n\x13running_attempt_ids\x18\x05 \x03(\t\x12!\n\x07runtime\x18\x06 \x01(\x0b\x32\x10.faas.v1.Runtime\x12\x30\n\x06labels\x18\x07 \x03(\x0b\x32 .faas.v1.WorkerHello.LabelsEntry\x12\x36\n\tresources\x18\x08 \x03(\x0b\x32#.faas.v1.WorkerHello.ResourcesEntry\x12\x1c\n\x14\x66unction_cache_bytes\x18\t \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1c\n\x0bWorkRequest\x12\r\n\x05slots\x18\x01 \x01(\r\"\x9a\x01\n\x0bTaskOutcome\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12#\n\x06status\x18\x03 \x01(\x0e\x32\x13.faas.v1.TaskStatus\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.faas.v1.TaskError\x12\x0e\n\x06output\x18\x06 \x01(\t\":\n\x10TaskOutcomeBatch\x12&\n\x08outcomes\x18\x01 \x03(\x0b\x32\x14.faas.v1.TaskOutcome\"\x07\n\x05\x44rain\"\x8d\x02\n\x0e\x43onnectRequest\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.faas.v1.WorkerHelloH\x00\x12,\n\x0cwork_request\x18\x02 \x01(\x0b\x32\x14.faas.v1.WorkRequestH\x00\x12-\n\x08outcomes\x18\x03 \x01(\x0b\x32\x19.faas.v1.TaskOutcomeBatchH\x00\x12\'\n\theartbeat\x18\x04 \x01(\x0b\x32\x12.faas.v1.HeartbeatH\x00\x12\x1f\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x0e.faas.v1.DrainH\x00\x12%\n\x06starts\x18\x06 \x01(\x0b\x32\x13.faas.v1.TaskStartsH\x00\x42\x06\n\x04kind\"!\n\nTaskStarts\x12\x13\n\x0b\x61ttempt_ids\x18\x01 \x03(\t\"4\n\x0c\x46unctionBody\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\xb7\x01\n\nAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fmemory_limit_mb\x18\x06 \x01(\x04\x12\x19\n\x11\x63pu_limit_seconds\x18\x07 \x01(\x01\"e\n\x0f\x41ssignmentBatch\x12(\n\tfunctions\x18\x01 \x03(\x0b\x32\x15.faas.v1.FunctionBody\x12(\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x13.faas.v1.Assignment\"c\n\x07Welcome\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x13\n\x0bmax_credits\x18\x03 \x01(\r\"!\n\nOutcomeAck\x12\x13\n\x0b\x61ttempt_ids\x18\x01 \x03(\t\"\xbc\x01\n\x0f\x43onnectResponse\x12#\n\x07welcome\x18\x01 \x01(\x0b\x32\x10.faas.v1.WelcomeH\x00\x12/\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x18.faas.v1.AssignmentBatchH\x00\x12\"\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x13.faas.v1.OutcomeAckH\x00\x12\'\n\theartbeat\x18\x04 \x01(\x0b\x32\x12.faas.v1.HeartbeatH\x00\x42\x06\n\x04kind\"\x1d\n\x1bListConnectedWorkersRequest\"c\n\x1cListConnectedWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.faas.v1.WorkerStats\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x0e\n\x06queued\x18\x03 \x01(\x04\x32\xf3\x01\n\x11\x44ispatcherService\x12\x37\n\x04Link\x12\x14.faas.v1.LinkRequest\x1a\x15.faas.v1.LinkResponse(\x01\x30\x01\x12@\n\x07\x43onnect\x12\x17.faas.v1.ConnectRequest\x1a\x18.faas.v1.ConnectResponse(\x01\x30\x01\x12\x63\n\x14ListConnectedWorkers\x12$.faas.v1.ListConnectedWorkersRequest\x1a%.faas.v1.ListConnectedWorkersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,31 +60,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKREQUEST']._serialized_start=1087
   _globals['_WORKREQUEST']._serialized_end=1115
   _globals['_TASKOUTCOME']._serialized_start=1118
-  _globals['_TASKOUTCOME']._serialized_end=1256
-  _globals['_TASKOUTCOMEBATCH']._serialized_start=1258
-  _globals['_TASKOUTCOMEBATCH']._serialized_end=1316
-  _globals['_DRAIN']._serialized_start=1318
-  _globals['_DRAIN']._serialized_end=1325
-  _globals['_CONNECTREQUEST']._serialized_start=1328
-  _globals['_CONNECTREQUEST']._serialized_end=1597
-  _globals['_TASKSTARTS']._serialized_start=1599
-  _globals['_TASKSTARTS']._serialized_end=1632
-  _globals['_FUNCTIONBODY']._serialized_start=1634
-  _globals['_FUNCTIONBODY']._serialized_end=1686
-  _globals['_ASSIGNMENT']._serialized_start=1689
-  _globals['_ASSIGNMENT']._serialized_end=1872
-  _globals['_ASSIGNMENTBATCH']._serialized_start=1874
-  _globals['_ASSIGNMENTBATCH']._serialized_end=1975
-  _globals['_WELCOME']._serialized_start=1977
-  _globals['_WELCOME']._serialized_end=2076
-  _globals['_OUTCOMEACK']._serialized_start=2078
-  _globals['_OUTCOMEACK']._serialized_end=2111
-  _globals['_CONNECTRESPONSE']._serialized_start=2114
-  _globals['_CONNECTRESPONSE']._serialized_end=2302
-  _globals['_LISTCONNECTEDWORKERSREQUEST']._serialized_start=2304
-  _globals['_LISTCONNECTEDWORKERSREQUEST']._serialized_end=2333
-  _globals['_LISTCONNECTEDWORKERSRESPONSE']._serialized_start=2335
-  _globals['_LISTCONNECTEDWORKERSRESPONSE']._serialized_end=2434
-  _globals['_DISPATCHERSERVICE']._serialized_start=2437
-  _globals['_DISPATCHERSERVICE']._serialized_end=2680
+  _globals['_TASKOUTCOME']._serialized_end=1272
+  _globals['_TASKOUTCOMEBATCH']._serialized_start=1274
+  _globals['_TASKOUTCOMEBATCH']._serialized_end=1332
+  _globals['_DRAIN']._serialized_start=1334
+  _globals['_DRAIN']._serialized_end=1341
+  _globals['_CONNECTREQUEST']._serialized_start=1344
+  _globals['_CONNECTREQUEST']._serialized_end=1613
+  _globals['_TASKSTARTS']._serialized_start=1615
+  _globals['_TASKSTARTS']._serialized_end=1648
+  _globals['_FUNCTIONBODY']._serialized_start=1650
+  _globals['_FUNCTIONBODY']._serialized_end=1702
+  _globals['_ASSIGNMENT']._serialized_start=1705
+  _globals['_ASSIGNMENT']._serialized_end=1888
+  _globals['_ASSIGNMENTBATCH']._serialized_start=1890
+  _globals['_ASSIGNMENTBATCH']._serialized_end=1991
+  _globals['_WELCOME']._serialized_start=1993
+  _globals['_WELCOME']._serialized_end=2092
+  _globals['_OUTCOMEACK']._serialized_start=2094
+  _globals['_OUTCOMEACK']._serialized_end=2127
+  _globals['_CONNECTRESPONSE']._serialized_start=2130
+  _globals['_CONNECTRESPONSE']._serialized_end=2318
+  _globals['_LISTCONNECTEDWORKERSREQUEST']._serialized_start=2320
+  _globals['_LISTCONNECTEDWORKERSREQUEST']._serialized_end=2349
+  _globals['_LISTCONNECTEDWORKERSRESPONSE']._serialized_start=2351
+  _globals['_LISTCONNECTEDWORKERSRESPONSE']._serialized_end=2450
+  _globals['_DISPATCHERSERVICE']._serialized_start=2453
+  _globals['_DISPATCHERSERVICE']._serialized_end=2696
 # @@protoc_insertion_point(module_scope)

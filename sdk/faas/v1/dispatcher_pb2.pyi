@@ -341,12 +341,17 @@ class TaskOutcome(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     attempt_id: _builtins.str
     status: _common_pb2.TaskStatus.ValueType
     """COMPLETED or FAILED."""
     result: _builtins.bytes
     """dill pickle of the return value or of the exception."""
+    output: _builtins.str
+    """What the function printed (stdout and stderr) while it ran, cut at the worker's
+    --max-output-bytes (with a marker saying so).
+    """
     @_builtins.property
     def error(self) -> _common_pb2.TaskError: ...
     def __init__(
@@ -357,10 +362,11 @@ class TaskOutcome(_message.Message):
         status: _common_pb2.TaskStatus.ValueType = ...,
         result: _builtins.bytes = ...,
         error: _common_pb2.TaskError | None = ...,
+        output: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "error", b"error", "result", b"result", "status", b"status", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "error", b"error", "output", b"output", "result", b"result", "status", b"status", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

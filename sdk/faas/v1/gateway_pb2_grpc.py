@@ -85,6 +85,26 @@ class GatewayServiceStub:
                 request_serializer=faas_dot_v1_dot_gateway__pb2.GetFunctionRequest.SerializeToString,
                 response_deserializer=faas_dot_v1_dot_gateway__pb2.GetFunctionResponse.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/faas.v1.GatewayService/ListTasks',
+                request_serializer=faas_dot_v1_dot_gateway__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=faas_dot_v1_dot_gateway__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.ListFunctions = channel.unary_unary(
+                '/faas.v1.GatewayService/ListFunctions',
+                request_serializer=faas_dot_v1_dot_gateway__pb2.ListFunctionsRequest.SerializeToString,
+                response_deserializer=faas_dot_v1_dot_gateway__pb2.ListFunctionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteFunction = channel.unary_unary(
+                '/faas.v1.GatewayService/DeleteFunction',
+                request_serializer=faas_dot_v1_dot_gateway__pb2.DeleteFunctionRequest.SerializeToString,
+                response_deserializer=faas_dot_v1_dot_gateway__pb2.DeleteFunctionResponse.FromString,
+                _registered_method=True)
+        self.GetTaskOutput = channel.unary_unary(
+                '/faas.v1.GatewayService/GetTaskOutput',
+                request_serializer=faas_dot_v1_dot_gateway__pb2.GetTaskOutputRequest.SerializeToString,
+                response_deserializer=faas_dot_v1_dot_gateway__pb2.GetTaskOutputResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -171,6 +191,39 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """Lists the caller's tasks, newest first, filtered and paginated (AIP-158).
+        Fails with INVALID_ARGUMENT (a bad filter or page token), UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFunctions(self, request, context):
+        """Lists the caller's functions, newest first, paginated (AIP-158).
+        Fails with INVALID_ARGUMENT (a bad page token), UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFunction(self, request, context):
+        """Deletes a function: later executes of it answer NOT_FOUND; its tasks' records stay.
+        Fails with NOT_FOUND, FAILED_PRECONDITION while it has QUEUED or RUNNING tasks,
+        UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskOutput(self, request, context):
+        """Returns what a task's function printed (stdout and stderr), as kept with the task once it
+        ended. Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +271,26 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetFunction,
                     request_deserializer=faas_dot_v1_dot_gateway__pb2.GetFunctionRequest.FromString,
                     response_serializer=faas_dot_v1_dot_gateway__pb2.GetFunctionResponse.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=faas_dot_v1_dot_gateway__pb2.ListTasksRequest.FromString,
+                    response_serializer=faas_dot_v1_dot_gateway__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'ListFunctions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFunctions,
+                    request_deserializer=faas_dot_v1_dot_gateway__pb2.ListFunctionsRequest.FromString,
+                    response_serializer=faas_dot_v1_dot_gateway__pb2.ListFunctionsResponse.SerializeToString,
+            ),
+            'DeleteFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFunction,
+                    request_deserializer=faas_dot_v1_dot_gateway__pb2.DeleteFunctionRequest.FromString,
+                    response_serializer=faas_dot_v1_dot_gateway__pb2.DeleteFunctionResponse.SerializeToString,
+            ),
+            'GetTaskOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskOutput,
+                    request_deserializer=faas_dot_v1_dot_gateway__pb2.GetTaskOutputRequest.FromString,
+                    response_serializer=faas_dot_v1_dot_gateway__pb2.GetTaskOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -469,6 +542,114 @@ class GatewayService:
             '/faas.v1.GatewayService/GetFunction',
             faas_dot_v1_dot_gateway__pb2.GetFunctionRequest.SerializeToString,
             faas_dot_v1_dot_gateway__pb2.GetFunctionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/faas.v1.GatewayService/ListTasks',
+            faas_dot_v1_dot_gateway__pb2.ListTasksRequest.SerializeToString,
+            faas_dot_v1_dot_gateway__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFunctions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/faas.v1.GatewayService/ListFunctions',
+            faas_dot_v1_dot_gateway__pb2.ListFunctionsRequest.SerializeToString,
+            faas_dot_v1_dot_gateway__pb2.ListFunctionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/faas.v1.GatewayService/DeleteFunction',
+            faas_dot_v1_dot_gateway__pb2.DeleteFunctionRequest.SerializeToString,
+            faas_dot_v1_dot_gateway__pb2.DeleteFunctionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/faas.v1.GatewayService/GetTaskOutput',
+            faas_dot_v1_dot_gateway__pb2.GetTaskOutputRequest.SerializeToString,
+            faas_dot_v1_dot_gateway__pb2.GetTaskOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

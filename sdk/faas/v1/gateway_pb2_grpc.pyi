@@ -77,6 +77,23 @@ class GatewayServiceStub:
     """Returns what the gateway recorded about a registered function (not its payload).
     Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
     """
+    ListTasks: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListTasksRequest, _gateway_pb2.ListTasksResponse]
+    """Lists the caller's tasks, newest first, filtered and paginated (AIP-158).
+    Fails with INVALID_ARGUMENT (a bad filter or page token), UNAVAILABLE.
+    """
+    ListFunctions: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListFunctionsRequest, _gateway_pb2.ListFunctionsResponse]
+    """Lists the caller's functions, newest first, paginated (AIP-158).
+    Fails with INVALID_ARGUMENT (a bad page token), UNAVAILABLE.
+    """
+    DeleteFunction: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DeleteFunctionRequest, _gateway_pb2.DeleteFunctionResponse]
+    """Deletes a function: later executes of it answer NOT_FOUND; its tasks' records stay.
+    Fails with NOT_FOUND, FAILED_PRECONDITION while it has QUEUED or RUNNING tasks,
+    UNAVAILABLE.
+    """
+    GetTaskOutput: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetTaskOutputRequest, _gateway_pb2.GetTaskOutputResponse]
+    """Returns what a task's function printed (stdout and stderr), as kept with the task once it
+    ended. Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
+    """
 
 @_typing.type_check_only
 class GatewayServiceAsyncStub(GatewayServiceStub):
@@ -126,6 +143,23 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     GetFunction: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetFunctionRequest, _gateway_pb2.GetFunctionResponse]  # type: ignore[assignment]
     """Returns what the gateway recorded about a registered function (not its payload).
     Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
+    """
+    ListTasks: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListTasksRequest, _gateway_pb2.ListTasksResponse]  # type: ignore[assignment]
+    """Lists the caller's tasks, newest first, filtered and paginated (AIP-158).
+    Fails with INVALID_ARGUMENT (a bad filter or page token), UNAVAILABLE.
+    """
+    ListFunctions: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListFunctionsRequest, _gateway_pb2.ListFunctionsResponse]  # type: ignore[assignment]
+    """Lists the caller's functions, newest first, paginated (AIP-158).
+    Fails with INVALID_ARGUMENT (a bad page token), UNAVAILABLE.
+    """
+    DeleteFunction: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DeleteFunctionRequest, _gateway_pb2.DeleteFunctionResponse]  # type: ignore[assignment]
+    """Deletes a function: later executes of it answer NOT_FOUND; its tasks' records stay.
+    Fails with NOT_FOUND, FAILED_PRECONDITION while it has QUEUED or RUNNING tasks,
+    UNAVAILABLE.
+    """
+    GetTaskOutput: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetTaskOutputRequest, _gateway_pb2.GetTaskOutputResponse]  # type: ignore[assignment]
+    """Returns what a task's function printed (stdout and stderr), as kept with the task once it
+    ended. Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
     """
 
 class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -227,6 +261,47 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_pb2.GetFunctionResponse, _abc.Awaitable[_gateway_pb2.GetFunctionResponse]]:
         """Returns what the gateway recorded about a registered function (not its payload).
         Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTasks(
+        self,
+        request: _gateway_pb2.ListTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.ListTasksResponse, _abc.Awaitable[_gateway_pb2.ListTasksResponse]]:
+        """Lists the caller's tasks, newest first, filtered and paginated (AIP-158).
+        Fails with INVALID_ARGUMENT (a bad filter or page token), UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def ListFunctions(
+        self,
+        request: _gateway_pb2.ListFunctionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.ListFunctionsResponse, _abc.Awaitable[_gateway_pb2.ListFunctionsResponse]]:
+        """Lists the caller's functions, newest first, paginated (AIP-158).
+        Fails with INVALID_ARGUMENT (a bad page token), UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteFunction(
+        self,
+        request: _gateway_pb2.DeleteFunctionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.DeleteFunctionResponse, _abc.Awaitable[_gateway_pb2.DeleteFunctionResponse]]:
+        """Deletes a function: later executes of it answer NOT_FOUND; its tasks' records stay.
+        Fails with NOT_FOUND, FAILED_PRECONDITION while it has QUEUED or RUNNING tasks,
+        UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTaskOutput(
+        self,
+        request: _gateway_pb2.GetTaskOutputRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.GetTaskOutputResponse, _abc.Awaitable[_gateway_pb2.GetTaskOutputResponse]]:
+        """Returns what a task's function printed (stdout and stderr), as kept with the task once it
+        ended. Fails with INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE.
         """
 
 def add_GatewayServiceServicer_to_server(servicer: GatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
