@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/faas/v1/*.proto)
 
-.PHONY: install run proto proto-check lint format typecheck test test-unit bench clean
+.PHONY: install system-deps run proto proto-check lint format typecheck test test-unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Debian packages the tests use: a real Prometheus server and a headless Chromium with its
+## driver (for the dashboard). Installed as root when missing; elsewhere the tests that need
+## them say why they skip (and fail instead under CI=true).
+SYSTEM_PACKAGES := prometheus chromium chromium-driver
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; \
+	else echo "not root (or no apt-get): not installing$$missing; the tests that need them skip"; fi
 
 ## Start the whole platform (embedded Redis unless REDIS_URL is set). Ctrl-C stops it.
 run: $(STAMP)
@@ -42,7 +55,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## Everything CI runs: static checks, then unit, integration and fault tests.
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(MAKE) lint
 	$(MAKE) typecheck
 	$(BIN)/pytest tests
