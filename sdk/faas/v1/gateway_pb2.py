@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x61\x61s/v1/gateway.proto\x12\x07\x66\x61\x61s.v1\x1a\x14\x66\x61\x61s/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x01\n\x17RegisterFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x07runtime\x18\x04 \x01(\x0b\x32\x10.faas.v1.Runtime\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"/\n\x18RegisterFunctionResponse\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\"\xa5\x01\n\x16\x45xecuteFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"*\n\x17\x45xecuteFunctionResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xa3\x01\n\x13\x45xecuteBatchRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x10\n\x08payloads\x18\x02 \x03(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"(\n\x14\x45xecuteBatchResponse\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"#\n\x10GetStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"a\n\x11GetStatusResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.faas.v1.TaskStatus\x12\x16\n\x0epending_reason\x18\x03 \x01(\t\"L\n\x10GetResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x04wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"5\n\x11GetResultResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.faas.v1.TaskState\"#\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"5\n\x11WatchTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.faas.v1.TaskState\"\x14\n\x12ListWorkersRequest\"Z\n\x13ListWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.faas.v1.WorkerStats\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x0e\n\x06queued\x18\x03 \x01(\x04\")\n\x12GetFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\">\n\x13GetFunctionResponse\x12\'\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x15.faas.v1.FunctionInfo\"%\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"Q\n\x12WatchTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.faas.v1.TaskState\x12\x18\n\x10unknown_task_ids\x18\x02 \x03(\t\"\xef\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.faas.v1.TaskStatus\x12\x13\n\x0b\x66unction_id\x18\x04 \x01(\t\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.faas.v1.TaskState\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x14ListFunctionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x15ListFunctionsResponse\x12(\n\tfunctions\x18\x01 \x03(\x0b\x32\x15.faas.v1.FunctionInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15\x44\x65leteFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteFunctionResponse\"\'\n\x14GetTaskOutputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"K\n\x15GetTaskOutputResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x32\xf0\x07\n\x0eGatewayService\x12W\n\x10RegisterFunction\x12 .faas.v1.RegisterFunctionRequest\x1a!.faas.v1.RegisterFunctionResponse\x12T\n\x0f\x45xecuteFunction\x12\x1f.faas.v1.ExecuteFunctionRequest\x1a .faas.v1.ExecuteFunctionResponse\x12K\n\x0c\x45xecuteBatch\x12\x1c.faas.v1.ExecuteBatchRequest\x1a\x1d.faas.v1.ExecuteBatchResponse\x12\x42\n\tGetStatus\x12\x19.faas.v1.GetStatusRequest\x1a\x1a.faas.v1.GetStatusResponse\x12\x42\n\tGetResult\x12\x19.faas.v1.GetResultRequest\x1a\x1a.faas.v1.GetResultResponse\x12\x44\n\tWatchTask\x12\x19.faas.v1.WatchTaskRequest\x1a\x1a.faas.v1.WatchTaskResponse0\x01\x12I\n\nWatchTasks\x12\x1a.faas.v1.WatchTasksRequest\x1a\x1b.faas.v1.WatchTasksResponse(\x01\x30\x01\x12H\n\x0bListWorkers\x12\x1b.faas.v1.ListWorkersRequest\x1a\x1c.faas.v1.ListWorkersResponse\x12H\n\x0bGetFunction\x12\x1b.faas.v1.GetFunctionRequest\x1a\x1c.faas.v1.GetFunctionResponse\x12\x42\n\tListTasks\x12\x19.faas.v1.ListTasksRequest\x1a\x1a.faas.v1.ListTasksResponse\x12N\n\rListFunctions\x12\x1d.faas.v1.ListFunctionsRequest\x1a\x1e.faas.v1.ListFunctionsResponse\x12Q\n\x0e\x44\x65leteFunction\x12\x1e.faas.v1.DeleteFunctionRequest\x1a\x1f.faas.v1.DeleteFunctionResponse\x12N\n\rGetTaskOutput\x12\x1d.faas.v1.GetTaskOutputRequest\x1a\x1e.faas.v1.GetTaskOutputResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x61\x61s/v1/gateway.proto\x12\x07\x66\x61\x61s.v1\x1a\x14\x66\x61\x61s/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x01\n\x17RegisterFunctionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x07runtime\x18\x04 \x01(\x0b\x32\x10.faas.v1.Runtime\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"/\n\x18RegisterFunctionResponse\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\"\xa5\x01\n\x16\x45xecuteFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"*\n\x17\x45xecuteFunctionResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xa3\x01\n\x13\x45xecuteBatchRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x10\n\x08payloads\x18\x02 \x03(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\tplacement\x18\x05 \x01(\x0b\x32\x12.faas.v1.Placement\"(\n\x14\x45xecuteBatchResponse\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"#\n\x10GetStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x96\x02\n\x11GetStatusResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.faas.v1.TaskStatus\x12\x16\n\x0epending_reason\x18\x03 \x01(\t\x12(\n\x0bwait_reason\x18\x04 \x01(\x0e\x32\x13.faas.v1.WaitReason\x12.\n\nwait_since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cwait_message\x18\x06 \x01(\t\x12\x30\n\rheartbeat_age\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tworker_id\x18\x08 \x01(\t\"L\n\x10GetResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x04wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"5\n\x11GetResultResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.faas.v1.TaskState\"#\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"5\n\x11WatchTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.faas.v1.TaskState\"\x14\n\x12ListWorkersRequest\"Z\n\x13ListWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.faas.v1.WorkerStats\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x0e\n\x06queued\x18\x03 \x01(\x04\")\n\x12GetFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\">\n\x13GetFunctionResponse\x12\'\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x15.faas.v1.FunctionInfo\"%\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"Q\n\x12WatchTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.faas.v1.TaskState\x12\x18\n\x10unknown_task_ids\x18\x02 \x03(\t\"\xef\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.faas.v1.TaskStatus\x12\x13\n\x0b\x66unction_id\x18\x04 \x01(\t\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.faas.v1.TaskState\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x14ListFunctionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x15ListFunctionsResponse\x12(\n\tfunctions\x18\x01 \x03(\x0b\x32\x15.faas.v1.FunctionInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15\x44\x65leteFunctionRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteFunctionResponse\"\'\n\x14GetTaskOutputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"K\n\x15GetTaskOutputResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x32\xf0\x07\n\x0eGatewayService\x12W\n\x10RegisterFunction\x12 .faas.v1.RegisterFunctionRequest\x1a!.faas.v1.RegisterFunctionResponse\x12T\n\x0f\x45xecuteFunction\x12\x1f.faas.v1.ExecuteFunctionRequest\x1a .faas.v1.ExecuteFunctionResponse\x12K\n\x0c\x45xecuteBatch\x12\x1c.faas.v1.ExecuteBatchRequest\x1a\x1d.faas.v1.ExecuteBatchResponse\x12\x42\n\tGetStatus\x12\x19.faas.v1.GetStatusRequest\x1a\x1a.faas.v1.GetStatusResponse\x12\x42\n\tGetResult\x12\x19.faas.v1.GetResultRequest\x1a\x1a.faas.v1.GetResultResponse\x12\x44\n\tWatchTask\x12\x19.faas.v1.WatchTaskRequest\x1a\x1a.faas.v1.WatchTaskResponse0\x01\x12I\n\nWatchTasks\x12\x1a.faas.v1.WatchTasksRequest\x1a\x1b.faas.v1.WatchTasksResponse(\x01\x30\x01\x12H\n\x0bListWorkers\x12\x1b.faas.v1.ListWorkersRequest\x1a\x1c.faas.v1.ListWorkersResponse\x12H\n\x0bGetFunction\x12\x1b.faas.v1.GetFunctionRequest\x1a\x1c.faas.v1.GetFunctionResponse\x12\x42\n\tListTasks\x12\x19.faas.v1.ListTasksRequest\x1a\x1a.faas.v1.ListTasksResponse\x12N\n\rListFunctions\x12\x1d.faas.v1.ListFunctionsRequest\x1a\x1e.faas.v1.ListFunctionsResponse\x12Q\n\x0e\x44\x65leteFunction\x12\x1e.faas.v1.DeleteFunctionRequest\x1a\x1f.faas.v1.DeleteFunctionResponse\x12N\n\rGetTaskOutput\x12\x1d.faas.v1.GetTaskOutputRequest\x1a\x1e.faas.v1.GetTaskOutputResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,44 +48,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTEBATCHRESPONSE']._serialized_end=765
   _globals['_GETSTATUSREQUEST']._serialized_start=767
   _globals['_GETSTATUSREQUEST']._serialized_end=802
-  _globals['_GETSTATUSRESPONSE']._serialized_start=804
-  _globals['_GETSTATUSRESPONSE']._serialized_end=901
-  _globals['_GETRESULTREQUEST']._serialized_start=903
-  _globals['_GETRESULTREQUEST']._serialized_end=979
-  _globals['_GETRESULTRESPONSE']._serialized_start=981
-  _globals['_GETRESULTRESPONSE']._serialized_end=1034
-  _globals['_WATCHTASKREQUEST']._serialized_start=1036
-  _globals['_WATCHTASKREQUEST']._serialized_end=1071
-  _globals['_WATCHTASKRESPONSE']._serialized_start=1073
-  _globals['_WATCHTASKRESPONSE']._serialized_end=1126
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1128
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1148
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1150
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1240
-  _globals['_GETFUNCTIONREQUEST']._serialized_start=1242
-  _globals['_GETFUNCTIONREQUEST']._serialized_end=1283
-  _globals['_GETFUNCTIONRESPONSE']._serialized_start=1285
-  _globals['_GETFUNCTIONRESPONSE']._serialized_end=1347
-  _globals['_WATCHTASKSREQUEST']._serialized_start=1349
-  _globals['_WATCHTASKSREQUEST']._serialized_end=1386
-  _globals['_WATCHTASKSRESPONSE']._serialized_start=1388
-  _globals['_WATCHTASKSRESPONSE']._serialized_end=1469
-  _globals['_LISTTASKSREQUEST']._serialized_start=1472
-  _globals['_LISTTASKSREQUEST']._serialized_end=1711
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1713
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1792
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=1794
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=1855
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=1857
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=1947
-  _globals['_DELETEFUNCTIONREQUEST']._serialized_start=1949
-  _globals['_DELETEFUNCTIONREQUEST']._serialized_end=1993
-  _globals['_DELETEFUNCTIONRESPONSE']._serialized_start=1995
-  _globals['_DELETEFUNCTIONRESPONSE']._serialized_end=2019
-  _globals['_GETTASKOUTPUTREQUEST']._serialized_start=2021
-  _globals['_GETTASKOUTPUTREQUEST']._serialized_end=2060
-  _globals['_GETTASKOUTPUTRESPONSE']._serialized_start=2062
-  _globals['_GETTASKOUTPUTRESPONSE']._serialized_end=2137
-  _globals['_GATEWAYSERVICE']._serialized_start=2140
-  _globals['_GATEWAYSERVICE']._serialized_end=3148
+  _globals['_GETSTATUSRESPONSE']._serialized_start=805
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1083
+  _globals['_GETRESULTREQUEST']._serialized_start=1085
+  _globals['_GETRESULTREQUEST']._serialized_end=1161
+  _globals['_GETRESULTRESPONSE']._serialized_start=1163
+  _globals['_GETRESULTRESPONSE']._serialized_end=1216
+  _globals['_WATCHTASKREQUEST']._serialized_start=1218
+  _globals['_WATCHTASKREQUEST']._serialized_end=1253
+  _globals['_WATCHTASKRESPONSE']._serialized_start=1255
+  _globals['_WATCHTASKRESPONSE']._serialized_end=1308
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1310
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1330
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1332
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1422
+  _globals['_GETFUNCTIONREQUEST']._serialized_start=1424
+  _globals['_GETFUNCTIONREQUEST']._serialized_end=1465
+  _globals['_GETFUNCTIONRESPONSE']._serialized_start=1467
+  _globals['_GETFUNCTIONRESPONSE']._serialized_end=1529
+  _globals['_WATCHTASKSREQUEST']._serialized_start=1531
+  _globals['_WATCHTASKSREQUEST']._serialized_end=1568
+  _globals['_WATCHTASKSRESPONSE']._serialized_start=1570
+  _globals['_WATCHTASKSRESPONSE']._serialized_end=1651
+  _globals['_LISTTASKSREQUEST']._serialized_start=1654
+  _globals['_LISTTASKSREQUEST']._serialized_end=1893
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1895
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1974
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=1976
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=2037
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=2039
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=2129
+  _globals['_DELETEFUNCTIONREQUEST']._serialized_start=2131
+  _globals['_DELETEFUNCTIONREQUEST']._serialized_end=2175
+  _globals['_DELETEFUNCTIONRESPONSE']._serialized_start=2177
+  _globals['_DELETEFUNCTIONRESPONSE']._serialized_end=2201
+  _globals['_GETTASKOUTPUTREQUEST']._serialized_start=2203
+  _globals['_GETTASKOUTPUTREQUEST']._serialized_end=2242
+  _globals['_GETTASKOUTPUTRESPONSE']._serialized_start=2244
+  _globals['_GETTASKOUTPUTRESPONSE']._serialized_end=2319
+  _globals['_GATEWAYSERVICE']._serialized_start=2322
+  _globals['_GATEWAYSERVICE']._serialized_end=3330
 # @@protoc_insertion_point(module_scope)

@@ -231,20 +231,40 @@ class GetStatusResponse(_message.Message):
     TASK_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     PENDING_REASON_FIELD_NUMBER: _builtins.int
+    WAIT_REASON_FIELD_NUMBER: _builtins.int
+    WAIT_SINCE_FIELD_NUMBER: _builtins.int
+    WAIT_MESSAGE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_AGE_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     status: _common_pb2.TaskStatus.ValueType
     pending_reason: _builtins.str
     """Why a QUEUED task is waiting, when it is not only for a free worker (see TaskState)."""
+    wait_reason: _common_pb2.WaitReason.ValueType
+    """As in TaskState: why a task that has not ended is where it is, since when, in a sentence,
+    and (RUNNING) on which worker, whose last heartbeat was heartbeat_age ago.
+    """
+    wait_message: _builtins.str
+    worker_id: _builtins.str
+    @_builtins.property
+    def wait_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def heartbeat_age(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
         task_id: _builtins.str = ...,
         status: _common_pb2.TaskStatus.ValueType = ...,
         pending_reason: _builtins.str = ...,
+        wait_reason: _common_pb2.WaitReason.ValueType = ...,
+        wait_since: _timestamp_pb2.Timestamp | None = ...,
+        wait_message: _builtins.str = ...,
+        heartbeat_age: _duration_pb2.Duration | None = ...,
+        worker_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_age", b"heartbeat_age", "wait_since", b"wait_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pending_reason", b"pending_reason", "status", b"status", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_age", b"heartbeat_age", "pending_reason", b"pending_reason", "status", b"status", "task_id", b"task_id", "wait_message", b"wait_message", "wait_reason", b"wait_reason", "wait_since", b"wait_since", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
