@@ -108,6 +108,11 @@ class GatewayClient:
         caller = Caller(key, ExecuteCoalescer(sender, on_queued=watch.expect), watch)
         return caller
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once the shim is stopping (``stop_waiting``): long-lived streams end then."""
+        return self._stopping
+
     def stop_waiting(self) -> None:
         """The shim is stopping: long polls in flight end now, answering the task's state."""
         self._stopping.set()
@@ -300,6 +305,22 @@ class GatewayClient:
         """ListWorkers."""
         request = gateway_pb2.ListWorkersRequest()
         return await self._stub.ListWorkers(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
+
+    async def list_tasks_call(
+        self, request: gateway_pb2.ListTasksRequest, *, key: str | None = None
+    ) -> gateway_pb2.ListTasksResponse:
+        """One ListTasks call, as it is (the dashboard's)."""
+        return await self._stub.ListTasks(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
+
+    async def list_functions_call(
+        self, request: gateway_pb2.ListFunctionsRequest, *, key: str | None = None
+    ) -> gateway_pb2.ListFunctionsResponse:
+        """One ListFunctions call, as it is (the dashboard's)."""
+        return await self._stub.ListFunctions(
             request, timeout=self._timeout, metadata=metadata_for(key)
         )
 

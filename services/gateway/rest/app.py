@@ -27,6 +27,7 @@ from services.gateway.rest._convert import (
     status_body,
     workers_body,
 )
+from services.gateway.rest._docs import install_docs
 from services.gateway.rest._errors import grpc_error_detail, install_error_handlers
 from services.gateway.rest._models import (
     ExecuteBatchBody,
@@ -41,6 +42,7 @@ from services.gateway.rest._models import (
     StatusResponse,
     WorkersResponse,
 )
+from services.gateway.rest._ui import close_dashboard, install_dashboard
 from services.gateway.rest.settings import RestSettings
 
 __all__ = ["create_app"]
@@ -136,6 +138,7 @@ def create_app(settings: RestSettings) -> FastAPI:
         try:
             yield
         finally:
+            await close_dashboard(app)
             await client.close()
             logger.info("REST shim closed its gateway channel")
 
@@ -144,8 +147,12 @@ def create_app(settings: RestSettings) -> FastAPI:
         summary="A thin REST front for the MPCSFaaS gateway (faas.v1.GatewayService).",
         version="1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, with local assets
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
+    install_dashboard(app, _api_key)
     payload_limit = settings.max_payload_bytes
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(payload_limit))
 
