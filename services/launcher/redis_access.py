@@ -68,8 +68,10 @@ class ServiceUser:
 # registered script: EVALSHA, and SCRIPT LOAD after NOSCRIPT.
 _CLIENT = ("client|setinfo", "client|maint_notifications", "evalsha", "script|load")
 
-# services/common/store/_store.py and scripts.py, the gateway's side: register_function,
-# get_function(_payload), create_tasks (CREATE_TASKS), get_status(_reason), get_task(s).
+# services/common/store/_store.py and scripts.py, the gateway's side: register_function (a
+# MULTI with its functions index), get_function(_payload), create_tasks (CREATE_TASKS),
+# get_status(_reason), get_task(s), the listings (_listing.RANGE, dropping expired ids) and
+# delete_function (DELETE_FUNCTION).
 GATEWAY = ServiceUser(
     "faas-gateway",
     commands=(
@@ -85,8 +87,31 @@ GATEWAY = ServiceUser(
         "set",
         "zadd",
         "zcard",  # a tenant's open tasks, with --tenant-max-open-tasks
+        "hincrby",  # a function's submitted count
+        # the listings and DeleteFunction
+        "multi",
+        "exec",
+        "zrevrank",
+        "zcount",
+        "zrevrange",
+        "zrem",
+        "hkeys",  # a deleted function's hash is emptied (no DEL)
+        "hdel",
+        "zremrangebyrank",
+        "hgetall",  # the dispatcher's report of itself and its workers' heartbeats
     ),
-    keys=("function:*", "task:*", "request:*", "queued", "open:*"),
+    keys=(
+        "function:*",
+        "task:*",
+        "request:*",
+        "queued",
+        "open:*",
+        "tasks:*",
+        "function-tasks:*",
+        "functions:*",
+        "dispatcher",
+        "heartbeats",
+    ),
 )
 
 # The dispatcher's side: queued_ids, running_ids, load_queued, running_attempts,
@@ -107,8 +132,14 @@ DISPATCHER = ServiceUser(
         "zadd",
         "zrem",
         "pexpire",
+        "exists",  # a function's completed and failed counts, kept while it exists
+        # its report of itself and its workers' heartbeats (services/common/store/_presence.py)
+        "multi",
+        "exec",
+        "del",
     ),
-    keys=("function:*", "task:*", "queued", "running", "open:*"),  # open: taken out when terminal
+    # open: taken out when terminal; dispatcher and heartbeats: its reports
+    keys=("function:*", "task:*", "queued", "running", "open:*", "dispatcher", "heartbeats"),
 )
 
 ADMIN = ServiceUser("faas-admin")

@@ -1,5 +1,7 @@
 """Redis state of MPCSFaaS: key layout, Lua scripts and the async store that uses them."""
 
+from ._listing import Cursor, Page, TaskFilter
+from ._presence import Presence, publish_presence, read_presence
 from ._records import (
     STATUSES,
     TERMINAL_STATUSES,
@@ -27,18 +29,24 @@ __all__ = [
     "AttemptOutcome",
     "AttemptStart",
     "CreatedTask",
+    "Cursor",
     "FunctionRecord",
     "Keys",
     "LostAttempt",
     "NewTask",
+    "Page",
+    "Presence",
     "QueuedFailure",
     "QueuedTask",
     "RequeueResult",
     "Requeued",
     "RunningAttempt",
     "StoreFailed",
+    "TaskFilter",
     "TaskRecord",
     "TaskStore",
     "connect",
+    "publish_presence",
+    "read_presence",
     "task_state",
 ]

@@ -16,6 +16,7 @@ from services.common.enrollment import DEFAULT_TENANT
 from services.common.errors import StoreUnavailable
 
 from . import scripts
+from ._listing import Cursor, IndexWalker, Page, TaskFilter
 from ._records import (
     AttemptOutcome,
     AttemptStart,
@@ -45,7 +46,11 @@ _RECORD_FIELDS = (
     "finished",
     "pending",
     "tenant",
+    "output_bytes",
+    "requeued",
 )
+# What a listing reads of each task: the record without its result (which may be MiBs).
+_LISTED_FIELDS = tuple(name for name in _RECORD_FIELDS if name != "result")
 
 
 # What the dispatcher reads to run a QUEUED task.
@@ -61,6 +66,9 @@ _FUNCTION_FIELDS = (
     "runtime",
     "placement",
     "tenant",
+    "submitted",
+    "completed",
+    "failed",
 )
 
 
@@ -86,6 +94,10 @@ class FunctionRecord:
     runtime: common_pb2.Runtime = field(default_factory=common_pb2.Runtime)
     placement: common_pb2.Placement = field(default_factory=common_pb2.Placement)
     tenant: str = DEFAULT_TENANT
+    # Its tasks so far: stored, and ended COMPLETED or FAILED (counted since listings exist).
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
 
 
 P = ParamSpec("P")
@@ -191,6 +203,8 @@ class TaskStore:
         self._requeue = client.register_script(scripts.REQUEUE_ATTEMPTS)
         self._fail_queued = client.register_script(scripts.FAIL_QUEUED)
         self._set_pending = client.register_script(scripts.SET_PENDING)
+        self._delete_function = client.register_script(scripts.DELETE_FUNCTION)
+        self._walker = IndexWalker(client)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -216,22 +230,27 @@ class TaskStore:
         placement: common_pb2.Placement | None = None,
         tenant: str = DEFAULT_TENANT,
     ) -> None:
-        """Stores a function with what the gateway found out about it (see FunctionRecord)."""
-        await self.client.hset(
-            self.keys.function(function_id),
-            mapping={
-                "name": name,
-                "payload": payload,
-                "timeout": _timeout_arg(timeout),
-                "created": _now_ms(),
-                "by_reference": "1" if by_reference else "0",
-                "module": module,
-                "qualname": qualname,
-                "runtime": runtime.SerializeToString() if runtime is not None else b"",
-                "placement": placement.SerializeToString() if placement is not None else b"",
-                "tenant": tenant,
-            },
-        )
+        """Stores a function with what the gateway found out about it (see FunctionRecord), and
+        adds it to its tenant's functions index in the same MULTI."""
+        created = _now_ms()
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self.keys.function(function_id),
+                mapping={
+                    "name": name,
+                    "payload": payload,
+                    "timeout": _timeout_arg(timeout),
+                    "created": created,
+                    "by_reference": "1" if by_reference else "0",
+                    "module": module,
+                    "qualname": qualname,
+                    "runtime": runtime.SerializeToString() if runtime is not None else b"",
+                    "placement": placement.SerializeToString() if placement is not None else b"",
+                    "tenant": tenant,
+                },
+            )
+            pipe.zadd(self.keys.tenant_functions(tenant), {function_id: created})
+            await pipe.execute()
 
     @_translated
     async def get_function(
@@ -244,27 +263,96 @@ class TaskStore:
             pipe.hmget(key, list(_FUNCTION_FIELDS))
             pipe.hstrlen(key, "payload")
             values, size = await pipe.execute()
-        fields = dict(zip(_FUNCTION_FIELDS, cast("list[bytes | None]", values), strict=True))
-        if fields["created"] is None or _others(fields["tenant"], tenant):
-            return None
-        return FunctionRecord(
-            function_id=function_id,
-            name=_text(fields["name"]),
-            size_bytes=int(size),
-            timeout=_timeout_value(fields["timeout"]),
-            created_ms=_int(fields["created"]),
-            by_reference=fields["by_reference"] == b"1",
-            module=_text(fields["module"]),
-            qualname=_text(fields["qualname"]),
-            runtime=common_pb2.Runtime.FromString(fields["runtime"] or b""),
-            placement=common_pb2.Placement.FromString(fields["placement"] or b""),
-            tenant=_tenant(fields["tenant"]),
-        )
+        return _function(function_id, values, size, tenant)
 
     @_translated
     async def get_function_payload(self, function_id: str) -> bytes | None:
         raw = await self.client.hget(self.keys.function(function_id), "payload")
         return cast("bytes | None", raw)
+
+    @_translated
+    async def delete_function(self, function_id: str, tenant: str | None = None) -> int | None:
+        """Deletes a function that has no QUEUED or RUNNING task: 0 when deleted, the number of
+        its open tasks when it has some (nothing deleted), None when there is no such function
+        (of ``tenant``, when given). Its tasks' records stay."""
+        answer = await self._delete_function(
+            keys=[self.keys.function(function_id), self.keys.function_tasks(function_id)],
+            args=[tenant or "", DEFAULT_TENANT, self.keys.prefix],
+        )
+        return None if int(answer) < 0 else int(answer)
+
+    # Listings (see _listing)
+
+    @_translated
+    async def list_tasks(
+        self,
+        tenant: str,
+        filters: TaskFilter,
+        *,
+        page_size: int,
+        budget: int,
+        cursor: Cursor | None = None,
+        scope: str | None = None,
+    ) -> Page[TaskRecord]:
+        """A page of ``tenant``'s tasks that match ``filters``, newest first, without their
+        results; from the function's index when ``filters`` names one. ``scope`` None lets a
+        function's tasks of any tenant through (an open gateway's reads)."""
+        if filters.function_id:
+            index = self.keys.function_tasks(filters.function_id)
+        else:
+            index = self.keys.tenant_tasks(tenant)
+            scope = tenant
+
+        async def read(task_ids: Sequence[str]) -> list[tuple[bool, TaskRecord | None]]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for task_id in task_ids:
+                    pipe.hmget(self.keys.task(task_id), list(_LISTED_FIELDS))
+                rows = await pipe.execute()
+            out: list[tuple[bool, TaskRecord | None]] = []
+            for task_id, row in zip(task_ids, rows, strict=True):
+                values = dict(zip(_LISTED_FIELDS, row, strict=True))
+                record = _record(task_id, [values.get(f) for f in _RECORD_FIELDS], scope)
+                if record is not None and not filters.matches(record):
+                    record = None
+                out.append((values["status"] is not None, record))
+            return out
+
+        return await self._walker.page(
+            index,
+            read,
+            page_size=page_size,
+            budget=budget,
+            cursor=cursor,
+            after_ms=filters.created_after_ms,
+            before_ms=filters.created_before_ms,
+        )
+
+    @_translated
+    async def list_functions(
+        self, tenant: str, *, page_size: int, budget: int, cursor: Cursor | None = None
+    ) -> Page[FunctionRecord]:
+        """A page of ``tenant``'s functions, newest first, with their counts."""
+
+        async def read(function_ids: Sequence[str]) -> list[tuple[bool, FunctionRecord | None]]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for function_id in function_ids:
+                    key = self.keys.function(function_id)
+                    pipe.hmget(key, list(_FUNCTION_FIELDS))
+                    pipe.hstrlen(key, "payload")
+                rows = await pipe.execute()
+            out: list[tuple[bool, FunctionRecord | None]] = []
+            for i, function_id in enumerate(function_ids):
+                values, size = rows[2 * i], rows[2 * i + 1]
+                out.append((values[2] is not None, _function(function_id, values, size, tenant)))
+            return out
+
+        return await self._walker.page(
+            self.keys.tenant_functions(tenant),
+            read,
+            page_size=page_size,
+            budget=budget,
+            cursor=cursor,
+        )
 
     # Tasks: the gateway's side
 
@@ -357,6 +445,16 @@ class TaskStore:
             rows = await pipe.execute()
         return [_record(t, v, tenant) for t, v in zip(task_ids, rows, strict=True)]
 
+    @_translated
+    async def get_output(self, task_id: str, tenant: str | None = None) -> str | None:
+        """What the task's function printed, as kept with it once it ended ("" for nothing
+        yet); None for an unknown task or, with ``tenant``, another tenant's."""
+        values = await self.client.hmget(self.keys.task(task_id), ["status", "tenant", "output"])
+        status, owner, output = cast("list[bytes | None]", values)
+        if status is None or _others(owner, tenant):
+            return None
+        return output.decode("utf-8", "replace") if output else ""
+
     # Tasks: the dispatcher's side
 
     @_translated
@@ -432,7 +530,7 @@ class TaskStore:
         args: list[Any] = [_now_ms(), self._result_ttl_ms]
         for o in outcomes:
             args += [o.task_id, o.attempt_id, o.status, o.result, o.cause, o.message, o.traceback]
-            args += ["1" if o.unstarted else "0", o.worker_id]
+            args += ["1" if o.unstarted else "0", o.worker_id, o.output]
         rows = await self._finish(keys=keys, args=args)
         return [_written(o.task_id, row, o.result) for o, row in zip(outcomes, rows, strict=True)]
 
@@ -492,6 +590,32 @@ class TaskStore:
         return int(await self._set_pending(keys=keys, args=[reason for _, reason in reasons]))
 
 
+def _function(
+    function_id: str, values: Sequence[bytes | None], size: int, tenant: str | None
+) -> FunctionRecord | None:
+    """The record of a function's fields (``_FUNCTION_FIELDS``), None when there is none (of
+    ``tenant``, when given)."""
+    fields = dict(zip(_FUNCTION_FIELDS, cast("list[bytes | None]", values), strict=True))
+    if fields["created"] is None or _others(fields["tenant"], tenant):
+        return None
+    return FunctionRecord(
+        function_id=function_id,
+        name=_text(fields["name"]),
+        size_bytes=int(size),
+        timeout=_timeout_value(fields["timeout"]),
+        created_ms=_int(fields["created"]),
+        by_reference=fields["by_reference"] == b"1",
+        module=_text(fields["module"]),
+        qualname=_text(fields["qualname"]),
+        runtime=common_pb2.Runtime.FromString(fields["runtime"] or b""),
+        placement=common_pb2.Placement.FromString(fields["placement"] or b""),
+        tenant=_tenant(fields["tenant"]),
+        submitted=_int(fields["submitted"]),
+        completed=_int(fields["completed"]),
+        failed=_int(fields["failed"]),
+    )
+
+
 def _written(task_id: str, row: Sequence[Any], result: bytes) -> TaskRecord | None:
     """The state a terminal write replied with (see scripts._STATE); None when not written."""
     if not row or int(row[0]) == 0:
@@ -511,6 +635,7 @@ def _written(task_id: str, row: Sequence[Any], result: bytes) -> TaskRecord | No
         created_ms=_int(created),
         started_ms=_int(started),
         finished_ms=_int(finished),
+        output_bytes=_int(row[12]) if len(row) > 12 else 0,
     )
 
 
@@ -539,4 +664,6 @@ def _record(
         finished_ms=_int(fields["finished"]),
         pending_reason=_text(fields["pending"]) if fields["status"] == b"QUEUED" else "",
         tenant=_tenant(fields["tenant"]),
+        output_bytes=_int(fields["output_bytes"]),
+        requeued_ms=_int(fields["requeued"]),
     )

@@ -26,20 +26,40 @@ local function uncount(key, tid)
 end
 """
 
+# ... and counts the end on its function (``completed`` or ``failed``), once per task: each
+# script reaches ``ended`` only on the write that makes the task terminal, never on a repeat.
+# KEYS[1] of each is the queued key, whose name gives the prefix. A deleted function (it had
+# no open task then) is not brought back by a count.
+_ENDED = (
+    _UNCOUNT
+    + """
+local function ended(key, tid)
+  uncount(key, tid)
+  local f = redis.call('HMGET', key, 'function_id', 'status')
+  if f[1] then
+    local fkey = string.sub(KEYS[1], 1, #KEYS[1] - #'queued') .. 'function:' .. f[1]
+    if redis.call('EXISTS', fkey) == 1 then
+      redis.call('HINCRBY', fkey, f[2] == 'COMPLETED' and 'completed' or 'failed', 1)
+    end
+  end
+end
+"""
+)
+
 # Every script that makes a task terminal replies, per task, with the state as written, so that
 # the dispatcher can announce it without reading Redis again:
 # {code, function_id, status, cause, message, traceback, attempts, worker_id, created, started,
-#  finished, result or false}. The result is sent back only for a repeat (code 2), whose stored
-# result may be another send's; for a write applied now (code 1) the caller has it.
+#  finished, result or false, output_bytes}. The result is sent back only for a repeat (code 2),
+# whose stored result may be another send's; for a write applied now (code 1) the caller has it.
 _STATE = """
 local function state(key, code)
   local f = redis.call('HMGET', key, 'function_id', 'status', 'cause', 'message', 'traceback',
-    'attempts', 'worker_id', 'created', 'started', 'finished')
+    'attempts', 'worker_id', 'created', 'started', 'finished', 'output_bytes')
   local result = false
   if code == 2 then
     result = redis.call('HGET', key, 'result') or ''
   end
-  return {code, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], result}
+  return {code, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], result, f[11]}
 end
 """
 
@@ -60,6 +80,7 @@ CREATE_TASKS = """
 local queued = KEYS[1]
 local now, counting, limit = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3])
 local whole, default_tenant = ARGV[4] == '1', ARGV[5]
+local prefix = string.sub(queued, 1, #queued - #'queued')  -- of the listing indexes
 local n = (#KEYS - 1) / 4
 local out = {}
 local plans = {}
@@ -134,6 +155,9 @@ local function store(i)
       redis.call('ZADD', okey, now, tid)
     end
     redis.call('ZADD', queued, now, tid)
+    redis.call('HINCRBY', fkey, 'submitted', 1)
+    redis.call('ZADD', prefix .. 'tasks:' .. tenant, now, tid)
+    redis.call('ZADD', prefix .. 'function-tasks:' .. fid, now, tid)
     out[i + 1] = {tid, timeout, '1'}
   end
 end
@@ -200,7 +224,7 @@ return out
 # KEYS: queued, running, then one task key per task.
 # ARGV: now, result TTL in ms (0: keep), then per task
 #       (task_id, attempt_id, status, result, cause, message, traceback, unstarted "1"|"0",
-#       worker_id).
+#       worker_id, output: what the function printed, already bounded; "" for none).
 # An outcome is stored for the task's current RUNNING attempt, or, when the dispatcher says the
 # attempt was never recorded as started (a prefetched attempt whose start did not come or was
 # not written yet: "unstarted"), for a task still QUEUED, which then counts that attempt.
@@ -208,13 +232,13 @@ return out
 # {0} when the task was terminal or the attempt is not current.
 FINISH_ATTEMPTS = (
     _STATE
-    + _UNCOUNT
+    + _ENDED
     + """
 local queued, running = KEYS[1], KEYS[2]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 local out = {}
 for i = 3, #KEYS do
-  local base = 3 + 9 * (i - 3)
+  local base = 3 + 10 * (i - 3)
   local tid, aid = ARGV[base], ARGV[base + 1]
   local fields = redis.call('HMGET', KEYS[i], 'status', 'attempt_id', 'settled')
   local unstarted = ARGV[base + 7] == '1' and fields[1] == 'QUEUED'
@@ -230,12 +254,18 @@ for i = 3, #KEYS do
       'cause', ARGV[base + 4], 'message', ARGV[base + 5], 'traceback', ARGV[base + 6],
       'finished', now, 'settled', aid .. ':F')
     redis.call('HDEL', KEYS[i], 'payload')
+    local output = ARGV[base + 9]
+    if output ~= '' then
+      redis.call('HSET', KEYS[i], 'output', output, 'output_bytes', #output)
+    else
+      redis.call('HDEL', KEYS[i], 'output', 'output_bytes')
+    end
     if ttl > 0 then
       redis.call('PEXPIRE', KEYS[i], ttl)
     end
     redis.call('ZREM', running, tid)
     redis.call('ZREM', queued, tid)
-    uncount(KEYS[i], tid)
+    ended(KEYS[i], tid)
     out[#out + 1] = state(KEYS[i], 1)
   else
     out[#out + 1] = {0}
@@ -254,7 +284,7 @@ return out
 # the same attempt returns what the first one did.
 REQUEUE_ATTEMPTS = (
     _STATE
-    + _UNCOUNT
+    + _ENDED
     + """
 local queued, running = KEYS[1], KEYS[2]
 local now, max_attempts, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -278,10 +308,11 @@ for i = 3, #KEYS do
       if ttl > 0 then
         redis.call('PEXPIRE', KEYS[i], ttl)
       end
-      uncount(KEYS[i], tid)
+      ended(KEYS[i], tid)
       out[#out + 1] = {2, state(KEYS[i], 1)}
     else
-      redis.call('HSET', KEYS[i], 'status', 'QUEUED', 'settled', (fields[2] or '') .. ':R')
+      redis.call('HSET', KEYS[i], 'status', 'QUEUED', 'settled', (fields[2] or '') .. ':R',
+        'requeued', now)
       redis.call('ZADD', queued, now, tid)
       out[#out + 1] = {1}
     end
@@ -300,7 +331,7 @@ return out
 # token; its result left out: it is the one given), {0} when the task was not QUEUED.
 FAIL_QUEUED = (
     _STATE
-    + _UNCOUNT
+    + _ENDED
     + """
 local queued = KEYS[1]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
@@ -320,7 +351,7 @@ for i = 2, #KEYS do
       redis.call('PEXPIRE', KEYS[i], ttl)
     end
     redis.call('ZREM', queued, tid)
-    uncount(KEYS[i], tid)
+    ended(KEYS[i], tid)
     out[#out + 1] = state(KEYS[i], 1)
   else
     out[#out + 1] = {0}
@@ -345,4 +376,30 @@ for i = 1, #KEYS do
   end
 end
 return n
+"""
+
+# KEYS: the function key, its tasks' index (function-tasks:{id}).
+# ARGV: the caller's tenant ("" for any), the tenant of a function stored without one, the key
+#       prefix.
+# Deletes a function with no QUEUED or RUNNING task (its counts say how many it has: every task
+# stored is counted submitted, every one ended completed or failed, in the same scripts) and takes
+# it out of its tenant's functions index; its tasks' hashes stay. Returns -1 when there is no such
+# function (of that tenant), 0 when deleted, else the number of its open tasks (nothing deleted).
+DELETE_FUNCTION = """
+local fkey, index = KEYS[1], KEYS[2]
+local f = redis.call('HMGET', fkey, 'created', 'tenant', 'submitted', 'completed', 'failed')
+local tenant = f[2] or ARGV[2]
+if not f[1] or (ARGV[1] ~= '' and tenant ~= ARGV[1]) then
+  return -1
+end
+local open = tonumber(f[3] or '0') - tonumber(f[4] or '0') - tonumber(f[5] or '0')
+if open > 0 then
+  return open
+end
+local fid = string.sub(fkey, #ARGV[3] + #'function:' + 1)
+-- Emptied rather than DEL'd: the gateway's Redis user may not DEL (see redis_access).
+redis.call('HDEL', fkey, unpack(redis.call('HKEYS', fkey)))
+redis.call('ZREMRANGEBYRANK', index, 0, -1)
+redis.call('ZREM', ARGV[3] .. 'functions:' .. tenant, fid)
+return 0
 """
