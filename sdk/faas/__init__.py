@@ -24,7 +24,9 @@ if TYPE_CHECKING:
         PlacementInfo,
         RuntimeInfo,
         TaskInfo,
+        TaskOutput,
         TaskStatus,
+        WaitInfo,
         WorkerInfo,
         WorkersReport,
     )
@@ -65,7 +67,9 @@ __all__ = [
     "TaskFuture",
     "TaskInfo",
     "TaskNotFound",
+    "TaskOutput",
     "TaskStatus",
+    "WaitInfo",
     "WorkerInfo",
     "WorkersReport",
 ]
@@ -79,6 +83,8 @@ _HOMES = {
     "RuntimeInfo": "._models",
     "TaskInfo": "._models",
     "TaskStatus": "._models",
+    "TaskOutput": "._models",
+    "WaitInfo": "._models",
     "WorkerInfo": "._models",
     "WorkersReport": "._models",
 }

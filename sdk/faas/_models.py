@@ -17,7 +17,9 @@ __all__ = [
     "PlacementInfo",
     "RuntimeInfo",
     "TaskInfo",
+    "TaskOutput",
     "TaskStatus",
+    "WaitInfo",
     "WorkerInfo",
     "WorkersReport",
 ]
@@ -66,6 +68,53 @@ def _time(message: common_pb2.TaskState | common_pb2.FunctionInfo, name: str) ->
 
 
 @dataclass(frozen=True, slots=True)
+class WaitInfo:
+    """Why a task that has not ended is where it is: ``reason`` is NO_WORKERS, WORKERS_BUSY,
+    NO_MATCHING_WORKER, DISPATCHER_SILENT (QUEUED), RUNNING or WORKER_SILENT (RUNNING on
+    ``worker_id``, whose last heartbeat was ``heartbeat_age`` seconds ago)."""
+
+    reason: str
+    since: datetime | None = None
+    message: str = ""
+    worker_id: str = ""
+    heartbeat_age: float | None = None
+
+    @classmethod
+    def from_proto(
+        cls, state: common_pb2.TaskState | gateway_pb2.GetStatusResponse
+    ) -> WaitInfo | None:
+        """The wait of a task state or status answer; None when it says none (ended)."""
+        if state.wait_reason == common_pb2.WAIT_REASON_UNSPECIFIED:
+            return None
+        try:
+            name = common_pb2.WaitReason.Name(state.wait_reason)
+        except ValueError:
+            name = "WAIT_REASON_UNSPECIFIED"
+        age = None
+        if state.HasField("heartbeat_age"):
+            age = state.heartbeat_age.ToTimedelta().total_seconds()
+        since = None
+        if state.HasField("wait_since"):
+            since = state.wait_since.ToDatetime().astimezone()
+        return cls(
+            reason=name.removeprefix("WAIT_REASON_"),
+            since=since,
+            message=state.wait_message,
+            worker_id=state.worker_id,
+            heartbeat_age=age,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutput:
+    """What a task's function printed (stdout and stderr), kept once it ended."""
+
+    task_id: str
+    output: str
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TaskInfo:
     """A snapshot of one task. ``payload`` is the dill pickle of the result (COMPLETED) or of
     the exception (FAILED), empty before the task ends; ``cause``, ``message`` and
@@ -83,6 +132,10 @@ class TaskInfo:
     started_time: datetime | None = None
     finished_time: datetime | None = None
     payload: bytes = field(default=b"", repr=False)
+    # Why it is where it is, while it has not ended (None once it has).
+    waiting: WaitInfo | None = None
+    # The size of what its function printed (FaaSClient.output reads it).
+    output_bytes: int = 0
 
     @classmethod
     def from_proto(cls, state: common_pb2.TaskState) -> TaskInfo:
@@ -100,6 +153,8 @@ class TaskInfo:
             started_time=_time(state, "started_time"),
             finished_time=_time(state, "finished_time"),
             payload=bytes(state.result),
+            waiting=WaitInfo.from_proto(state),
+            output_bytes=state.output_bytes,
         )
 
 

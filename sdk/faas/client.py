@@ -34,7 +34,7 @@ from . import _serde
 from ._auth import resolve_api_key
 from ._futures import TaskFuture, results_in_order
 from ._loop import LoopThread
-from ._models import FunctionInfo, TaskInfo, TaskStatus, WorkersReport
+from ._models import FunctionInfo, TaskInfo, TaskOutput, TaskStatus, WaitInfo, WorkersReport
 from ._submitter import Submitter
 from ._tls import PathArg, channel_credentials
 from ._transport import RetryPolicy, Transport
@@ -448,6 +448,20 @@ class FaaSClient:
             self._transport.stub.GetStatus, gateway_pb2.GetStatusRequest(task_id=task_id)
         )
         return TaskStatus.from_proto(reply.status)
+
+    def waiting(self, task_id: str) -> WaitInfo | None:
+        """Why the task is where it is and since when; None once it has ended."""
+        reply = self._call(
+            self._transport.stub.GetStatus, gateway_pb2.GetStatusRequest(task_id=task_id)
+        )
+        return WaitInfo.from_proto(reply)
+
+    def output(self, task_id: str) -> TaskOutput:
+        """What the task's function printed (stdout and stderr), kept once it ended."""
+        reply = self._call(
+            self._transport.stub.GetTaskOutput, gateway_pb2.GetTaskOutputRequest(task_id=task_id)
+        )
+        return TaskOutput(task_id=reply.task_id, output=reply.output, truncated=reply.truncated)
 
     def task(self, task_id: str, *, wait: float | None = None) -> TaskInfo:
         """A snapshot of the task; with ``wait``, a long poll that returns as soon as the task

@@ -48,4 +48,5 @@ def outcome_message(outcome: Outcome) -> dispatcher_pb2.TaskOutcome:
             message=outcome.message,
             traceback=outcome.traceback,
         ),
+        output=outcome.output,
     )

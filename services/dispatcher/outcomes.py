@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # Outcomes stored in one Redis call hold at most this many bytes of results.
 _MAX_BATCH_BYTES = 64 * 1024 * 1024
+# What a task printed is kept up to this many characters, whatever a worker sends (its own
+# --max-output-bytes is the usual bound).
+MAX_STORED_OUTPUT = 4 * 1024 * 1024
 # A batch of outcomes whose store step fails (not for want of Redis) this often is left to the
 # sweep, which requeues its tasks.
 _STORE_TRIES = 3
@@ -75,6 +78,19 @@ def outcome_record(
         traceback=o.error.traceback,
         unstarted=unstarted,
         worker_id=worker_id,
+        output=_bounded_output(o.output),
+    )
+
+
+def _bounded_output(output: str) -> str:
+    """``output`` cut at MAX_STORED_OUTPUT characters, with the pool's marker when cut."""
+    if len(output) <= MAX_STORED_OUTPUT:
+        return output
+    dropped = len(output) - MAX_STORED_OUTPUT
+    return (
+        output[:MAX_STORED_OUTPUT]
+        + f"\n[output truncated: {dropped} more characters dropped by the dispatcher,"
+        f" limit {MAX_STORED_OUTPUT}]\n"
     )
 
 
@@ -108,7 +124,9 @@ class Outcomes:
         self._spawn = spawn
         self._wake = wake
         self._finisher: Batcher[AttemptOutcome, TaskRecord | None] = Batcher(
-            self._finish_batch, size=lambda o: len(o.result), max_bytes=_MAX_BATCH_BYTES
+            self._finish_batch,
+            size=lambda o: len(o.result) + len(o.output),
+            max_bytes=_MAX_BATCH_BYTES,
         )
 
     def may_report(self, session: Session, outcome: dispatcher_pb2.TaskOutcome) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from faas.v1 import common_pb2
 from google.protobuf import duration_pb2
@@ -17,6 +18,7 @@ __all__ = [
     "cause_value",
     "duration_arg",
     "merged_placement",
+    "output_truncated",
     "placement_arg",
     "status_value",
     "task_state",  # the store's: one conversion of a task record for every reader
@@ -109,6 +111,15 @@ def merged_placement(
     if execution.cpu_limit_seconds:
         merged.cpu_limit_seconds = execution.cpu_limit_seconds
     return merged
+
+
+# The marker the worker's pool (or the dispatcher) ends a cut output with.
+_TRUNCATED = re.compile(r"\n\[output truncated: [^\n]*\]\n\Z")
+
+
+def output_truncated(output: str) -> bool:
+    """Whether a task's kept output says it was cut (the marker at its end)."""
+    return _TRUNCATED.search(output) is not None
 
 
 def status_value(name: str) -> common_pb2.TaskStatus.ValueType:

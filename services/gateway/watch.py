@@ -19,12 +19,12 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from faas.v1 import common_pb2, gateway_pb2
 
 from services.common.errors import InvalidArgument, Unavailable
-from services.common.store import TaskStore
+from services.common.store import TaskRecord, TaskStore
 from services.common.streams import split
 
 from .convert import task_state
@@ -60,8 +60,10 @@ class TaskWatch:
         closing: Callable[[], bool],
         *,
         tenant: str | None = None,
+        annotate: Callable[[TaskRecord, common_pb2.TaskState], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
+        self._annotate = annotate  # sets why a task read from Redis waits
         # Whose tasks the stream may see (None: every tenant's); another tenant's task answers
         # as an unknown id. An event is trusted for a task only once a read showed it is
         # the tenant's (``_owned``).
@@ -206,9 +208,13 @@ class TaskWatch:
             else:
                 records = await self._store.get_tasks(chunk, self._tenant)
             for task_id, record in zip(chunk, records, strict=True):
-                read[task_id] = task_state(record) if record is not None else None
-                if record is not None:
-                    self._owned.add(task_id)
+                if record is None:
+                    read[task_id] = None
+                    continue
+                fresh = read[task_id] = task_state(record)
+                self._owned.add(task_id)
+                if self._annotate is not None:
+                    await self._annotate(record, fresh)
         now = time.monotonic()
         states: list[State] = []
         unknown: list[str] = []

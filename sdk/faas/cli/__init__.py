@@ -5,7 +5,8 @@
     faas register tasks.py:train --label gpu=h200 --resource gpu=1   # only on such workers
     faas execute FUNCTION_ID --args '[7]' --wait [--label zone=b]
     faas execute FUNCTION_ID --args-file calls.jsonl --wait   # a batch, with a progress bar
-    faas status TASK_ID
+    faas status TASK_ID                       # and why it waits, since when
+    faas logs TASK_ID                         # what its function printed
     faas result TASK_ID --wait
     faas watch TASK_ID
     faas workers
@@ -180,8 +181,15 @@ def build_parser(default_target: str = DEFAULT_TARGET) -> argparse.ArgumentParse
     _add_placement(execute, "the tasks (with the function's own needs)")
     _add_wait(execute)
 
-    status = commands.add_parser("status", parents=[common], help="print a task's status")
+    status = commands.add_parser(
+        "status", parents=[common], help="print a task's status and why it waits"
+    )
     status.add_argument("task_id", metavar="TASK_ID")
+
+    logs = commands.add_parser(
+        "logs", parents=[common], help="print what a task's function printed (once it ended)"
+    )
+    logs.add_argument("task_id", metavar="TASK_ID")
 
     result = commands.add_parser("result", parents=[common], help="print a task's result")
     result.add_argument("task_id", metavar="TASK_ID")

@@ -244,10 +244,25 @@ def _execute_batch(args: argparse.Namespace, session: Session, needs: dict[str, 
 
 def status(args: argparse.Namespace, session: Session) -> int:
     value = session.client.status(args.task_id)
+    waiting = session.client.waiting(args.task_id) if not value.terminal else None
     if session.json:
-        session.document({"task_id": args.task_id, "status": str(value)})
+        session.document(
+            {"task_id": args.task_id, "status": str(value), "waiting": _output.wait_json(waiting)}
+        )
     else:
-        session.out(str(value))
+        session.out(str(value) if waiting is None else f"{value}: {_output.wait_text(waiting)}")
+    return OK
+
+
+def logs(args: argparse.Namespace, session: Session) -> int:
+    """Prints what a task's function printed, as kept once it ended."""
+    found = session.client.output(args.task_id)
+    if session.json:
+        document = {"task_id": found.task_id, "output": found.output}
+        session.document({**document, "truncated": found.truncated})
+    else:
+        sys.stdout.write(found.output)
+        sys.stdout.flush()
     return OK
 
 
@@ -437,6 +452,7 @@ COMMANDS = {
     "register": register,
     "execute": execute,
     "status": status,
+    "logs": logs,
     "result": result,
     "watch": watch,
     "workers": workers,

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import _serde
-from .._models import TaskInfo, TaskStatus, WorkersReport
+from .._models import TaskInfo, TaskStatus, WaitInfo, WorkersReport
 
 __all__ = [
     "Outcome",
@@ -84,6 +84,28 @@ def task_json(info: TaskInfo, outcome: Outcome | None = None) -> dict[str, Any]:
             "traceback": info.traceback,
         }
     return document
+
+
+def wait_json(waiting: WaitInfo | None) -> dict[str, Any] | None:
+    """The ``waiting`` document of a task that has not ended (None once it has)."""
+    if waiting is None:
+        return None
+    return {
+        "reason": waiting.reason,
+        "since": _stamp(waiting.since),
+        "message": waiting.message,
+        "worker_id": waiting.worker_id or None,
+        "heartbeat_age_seconds": waiting.heartbeat_age,
+    }
+
+
+def wait_text(waiting: WaitInfo) -> str:
+    """Why a task waits, for people: the reason, its sentence and since when."""
+    since = ""
+    if waiting.since is not None:
+        seconds = max((datetime.now().astimezone() - waiting.since).total_seconds(), 0.0)
+        since = f" (for {seconds:.0f}s)"
+    return f"{waiting.reason}: {waiting.message}{since}"
 
 
 def task_line(info: TaskInfo) -> str:

@@ -73,6 +73,10 @@ class TaskRecord:
     pending_reason: str = ""
     # Whose task it is (a record written before tenants: the default tenant's).
     tenant: str = DEFAULT_TENANT
+    # The size of what its function printed, kept with it once it ended (0: nothing).
+    output_bytes: int = 0
+    # When it last went back to the queue after a lost attempt (0: never).
+    requeued_ms: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -99,6 +103,7 @@ class AttemptOutcome:
     # whose start was not written): the outcome is stored for a QUEUED task too.
     unstarted: bool = False
     worker_id: str = ""  # whose attempt: recorded when it was unstarted
+    output: str = ""  # what the function printed (bounded by the worker)
 
 
 @dataclass(frozen=True, slots=True)

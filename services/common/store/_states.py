@@ -29,6 +29,7 @@ def task_state(record: TaskRecord) -> common_pb2.TaskState:
         attempts=record.attempts,
         worker_id=record.worker_id,
         pending_reason=record.pending_reason if record.status == "QUEUED" else "",
+        output_bytes=record.output_bytes,
     )
     if record.terminal:
         state.result = record.result

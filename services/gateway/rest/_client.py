@@ -241,6 +241,15 @@ class GatewayClient:
             request, timeout=self._timeout, metadata=metadata_for(key)
         )
 
+    async def get_task_output(
+        self, task_id: str, *, key: str | None = None
+    ) -> gateway_pb2.GetTaskOutputResponse:
+        """GetTaskOutput."""
+        request = gateway_pb2.GetTaskOutputRequest(task_id=task_id)
+        return await self._stub.GetTaskOutput(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
+
     async def get_result(
         self, task_id: str, wait: float | None, *, key: str | None = None
     ) -> common_pb2.TaskState:

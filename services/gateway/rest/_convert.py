@@ -19,6 +19,7 @@ from services.gateway.rest._models import (
     RuntimeBody,
     StatusResponse,
     TaskErrorBody,
+    WaitingBody,
     WorkerBody,
     WorkersResponse,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "runtime_message",
     "status_body",
     "status_name",
+    "waiting_body",
     "workers_body",
 ]
 
@@ -81,6 +83,33 @@ def status_body(response: gateway_pb2.GetStatusResponse) -> StatusResponse:
         task_id=response.task_id,
         status=status_name(response.status),
         pending_reason=response.pending_reason,
+        waiting=waiting_body(response, response.worker_id),
+    )
+
+
+def waiting_body(
+    message: gateway_pb2.GetStatusResponse | common_pb2.TaskState, worker_id: str
+) -> WaitingBody | None:
+    """The ``waiting`` body of a status or state; None when it says none (it has ended)."""
+    if message.wait_reason == common_pb2.WAIT_REASON_UNSPECIFIED:
+        return None
+    try:
+        reason = common_pb2.WaitReason.Name(message.wait_reason)
+    except ValueError:
+        reason = "WAIT_REASON_UNSPECIFIED"
+    since = None
+    if message.HasField("wait_since"):
+        since = message.wait_since.ToDatetime(tzinfo=UTC)
+    age = None
+    if message.HasField("heartbeat_age"):
+        age = message.heartbeat_age.ToTimedelta().total_seconds()
+    running = message.status == common_pb2.TASK_STATUS_RUNNING
+    return WaitingBody(
+        reason=reason.removeprefix("WAIT_REASON_"),
+        since=since,
+        message=message.wait_message,
+        worker_id=worker_id if running and worker_id else None,
+        heartbeat_age_seconds=age,
     )
 
 
@@ -104,6 +133,7 @@ def result_body(task: common_pb2.TaskState) -> ResultResponse:
         result=encode_result(task.result) if finished else None,
         error=error,
         pending_reason=task.pending_reason,
+        waiting=waiting_body(task, task.worker_id),
     )
 
 

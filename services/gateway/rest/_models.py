@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -37,6 +38,8 @@ __all__ = [
     "RuntimeBody",
     "StatusResponse",
     "TaskErrorBody",
+    "TaskOutputResponse",
+    "WaitingBody",
     "WorkerBody",
     "WorkersResponse",
 ]
@@ -230,9 +233,29 @@ _PENDING = (
 )
 
 
+_WAITING = "Present while the task has not ended: why it is where it is, and since when."
+
+
+class WaitingBody(BaseModel):
+    """Why a task that has not ended is where it is, and since when."""
+
+    reason: str = Field(
+        description="QUEUED: NO_WORKERS, WORKERS_BUSY, NO_MATCHING_WORKER or DISPATCHER_SILENT; "
+        "RUNNING: RUNNING or WORKER_SILENT (its worker's heartbeats are late)."
+    )
+    since: datetime | None = Field(
+        description="QUEUED: when it was queued (or requeued); RUNNING: when it started."
+    )
+    message: str = Field(description='For people, e.g. "every worker is busy (4 of 4 processes)".')
+    worker_id: str | None = Field(description="RUNNING: the worker it runs on.")
+    heartbeat_age_seconds: float | None = Field(
+        description="RUNNING: how long ago its worker last sent a heartbeat (null: not connected)."
+    )
+
+
 class _PendingReason(BaseModel):
-    """A task body whose ``pending_reason`` is left out when empty, so older clients see the
-    bodies they always did."""
+    """A task body whose ``pending_reason`` is left out when empty, and ``waiting`` once the
+    task has ended, so older clients see the bodies they always did."""
 
     # Unannotated on purpose: so pydantic keeps the model's own schema for OpenAPI.
     @model_serializer(mode="wrap")
@@ -242,6 +265,8 @@ class _PendingReason(BaseModel):
         data = handler(self)
         if isinstance(data, dict) and not data.get("pending_reason"):
             data.pop("pending_reason", None)
+        if isinstance(data, dict) and data.get("waiting") is None:
+            data.pop("waiting", None)
         return data
 
 
@@ -251,6 +276,17 @@ class StatusResponse(_PendingReason):
     task_id: str
     status: str = Field(description="QUEUED, RUNNING, COMPLETED or FAILED.")
     pending_reason: str = Field(default="", description=_PENDING)
+    waiting: WaitingBody | None = Field(default=None, description=_WAITING)
+
+
+class TaskOutputResponse(BaseModel):
+    """Answer of ``GET /logs/{task_id}``: what the task's function printed."""
+
+    task_id: str
+    output: str = Field(
+        description="stdout and stderr as written, kept once the task ended (empty before)."
+    )
+    truncated: bool = Field(description="Whether it was cut at the worker's --max-output-bytes.")
 
 
 class TaskErrorBody(BaseModel):
@@ -276,6 +312,7 @@ class ResultResponse(_PendingReason):
     )
     error: TaskErrorBody | None = Field(description="Set when the task FAILED, else null.")
     pending_reason: str = Field(default="", description=_PENDING)
+    waiting: WaitingBody | None = Field(default=None, description=_WAITING)
 
 
 class WorkerBody(BaseModel):

@@ -40,6 +40,7 @@ from services.gateway.rest._models import (
     RegisterFunctionResponse,
     ResultResponse,
     StatusResponse,
+    TaskOutputResponse,
     WorkersResponse,
 )
 from services.gateway.rest._ui import close_dashboard, install_dashboard
@@ -247,6 +248,17 @@ def create_app(settings: RestSettings) -> FastAPI:
         ] = None,
     ) -> ResultResponse:
         return result_body(await gateway.get_result(task_id, wait, key=key))
+
+    @app.get(
+        "/logs/{task_id}",
+        summary="Get what a task's function printed (stdout and stderr)",
+        responses=_ERRORS,
+    )
+    async def get_logs(task_id: TaskId, gateway: Gateway, key: ApiKey) -> TaskOutputResponse:
+        reply = await gateway.get_task_output(task_id, key=key)
+        return TaskOutputResponse(
+            task_id=reply.task_id, output=reply.output, truncated=reply.truncated
+        )
 
     @app.get("/workers", summary="List connected workers and their load", responses=_ERRORS)
     async def list_workers(gateway: Gateway, key: ApiKey) -> WorkersResponse:
