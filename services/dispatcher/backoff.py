@@ -10,7 +10,7 @@ from typing import TypeVar
 from services.common.errors import StoreUnavailable
 from services.common.store import StoreFailed
 
-__all__ = ["next_delay", "through_outages"]
+__all__ = ["OUTAGES", "Outages", "next_delay", "through_outages"]
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,20 @@ T = TypeVar("T")
 
 _FIRST_DELAY = 0.1
 _MAX_DELAY = 2.0
+
+
+class Outages:
+    """What :func:`through_outages` met in this process (read by the metrics): Redis calls that
+    failed, and those tried again."""
+
+    __slots__ = ("errors", "retries")
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.retries = 0
+
+
+OUTAGES = Outages()
 
 
 def next_delay(delay: float) -> float:
@@ -32,8 +46,11 @@ async def through_outages(call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
         except StoreFailed:
+            OUTAGES.errors += 1
             raise  # Redis answered with an error: the caller decides
         except StoreUnavailable as exc:
+            OUTAGES.errors += 1
+            OUTAGES.retries += 1
             log.warning("redis unavailable (%s); retrying in %.1fs", exc.__cause__, delay)
             await asyncio.sleep(delay)  # backoff while Redis is away
             delay = next_delay(delay)

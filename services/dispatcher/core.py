@@ -30,6 +30,7 @@ from .backoff import through_outages
 from .bodies import BodyCache
 from .events import GatewayEvents, GatewayOutbox
 from .loss import Loss
+from .metrics import DispatcherMetrics
 from .outcomes import Outcomes
 from .outcomes import outcome_record as _outcome_record  # noqa: F401 (tests/unit/test_sweep.py)
 from .placement import Needs
@@ -53,7 +54,12 @@ class Dispatcher:
         self.store = store
         self.scheduler = Scheduler(settings.mode)
         self.stopping = False
+        # Metrics only when served (--metrics-port): otherwise nothing is counted.
+        self.metrics: DispatcherMetrics | None = None
         self.events = GatewayEvents()
+        if settings.metrics_port is not None:
+            self.metrics = DispatcherMetrics(self.scheduler, settings.slow_wait_seconds)
+            self.events = self.metrics.events()
         self._functions = BodyCache(_MAX_CACHED_BODY_BYTES)
         self._wake = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
@@ -178,15 +184,21 @@ class Dispatcher:
         """Adds a session; adopts attempts it still runs from before a dispatcher restart
         (see :meth:`Recovery.attach`); callers refuse a hello whose worker id has a live
         session (see :meth:`live_session`)."""
+        if self.metrics is not None:
+            self.metrics.connects.inc()
         return self.recovery.attach(session, running_attempt_ids)
 
     async def lose(self, session: Session, reason: str) -> None:
         """A session ended: its in-flight tasks go back to the queue (or FAILED)."""
+        if self.metrics is not None:
+            self.metrics.disconnects.inc()
         await self.loss.lose(session, reason)
 
     def started(self, session: Session, attempt_ids: Iterable[str]) -> None:
         """A session's processes started these attempts (see :meth:`Starts.started`)."""
-        self.starts.started(session, attempt_ids)
+        started = self.starts.started(session, attempt_ids)
+        if self.metrics is not None:
+            self.metrics.started.inc(started)
 
     def report(self, session: Session, outcomes: Sequence[dispatcher_pb2.TaskOutcome]) -> None:
         """Outcomes from a session (see :meth:`Outcomes.report`)."""

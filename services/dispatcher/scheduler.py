@@ -60,6 +60,8 @@ class Task:
     unplaceable_since: float | None = None
     # Its place in the queue: the sequence number it was queued under, or None when not queued.
     seq: int | None = None
+    # When (monotonic) it was last queued: the metrics' queue ages.
+    queued_at: float = 0.0
 
 
 # The adaptive prefetch: enough tasks beyond the processes to keep them busy for this long at the
@@ -253,6 +255,7 @@ class Scheduler:
         self._unqueue(task)
         seq = next(self._front) if front else next(self._back)
         task.seq = seq
+        task.queued_at = time.monotonic()
         queue = self._queues.setdefault(task.needs, deque())
         if front:
             queue.appendleft((seq, task))
@@ -273,6 +276,10 @@ class Scheduler:
             del self._queues[needs]
             return None
         return queue[0][1]
+
+    def queued_times(self) -> list[float]:
+        """When (monotonic) each queued task was queued, in no particular order."""
+        return [t.queued_at for q in self._queues.values() for seq, t in q if t.seq == seq]
 
     def queued(self) -> list[Task]:
         """The queued tasks in the order they are offered to workers."""

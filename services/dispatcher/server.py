@@ -9,6 +9,7 @@ import logging
 from faas.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from services.common import grpc_server, tls
+from services.common.metrics import serve_metrics
 from services.common.store import Keys, TaskStore, connect
 
 from .core import Dispatcher
@@ -44,9 +45,14 @@ async def serve(settings: DispatcherSettings) -> None:
         DispatcherServicer(dispatcher), server
     )
     await server.start()
+    host = settings.address.rsplit(":", 1)[0]
+    metrics = None
+    if dispatcher.metrics is not None:
+        metrics = await serve_metrics(
+            dispatcher.metrics.registry, host, settings.metrics_port, "dispatcher"
+        )
     engine = asyncio.create_task(dispatcher.run(), name="dispatcher")
     await grpc_server.set_serving(health, [SERVICE_NAME])
-    host = settings.address.rsplit(":", 1)[0]
     extra = f" with {settings.local_processes} local processes" if local else ""
     security = tls.describe(settings.tls_cert, settings.tls_client_ca)
     log.info(
@@ -70,4 +76,6 @@ async def serve(settings: DispatcherSettings) -> None:
             await engine
         if local is not None:
             await local.pool.close()
+        if metrics is not None:
+            await metrics.close()
         await store.close()

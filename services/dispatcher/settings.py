@@ -22,6 +22,7 @@ from services.common.settings import (
     LogLevel,
     Names,
     Option,
+    Port,
     ServiceSettings,
 )
 from services.common.tls import PemFile, check_exposed, check_server_pair
@@ -214,6 +215,22 @@ class DispatcherSettings(ServiceSettings):
         ),
         Option(("--run-as",), env="FAAS_RUN_AS", default_doc="nobody if root"),
     ] = ""
+    metrics_port: Annotated[
+        Port | None,
+        Field(
+            description="serve Prometheus metrics at http://HOST:PORT/metrics, HOST the one of "
+            "--address (0: any free port); unset: no metrics"
+        ),
+        Option(("--metrics-port",), env="FAAS_DISPATCHER_METRICS_PORT", default_doc="off"),
+    ] = None
+    slow_wait_seconds: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="a queued task waiting longer than this counts in the metric "
+            "faas_tasks_waiting_too_long",
+        ),
+    ] = 30.0
     shutdown_grace_seconds: Annotated[
         float, Field(ge=0, description="on SIGTERM, how long work in progress may finish")
     ] = 5.0

@@ -47,11 +47,11 @@ class Starts:
         self._wake = wake
         self._starter: BatchQueue[tuple[Session, str, Task]] = BatchQueue(self._write)
 
-    def started(self, session: Session, attempt_ids: Iterable[str]) -> None:
+    def started(self, session: Session, attempt_ids: Iterable[str]) -> int:
         """A session's processes started these attempts: Redis records them RUNNING (batched).
 
         Attempts the session does not hold, or whose start is known already, are ignored. The
-        dispatcher's own deadline for a timed task counts from here.
+        dispatcher's own deadline for a timed task counts from here. Returns how many started.
         """
         now = time.monotonic()
         grace = self._settings.timeout_grace_seconds
@@ -66,6 +66,7 @@ class Starts:
         if items:
             self._settling.update(attempt_id for _, attempt_id, _ in items)
             self._starter.add(items)
+        return len(items)
 
     async def _write(self, items: list[tuple[Session, str, Task]]) -> None:
         starts = [AttemptStart(t.task_id, a, s.worker_id) for s, a, t in items]

@@ -87,8 +87,51 @@ def _bidi(behavior: Bidi) -> Bidi:
     return handle
 
 
-def add_gateway_service(servicer: object, server: grpc.aio.Server) -> None:
-    """Registers ``servicer``'s methods for ``faas.v1.GatewayService`` on ``server``."""
+Observer = Callable[[str, grpc.StatusCode | None, BaseException | None], None]
+"""Told of each call's end: the method, its status code (None: OK) and the error it ended with."""
+
+
+def _observed_unary(name: str, behavior: Unary, observe: Observer) -> Unary:
+    async def handle(request: Any, context: Context) -> Any:
+        error: BaseException | None = None
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            observe(name, _code(context, error), error)
+
+    return handle
+
+
+def _observed_stream(name: str, behavior: Any, observe: Observer) -> Any:
+    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+        error: BaseException | None = None
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            observe(name, _code(context, error), error)
+
+    return handle
+
+
+def _code(context: Context, error: BaseException | None) -> grpc.StatusCode | None:
+    code: grpc.StatusCode | None = context.code()
+    if code is None and error is not None and not isinstance(error, grpc.aio.AbortError):
+        return grpc.StatusCode.CANCELLED if context.cancelled() else grpc.StatusCode.UNKNOWN
+    return code
+
+
+def add_gateway_service(
+    servicer: object, server: grpc.aio.Server, observe: Observer | None = None
+) -> None:
+    """Registers ``servicer``'s methods for ``faas.v1.GatewayService`` on ``server``; each
+    call's end is told to ``observe`` (the metrics), if given."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in SERVICE.methods:
         if method.client_streaming and not method.server_streaming:
@@ -97,16 +140,25 @@ def add_gateway_service(servicer: object, server: grpc.aio.Server) -> None:
         serialize = message_factory.GetMessageClass(method.output_type).SerializeToString
         behavior = getattr(servicer, method.name)
         if method.client_streaming:
+            handle: Any = _bidi(behavior)
+            if observe is not None:
+                handle = _observed_stream(method.name, handle, observe)
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                _bidi(behavior), request_deserializer=parse, response_serializer=serialize
+                handle, request_deserializer=parse, response_serializer=serialize
             )
         elif method.server_streaming:
+            handle = _streaming(behavior)
+            if observe is not None:
+                handle = _observed_stream(method.name, handle, observe)
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _streaming(behavior), request_deserializer=parse, response_serializer=serialize
+                handle, request_deserializer=parse, response_serializer=serialize
             )
         else:
+            handle = _unary(behavior)
+            if observe is not None:
+                handle = _observed_unary(method.name, handle, observe)
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(behavior), request_deserializer=parse, response_serializer=serialize
+                handle, request_deserializer=parse, response_serializer=serialize
             )
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from services.common import grpc_server, tls
+from services.common.metrics import serve_metrics
 from services.common.store import Keys, TaskStore, connect
 
 from .dispatcher_link import DispatcherLink
 from .handlers import SERVICE, add_gateway_service
+from .metrics import GatewayMetrics
 from .payload import PayloadChecker
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
@@ -38,16 +40,20 @@ async def serve(settings: GatewaySettings) -> None:
         processes=settings.payload_check_processes,
         max_pending_bytes=settings.max_pending_check_bytes,
     )
-    servicer = GatewayServicer(settings, store, link, waiters, channel, checker)
+    metrics = GatewayMetrics() if settings.metrics_port is not None else None
+    servicer = GatewayServicer(settings, store, link, waiters, channel, checker, metrics)
     credentials = tls.server_credentials(
         settings.tls_cert, settings.tls_key, settings.tls_client_ca
     )
     server, port, health = grpc_server.create_server(settings.address, [SERVICE_NAME], credentials)
-    add_gateway_service(servicer, server)
+    add_gateway_service(servicer, server, None if metrics is None else metrics.answered)
     await server.start()
+    host = settings.address.rsplit(":", 1)[0]
+    exporter = None
+    if metrics is not None:
+        exporter = await serve_metrics(metrics.registry, host, settings.metrics_port, "gateway")
     link.start()
     await grpc_server.set_serving(health, [SERVICE_NAME])
-    host = settings.address.rsplit(":", 1)[0]
     log.info(
         "gateway listening on %s:%d (%s; dispatcher %s%s)",
         host,
@@ -65,4 +71,6 @@ async def serve(settings: GatewaySettings) -> None:
         checker.close()
         await link.close()
         await channel.close()
+        if exporter is not None:
+            await exporter.close()
         await store.close()

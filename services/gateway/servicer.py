@@ -42,6 +42,7 @@ from .limits import (
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
 )
+from .metrics import GatewayMetrics
 from .payload import PayloadChecker
 from .quotas import SubmitRate, open_tasks_exceeded
 from .settings import GatewaySettings
@@ -156,8 +157,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         waiters: TaskWaiters,
         dispatcher_channel: grpc.aio.Channel,
         checker: PayloadChecker,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._checker = checker
         self._max_batch_items = settings.max_batch_items
         self._store = store
@@ -225,6 +228,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 placement=request.placement,
                 tenant=tenant,
             )
+            if self._metrics is not None:
+                self._metrics.registered.inc()
             return gateway_pb2.RegisterFunctionResponse(function_id=function_id)
 
     async def GetFunction(
@@ -392,6 +397,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return self._default_timeout
 
     def _hand_over(self, tasks: Sequence[NewTask], created: Sequence[CreatedTask | None]) -> None:
+        if self._metrics is not None:
+            self._metrics.submitted.inc(sum(1 for c in created if c is not None and c.created))
         for task, done in zip(tasks, created, strict=True):
             if done is not None and done.created:
                 spec = dispatcher_pb2.TaskSpec(

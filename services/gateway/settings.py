@@ -7,7 +7,14 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from services.common.settings import Flag, ListenAddress, LogLevel, Option, ServiceSettings
+from services.common.settings import (
+    Flag,
+    ListenAddress,
+    LogLevel,
+    Option,
+    Port,
+    ServiceSettings,
+)
 from services.common.tls import PemFile, check_client_pair, check_exposed, check_server_pair
 
 __all__ = ["GatewaySettings"]
@@ -150,6 +157,14 @@ class GatewaySettings(ServiceSettings):
     redis_timeout_seconds: Annotated[
         float, Field(gt=0, description="timeout of each Redis call")
     ] = 3.0
+    metrics_port: Annotated[
+        Port | None,
+        Field(
+            description="serve Prometheus metrics at http://HOST:PORT/metrics, HOST the one of "
+            "--address (0: any free port); unset: no metrics"
+        ),
+        Option(("--metrics-port",), env="FAAS_GATEWAY_METRICS_PORT", default_doc="off"),
+    ] = None
     shutdown_grace_seconds: Annotated[
         float, Field(ge=0, description="on SIGTERM, how long calls in progress may finish")
     ] = 5.0

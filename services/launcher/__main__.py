@@ -84,6 +84,7 @@ def _banner(platform: Platform) -> None:
         f"  dispatcher  {platform.dispatcher_target}  ({config.mode} mode, {workers})\n"
         f"  redis       {platform.redis_address}  ({redis_note})\n"
         f"  code path   {code_path}  (workers import your modules from here: FAAS_CODE_PATH)\n"
+        f"{_metrics_note(platform)}"
         f"{_tls_note(platform)}"
         f"{_keys_note(platform)}"
         f"{_add_a_worker(platform)}\n"
@@ -95,6 +96,17 @@ def _shown(path: Path) -> str:
     """``path`` as the banner shows it: relative when it is under the working directory."""
     here = os.getcwd() + os.sep
     return os.path.relpath(path) if str(path.absolute()).startswith(here) else str(path)
+
+
+def _metrics_note(platform: Platform) -> str:
+    """Where each part serves its Prometheus metrics (none with --metrics-port 0)."""
+    if not platform.metrics_urls:
+        return "  metrics     off (--metrics-port PORT serves them)\n"
+    urls = platform.metrics_urls.items()
+    heads = ["  metrics", *[""] * (len(urls) - 1)]
+    return "".join(
+        f"{head:<14}{url}  ({name})\n" for head, (name, url) in zip(heads, urls, strict=True)
+    )
 
 
 def _tls_note(platform: Platform) -> str:

@@ -73,6 +73,10 @@ class PlatformConfig:
     # issues a key `admin` of tenant `default` when the file holds none (``Platform.admin_key``).
     api_keys: bool = False
     die_with_launcher: bool = False  # every process is SIGKILLed when this one dies (make run)
+    # Prometheus metrics at http://HOST:PORT/metrics: the gateway's on this port, the
+    # dispatcher's on the next, worker N's on the N-th after that; 0: each on a free port;
+    # None: no metrics.
+    metrics_port: int | None = None
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     def resolved(self) -> PlatformConfig:
@@ -319,6 +323,11 @@ class Platform:
         self.dispatcher_target = f"{host}:{c.dispatcher_port}"
         self.certs = DevCerts(c.data_dir.absolute() / "tls") if c.tls else None
         self.rest_url = f"{'https' if c.tls else 'http'}://{host}:{c.rest_port}"
+        # Where each part serves its metrics (by part name), with metrics on.
+        self.metrics_urls: dict[str, str] = {}
+        self._metrics_host = host
+        gateway_metrics = self._metrics_flag("gateway", 0)
+        dispatcher_metrics = self._metrics_flag("dispatcher", 1)
         listen_tls, dial_tls = self._tls_flags()
         insecure = ["--insecure"] if c.insecure else []
         py = sys.executable
@@ -340,6 +349,7 @@ class Platform:
                 str(c.heartbeat_seconds),
                 *listen_tls,
                 *insecure,
+                *dispatcher_metrics,
             ],
             grpc_serving(self.dispatcher_target, self._credentials),
             redis_url=dispatcher_url,
@@ -358,6 +368,7 @@ class Platform:
                 *listen_tls,
                 *dial_tls,
                 *insecure,
+                *gateway_metrics,
             ],
             grpc_serving(self.gateway_target, self._credentials),
             redis_url=gateway_url,
@@ -386,6 +397,16 @@ class Platform:
         self.supervisor: Supervisor | None = None
         if c.supervise:
             self.supervisor = Supervisor(self.parts, c.restart_policy)
+
+    def _metrics_flag(self, name: str, offset: int) -> list[str]:
+        """The ``--metrics-port`` flag of a part (the ``offset``-th port from the first), and
+        where its metrics will be; none with metrics off."""
+        first = self.config.metrics_port
+        if first is None:
+            return []
+        port = first + offset if first else free_port(self._metrics_host)
+        self.metrics_urls[name] = f"http://{self._metrics_host}:{port}/metrics"
+        return ["--metrics-port", str(port)]
 
     @property
     def ca(self) -> Path | None:
@@ -485,6 +506,9 @@ class Platform:
         if mode:
             argv += ["--mode", mode]
         argv += self._tls_flags()[1]
+        metrics = self._metrics_flag(worker_id, 1 + self._worker_count)
+        if metrics:
+            argv += [*metrics, "--metrics-host", self.config.host]
         env = {}
         if self.tokens is not None:
             env["FAAS_WORKER_TOKEN"] = self.tokens.issue(worker_id, "worker")
@@ -550,6 +574,8 @@ class Platform:
         ports = {"gateway": c.gateway_port, "dispatcher": c.dispatcher_port, "rest": c.rest_port}
         if self.redis is not None:
             ports["redis"] = c.redis_port
+        for name, url in self.metrics_urls.items():
+            ports[f"{name} metrics"] = int(url.rpartition(":")[2].partition("/")[0])
         for name, port in ports.items():
             try:
                 check_port_free(c.host, port)

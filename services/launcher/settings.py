@@ -68,6 +68,14 @@ class LauncherSettings(ServiceSettings):
         Port, Field(description="the dispatcher's gRPC port (0: any free)")
     ] = 50052
     rest_port: Annotated[Port, Field(description="the REST shim's port (0: any free)")] = 8000
+    metrics_port: Annotated[
+        Port,
+        Field(
+            description="Prometheus metrics at http://HOST:PORT/metrics: the gateway's on this "
+            "port, the dispatcher's on the next, worker N's on the N-th after that (0: no metrics)"
+        ),
+        Option(("--metrics-port",), env="FAAS_METRICS_PORT"),
+    ] = 9101
     redis_url: Annotated[
         str,
         Field(description="use this Redis instead of starting an embedded one"),
@@ -118,6 +126,7 @@ class LauncherSettings(ServiceSettings):
             gateway_port=self.gateway_port,
             dispatcher_port=self.dispatcher_port,
             rest_port=self.rest_port,
+            metrics_port=self.metrics_port or None,
             redis_url=self.redis_url or None,
             redis_server=self.redis_server or None,
             data_dir=self.data_dir,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from services.common.grpc_server import stop_event_on_signals
 from services.common.hardening import make_non_dumpable
 from services.common.logs import setup_logging, worker_id_var
+from services.common.metrics import serve_metrics
 from services.common.settings import load
 
 from .agent import ModeMismatch, Worker
@@ -22,7 +23,17 @@ from .settings import WorkerSettings
 
 async def _main(settings: WorkerSettings) -> None:
     stop = stop_event_on_signals()
-    await Worker(settings).run(stop)
+    worker = Worker(settings)
+    exporter = None
+    if worker.metrics is not None:
+        exporter = await serve_metrics(
+            worker.metrics.registry, settings.metrics_host, settings.metrics_port, "worker"
+        )
+    try:
+        await worker.run(stop)
+    finally:
+        if exporter is not None:
+            await exporter.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

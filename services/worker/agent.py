@@ -28,6 +28,7 @@ from services.common.runtime import current_runtime
 from services.common.streams import MAX_ITEM_BYTES, drain, split
 
 from .credits import Credits
+from .metrics import WorkerMetrics
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,10 @@ class Worker:
         self._mode = ""
         self._draining = False
         self._acked = asyncio.Event()
+        # Metrics only when served (--metrics-port): otherwise nothing is counted.
+        self.metrics: WorkerMetrics | None = None
+        if settings.metrics_port is not None:
+            self.metrics = WorkerMetrics(lambda: self.pool.size)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.pool.start()
@@ -201,6 +206,8 @@ class Worker:
         self._mode = welcome.mode
         self._outbox = outbox
         self._credits.connected(welcome.max_credits)
+        if self.metrics is not None:
+            self.metrics.connected()
         log.info("connected to %s (%s mode)", self.settings.dispatcher_target, welcome.mode)
         queued = set(self.pool.queued_attempts())
         started = [a for a in self.pool.running_attempts() if a not in queued]
@@ -246,6 +253,8 @@ class Worker:
             self.pool.submit(self._backlog.popleft())
 
     def _on_started(self, attempt_ids: list[str]) -> None:
+        if self.metrics is not None:
+            self.metrics.started(attempt_ids)
         self._starts.extend(attempt_ids)
         self._schedule_flush()
 
@@ -257,6 +266,8 @@ class Worker:
     # Outcomes
 
     def _on_outcome(self, outcome: Outcome) -> None:
+        if self.metrics is not None:
+            self.metrics.ended(outcome)
         message = _sendable(outcome_message(outcome))
         self._unacked[outcome.attempt_id] = message
         self._outgoing.append(message)

@@ -19,7 +19,7 @@ from services.common.pool import (
     normalized_code_path,
     resolve_run_as,
 )
-from services.common.settings import Flag, LogLevel, Names, Option, ServiceSettings
+from services.common.settings import Flag, LogLevel, Names, Option, Port, ServiceSettings
 from services.common.tls import PemFile, check_client_pair
 
 __all__ = ["WorkerSettings"]
@@ -217,6 +217,19 @@ class WorkerSettings(ServiceSettings):
         ),
         Option(("--run-as",), env="FAAS_RUN_AS", default_doc="nobody if root"),
     ] = ""
+    metrics_port: Annotated[
+        Port | None,
+        Field(
+            description="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (0: any "
+            "free port); unset: no metrics"
+        ),
+        Option(("--metrics-port",), env="FAAS_WORKER_METRICS_PORT", default_doc="off"),
+    ] = None
+    metrics_host: Annotated[
+        str,
+        Field(min_length=1, description="the address the metrics port listens on"),
+        Option(("--metrics-host",), env="FAAS_WORKER_METRICS_HOST"),
+    ] = "127.0.0.1"
     log_level: Annotated[LogLevel, Field(description="logging level")] = "INFO"
     log_json: Annotated[Flag, Field(description="log JSON lines instead of text")] = False
 
