@@ -247,3 +247,4 @@ def test_the_api_docs_load_their_assets_from_the_shim(path: str, assets: tuple[s
         assert asset in page.text
         reply = asyncio.run(_get(asset))
         assert reply.status_code == 200 and len(reply.content) > 10_000, asset
+        assert b"cdn.redoc.ly" not in reply.content  # ReDoc's remote logo is replaced
