@@ -80,6 +80,7 @@ def _banner(platform: Platform) -> None:
     STDOUT.say(
         "MPCSFaaS is up:\n"
         f"  REST        {platform.rest_url}  (docs: {platform.rest_url}/docs)\n"
+        f"  dashboard   {platform.rest_url}/ui  (live: workers, queue, tasks, functions)\n"
         f"  gateway     {platform.gateway_target}  ({grpc}, reflection on)\n"
         f"  dispatcher  {platform.dispatcher_target}  ({config.mode} mode, {workers})\n"
         f"  redis       {platform.redis_address}  ({redis_note})\n"
