@@ -8,11 +8,11 @@ tests skip saying so, and fail instead under ``CI`` (``make system-deps`` instal
 
 The page loads, lists the workers, shows a task submitted during the test and changes its row
 in place as it runs and ends (a marker set in ``window`` before the task was submitted is still
-there: no reload), opens a failed task's traceback on click, and loads nothing from another
-origin; /docs renders Swagger UI and /redoc renders ReDoc the same way. With API keys on, the
-page asks for a key, keeps it in sessionStorage and sends it as a header, never in a URL. A
-screenshot of the page goes to the test's tmp folder (``FAAS_DASHBOARD_SCREENSHOT`` names
-another path, as docs/dashboard.png was made).
+there: no reload), opens a failed task's traceback and what it printed on click, and loads
+nothing from another origin; /docs renders Swagger UI and /redoc renders ReDoc the same way.
+With API keys on, the page asks for a key, keeps it in sessionStorage and sends it as a header,
+never in a URL. A screenshot of the page goes to the test's tmp folder
+(``FAAS_DASHBOARD_SCREENSHOT`` names another path, as docs/dashboard.png was made).
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ def nap(seconds: float) -> float:
 
 
 def divide(a: int, b: int) -> float:
+    print(f"dividing {a} by {b}")
     return a / b
 
 
@@ -240,6 +241,15 @@ def test_dashboard_shows_a_task_submitted_during_the_test_change_in_place(
         "the traceback",
     )
     assert "ZeroDivisionError" in traceback
+    printed = _until(
+        lambda: _js(
+            browser,
+            "const o = document.getElementById('detail-output');"
+            "return o.hidden ? '' : o.textContent;",
+        ),
+        "what the failed task printed",
+    )
+    assert "dividing 1 by 0" in printed
     assert "RAISED" in browser.find_element("id", "detail-summary").text
     assert _resources_off_origin(browser, shared_platform.rest_url) == []
     _js(browser, "document.getElementById('detail').hidden = true;")
