@@ -13,11 +13,14 @@ from google.protobuf import timestamp_pb2
 from faas.v1 import common_pb2, gateway_pb2
 
 __all__ = [
+    "FunctionCounts",
     "FunctionInfo",
+    "FunctionPage",
     "PlacementInfo",
     "RuntimeInfo",
     "TaskInfo",
     "TaskOutput",
+    "TaskPage",
     "TaskStatus",
     "WaitInfo",
     "WorkerInfo",
@@ -254,6 +257,15 @@ class PlacementInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionCounts:
+    """How many tasks of a function were submitted, and how many ended COMPLETED or FAILED."""
+
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionInfo:
     """What the gateway recorded about a registered function (``FaaSClient.get_function``).
 
@@ -272,6 +284,7 @@ class FunctionInfo:
     created_time: datetime | None = None
     runtime: RuntimeInfo = field(default_factory=RuntimeInfo)
     placement: PlacementInfo = field(default_factory=PlacementInfo)
+    counts: FunctionCounts = field(default_factory=FunctionCounts)
 
     @classmethod
     def from_proto(cls, info: common_pb2.FunctionInfo) -> FunctionInfo:
@@ -289,4 +302,26 @@ class FunctionInfo:
             created_time=_time(info, "created_time"),
             runtime=RuntimeInfo.from_proto(info.runtime),
             placement=PlacementInfo.from_proto(info.placement),
+            counts=FunctionCounts(
+                submitted=info.counts.submitted,
+                completed=info.counts.completed,
+                failed=info.counts.failed,
+            ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """One page of ``FaaSClient.list_tasks``: newest first, without results (``payload`` is
+    empty: ``FaaSClient.task`` reads one); ``next_page_token`` is "" on the last page."""
+
+    tasks: tuple[TaskInfo, ...]
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionPage:
+    """One page of ``FaaSClient.list_functions``: newest first, with their counts."""
+
+    functions: tuple[FunctionInfo, ...]
+    next_page_token: str = ""

@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -34,7 +35,16 @@ from . import _serde
 from ._auth import resolve_api_key
 from ._futures import TaskFuture, results_in_order
 from ._loop import LoopThread
-from ._models import FunctionInfo, TaskInfo, TaskOutput, TaskStatus, WaitInfo, WorkersReport
+from ._models import (
+    FunctionInfo,
+    FunctionPage,
+    TaskInfo,
+    TaskOutput,
+    TaskPage,
+    TaskStatus,
+    WaitInfo,
+    WorkersReport,
+)
 from ._submitter import Submitter
 from ._tls import PathArg, channel_credentials
 from ._transport import RetryPolicy, Transport
@@ -549,6 +559,77 @@ class FaaSClient:
             self._call(self._transport.stub.GetFunction, request).function
         )
 
+    # --- listings ------------------------------------------------------------------------
+
+    def list_tasks(
+        self,
+        *,
+        statuses: Iterable[TaskStatus | str] = (),
+        function_id: str = "",
+        worker_id: str = "",
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> TaskPage:
+        """One page of this caller's tasks, newest first, filtered (``statuses``: any of them;
+        times: created at or after ``created_after`` and before ``created_before``), without
+        their results. Pass ``next_page_token`` back with the same filters for the next page;
+        a page may be short (the gateway bounds what one call reads) and still have a next one.
+        """
+        request = gateway_pb2.ListTasksRequest(
+            page_size=page_size,
+            page_token=page_token,
+            function_id=function_id,
+            worker_id=worker_id,
+            statuses=[_status_value(status) for status in statuses],
+        )
+        if created_after is not None:
+            request.created_after.FromDatetime(created_after)
+        if created_before is not None:
+            request.created_before.FromDatetime(created_before)
+        reply = self._call(self._transport.stub.ListTasks, request)
+        return TaskPage(
+            tasks=tuple(TaskInfo.from_proto(state) for state in reply.tasks),
+            next_page_token=reply.next_page_token,
+        )
+
+    def iter_tasks(self, **filters: Any) -> Iterator[TaskInfo]:
+        """Every task :meth:`list_tasks` lists with these filters, page after page."""
+        token = ""
+        while True:
+            page = self.list_tasks(**filters, page_token=token)
+            yield from page.tasks
+            token = page.next_page_token
+            if not token:
+                return
+
+    def list_functions(self, *, page_size: int = 0, page_token: str = "") -> FunctionPage:
+        """One page of this caller's functions, newest first, with their counts."""
+        request = gateway_pb2.ListFunctionsRequest(page_size=page_size, page_token=page_token)
+        reply = self._call(self._transport.stub.ListFunctions, request)
+        return FunctionPage(
+            functions=tuple(FunctionInfo.from_proto(info) for info in reply.functions),
+            next_page_token=reply.next_page_token,
+        )
+
+    def iter_functions(self, *, page_size: int = 0) -> Iterator[FunctionInfo]:
+        """Every function of this caller, newest first, page after page."""
+        token = ""
+        while True:
+            page = self.list_functions(page_size=page_size, page_token=token)
+            yield from page.functions
+            token = page.next_page_token
+            if not token:
+                return
+
+    def delete_function(self, function_id: str) -> None:
+        """Deletes a function (later executes of it raise ``FunctionNotFound``; its tasks'
+        records stay). Raises ``FunctionNotFound`` for an unknown one, and ``FaaSError`` with
+        reason ``FUNCTION_HAS_OPEN_TASKS`` while it has QUEUED or RUNNING tasks."""
+        request = gateway_pb2.DeleteFunctionRequest(function_id=function_id)
+        self._call(self._transport.stub.DeleteFunction, request, idempotent=False)
+
     def _call(
         self,
         method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
@@ -558,6 +639,16 @@ class FaaSClient:
     ) -> Resp:
         self._check_open()
         return self._loop.run(self._transport.unary(method, request, idempotent=idempotent))
+
+
+def _status_value(status: TaskStatus | str) -> common_pb2.TaskStatus.ValueType:
+    name = str(status).upper()
+    try:
+        return common_pb2.TaskStatus.Value(f"TASK_STATUS_{name}")
+    except ValueError:
+        raise ValueError(
+            f"{status!r} is not a task status (QUEUED, RUNNING, COMPLETED, FAILED)"
+        ) from None
 
 
 def _chunks(payloads: Iterable[bytes]) -> Iterator[list[bytes]]:

@@ -31,22 +31,39 @@ from services.common.errors import (
     Unavailable,
     to_status,
 )
-from services.common.store import CreatedTask, FunctionRecord, NewTask, TaskStore
+from services.common.logs import task_id_var
+from services.common.store import (
+    TERMINAL_STATUSES,
+    CreatedTask,
+    FunctionRecord,
+    NewTask,
+    TaskStore,
+)
 from services.common.timeutil import ms_timestamp, to_duration
 
 from .auth import Authenticator
-from .convert import duration_arg, merged_placement, placement_arg, status_value, task_state
+from .convert import (
+    duration_arg,
+    merged_placement,
+    output_truncated,
+    placement_arg,
+    status_value,
+    task_state,
+)
 from .dispatcher_link import DispatcherLink
 from .limits import (
     MAX_BATCH_REQUEST_ID_CHARS,
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
 )
+from .listings import Listings
 from .metrics import GatewayMetrics
 from .payload import PayloadChecker
 from .quotas import SubmitRate, open_tasks_exceeded
 from .settings import GatewaySettings
 from .waiters import TaskWaiters
+from .waiting import WaitReasons
+from .waiting import apply as apply_wait
 from .watch import TaskWatch
 
 log = logging.getLogger(__name__)
@@ -123,6 +140,9 @@ def function_info(record: FunctionRecord) -> common_pb2.FunctionInfo:
         module=record.module,
         qualname=record.qualname,
         placement=record.placement,
+        counts=common_pb2.FunctionCounts(
+            submitted=record.submitted, completed=record.completed, failed=record.failed
+        ),
     )
     if record.timeout is not None:
         info.timeout.CopyFrom(to_duration(record.timeout))
@@ -177,6 +197,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self._needs: dict[tuple[str, str], _Needs] = {}
         self._default_timeout = settings.default_task_timeout_seconds or None
         self._closing = False
+        self._listings = Listings(store)
+        self._waiting = WaitReasons(store)
 
     def close(self) -> None:
         """Shutdown: long polls answer now with what they have; watches end as UNAVAILABLE."""
@@ -243,32 +265,47 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 raise _function_not_found(request.function_id)
             return gateway_pb2.GetFunctionResponse(function=function_info(record))
 
-    # Issue 13's listings and output: the contract is in gateway.proto; until each is built it
-    # answers UNIMPLEMENTED (the helpers building them replace these).
+    # Listings (see listings.py): the caller's tenant's only; an open gateway's is "default".
 
     async def ListTasks(
         self, request: gateway_pb2.ListTasksRequest, context: Context
     ) -> gateway_pb2.ListTasksResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "ListTasks is not built yet")
-        raise AssertionError("unreachable")
+        async with _status_boundary(context):
+            tenant = self._tenant(context)
+            return await self._listings.list_tasks(request, tenant, self._scope(tenant))
 
     async def ListFunctions(
         self, request: gateway_pb2.ListFunctionsRequest, context: Context
     ) -> gateway_pb2.ListFunctionsResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "ListFunctions is not built yet")
-        raise AssertionError("unreachable")
+        async with _status_boundary(context):
+            tenant = self._tenant(context)
+            records, token = await self._listings.functions_page(request, tenant)
+            return gateway_pb2.ListFunctionsResponse(
+                functions=[function_info(record) for record in records], next_page_token=token
+            )
 
     async def DeleteFunction(
         self, request: gateway_pb2.DeleteFunctionRequest, context: Context
     ) -> gateway_pb2.DeleteFunctionResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteFunction is not built yet")
-        raise AssertionError("unreachable")
+        async with _status_boundary(context):
+            tenant = self._tenant(context)
+            response = await self._listings.delete_function(request, self._scope(tenant))
+            self._needs.pop((tenant, request.function_id), None)
+            return response
 
     async def GetTaskOutput(
         self, request: gateway_pb2.GetTaskOutputRequest, context: Context
     ) -> gateway_pb2.GetTaskOutputResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetTaskOutput is not built yet")
-        raise AssertionError("unreachable")
+        async with _status_boundary(context):
+            task_id_var.set(request.task_id)  # on its log lines
+            tenant = self._tenant(context)
+            _require_id(request.task_id, "task_id")
+            output = await self._store.get_output(request.task_id, self._scope(tenant))
+            if output is None:
+                raise _task_not_found(request.task_id)
+            return gateway_pb2.GetTaskOutputResponse(
+                task_id=request.task_id, output=output, truncated=output_truncated(output)
+            )
 
     async def ExecuteFunction(
         self, request: gateway_pb2.ExecuteFunctionRequest, context: Context
@@ -417,20 +454,27 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetStatusRequest, context: Context
     ) -> gateway_pb2.GetStatusResponse:
         async with _status_boundary(context):
+            task_id_var.set(request.task_id)  # on its log lines
             tenant = self._tenant(context)
             _require_id(request.task_id, "task_id")
             found = await self._store.get_status_reason(request.task_id, self._scope(tenant))
             if found is None:
                 raise _task_not_found(request.task_id)
             status, reason = found
-            return gateway_pb2.GetStatusResponse(
+            reply = gateway_pb2.GetStatusResponse(
                 task_id=request.task_id, status=status_value(status), pending_reason=reason
             )
+            if status not in TERMINAL_STATUSES:  # why it waits needs the rest of its record
+                record = await self._store.get_task(request.task_id, self._scope(tenant))
+                if record is not None:
+                    apply_wait(await self._waiting.explain(record), reply)
+            return reply
 
     async def GetResult(
         self, request: gateway_pb2.GetResultRequest, context: Context
     ) -> gateway_pb2.GetResultResponse:
         async with _status_boundary(context):
+            task_id_var.set(request.task_id)  # on its log lines
             tenant = self._tenant(context)
             _require_id(request.task_id, "task_id")
             wait = duration_arg(request.wait, request.HasField("wait"), "wait") or 0.0
@@ -444,6 +488,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.WatchTaskRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
         async with _status_boundary(context):
+            task_id_var.set(request.task_id)  # on its log lines
             tenant = self._tenant(context)
             _require_id(request.task_id, "task_id")
             state = await self._read(tenant, request.task_id)
@@ -472,6 +517,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     self._recheck_interval,
                     lambda: self._closing,
                     tenant=self._scope(tenant),
+                    annotate=self._waiting.annotate,
                 )
                 reader = asyncio.create_task(_read_watch_requests(request_iterator, watch))
                 async for response in watch.responses():
@@ -492,7 +538,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             record = await self._store.get_task(task_id, scope)
         if record is None:
             raise _task_not_found(task_id)
-        return task_state(record)
+        state = task_state(record)
+        await self._waiting.annotate(record, state)
+        return state
 
     def _recheck_interval(self) -> float:
         """How long a waiter trusts the dispatcher's events before it re-reads Redis."""

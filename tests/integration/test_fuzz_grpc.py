@@ -490,6 +490,88 @@ def test_list_workers(
     assert len(outcome.response.workers) >= 1
 
 
+def test_list_tasks(
+    stub: gateway_pb2_grpc.GatewayServiceStub,
+    caller: Credentials,
+    stored: StoredRecords,
+    known: dict[str, list[str]],
+) -> None:
+    """Filters, page sizes and tokens of every kind: a page no larger than asked (1000 at
+    most), of known tasks only, or INVALID_ARGUMENT; and a token fed back goes on."""
+    seen: set[grpc.StatusCode] = set()
+    stamps = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.integers(0, 2**33))
+
+    @settings(FUZZ_SETTINGS, max_examples=EXAMPLES)
+    @given(
+        page_size=st.one_of(st.integers(-3, 60), st.integers(-(2**31), 2**31 - 1)),
+        page_token=st.one_of(st.just(""), st.text(max_size=80)),
+        statuses=st.lists(st.integers(0, 7), max_size=4),
+        function_id=st.one_of(st.just(""), ids(known["function_id"])),
+        worker_id=st.one_of(st.just(""), st.text(max_size=200)),
+        after=stamps,
+        before=stamps,
+    )
+    def fuzz(
+        page_size: int,
+        page_token: str,
+        statuses: list[int],
+        function_id: str,
+        worker_id: str,
+        after: int | None,
+        before: int | None,
+    ) -> None:
+        request = gateway_pb2.ListTasksRequest(
+            page_size=page_size,
+            page_token=page_token,
+            statuses=statuses,  # type: ignore[arg-type]
+            function_id=function_id,
+            worker_id=worker_id,
+        )
+        if after is not None:
+            request.created_after.seconds = after
+        if before is not None:
+            request.created_before.seconds = before
+        outcome = _checked(
+            stored,
+            "ListTasks",
+            request,
+            lambda: stub.ListTasks(request, timeout=DEADLINE, metadata=caller.metadata),
+        )
+        seen.add(outcome.code)
+        if outcome.code == grpc.StatusCode.OK:
+            tasks = outcome.response.tasks
+            assert len(tasks) <= min(page_size or 50, 1000)
+            assert {t.task_id for t in tasks} <= set(known["task_id"]) or not known["task_id"]
+            if outcome.response.next_page_token:
+                request.page_token = outcome.response.next_page_token
+                again = stub.ListTasks(request, timeout=DEADLINE, metadata=caller.metadata)
+                assert not {t.task_id for t in again.tasks} & {t.task_id for t in tasks}
+
+    fuzz()
+    assert {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT} <= seen, seen
+
+
+def test_list_functions(
+    stub: gateway_pb2_grpc.GatewayServiceStub, caller: Credentials, stored: StoredRecords
+) -> None:
+    seen: set[grpc.StatusCode] = set()
+
+    @settings(FUZZ_SETTINGS, max_examples=EXAMPLES)
+    @given(page_size=st.integers(-(2**31), 2**31 - 1), page_token=st.text(max_size=80))
+    def fuzz(page_size: int, page_token: str) -> None:
+        request = gateway_pb2.ListFunctionsRequest(page_size=page_size, page_token=page_token)
+        outcome = _checked(
+            stored,
+            "ListFunctions",
+            request,
+            lambda: stub.ListFunctions(request, timeout=DEADLINE, metadata=caller.metadata),
+        )
+        seen.add(outcome.code)
+
+    fuzz()
+    assert grpc.StatusCode.INVALID_ARGUMENT in seen, seen
+
+
 # --- raw bytes: what no well-behaved client sends --------------------------------------------
 
 METHODS = {

@@ -56,6 +56,9 @@ OPERATIONS: dict[str, bool] = {
     "GET /status/{task_id}": True,
     "GET /result/{task_id}": True,
     "GET /workers": False,
+    "GET /tasks": True,
+    "GET /functions": True,
+    "DELETE /functions/{function_id}": True,
     "GET /healthz": False,
 }
 EXAMPLES = 50

@@ -542,6 +542,7 @@ def test_app_get_function(client: _Client, fake: _FakeGateway) -> None:
             "memory_limit_mb": 0,
             "cpu_limit_seconds": 0.0,
         },
+        "counts": {"submitted": 0, "completed": 0, "failed": 0},
     }
     fake.error = _rpc_error(grpc.StatusCode.NOT_FOUND, "function 'nope' not found")
     r = client.get("/functions/nope")
@@ -568,6 +569,8 @@ def test_app_docs(client: _Client) -> None:
         "/result/{task_id}",
         "/workers",
         "/functions/{function_id}",
+        "/functions",
+        "/tasks",
         "/healthz",
     }
 

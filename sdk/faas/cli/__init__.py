@@ -211,6 +211,8 @@ def build_parser(default_target: str = DEFAULT_TARGET) -> argparse.ArgumentParse
     )
     function.add_argument("function_id", metavar="FUNCTION_ID")
 
+    _add_listings(commands, common)
+
     tokens = commands.add_parser(
         "tokens",
         parents=[common],
@@ -234,6 +236,39 @@ def build_parser(default_target: str = DEFAULT_TARGET) -> argparse.ArgumentParse
     _add_keys(commands, common)
     add_certs(commands, common)
     return parser
+
+
+def _add_listings(
+    commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser
+) -> None:
+    tasks = commands.add_parser(
+        "tasks", parents=[common], help="list your tasks, newest first (no results)"
+    )
+    tasks.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        choices=("QUEUED", "RUNNING", "COMPLETED", "FAILED"),
+        type=str.upper,
+        help="only tasks in this status (repeat for several)",
+    )
+    tasks.add_argument("--function", default="", metavar="FUNCTION_ID", help="only its tasks")
+    tasks.add_argument("--worker", default="", metavar="WORKER_ID", help="only tasks run there")
+    tasks.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="at most N tasks (default 50; 0: all)"
+    )
+    functions = commands.add_parser(
+        "functions", parents=[common], help="list your functions, newest first, with counts"
+    )
+    functions.add_argument(
+        "--limit", type=int, default=0, metavar="N", help="at most N functions (0: all)"
+    )
+    delete = commands.add_parser(
+        "delete-function",
+        parents=[common],
+        help="delete a function (refused while it has QUEUED or RUNNING tasks)",
+    )
+    delete.add_argument("function_id", metavar="FUNCTION_ID")
 
 
 def _add_keys(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:

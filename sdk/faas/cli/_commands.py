@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import importlib
+import itertools
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from ..errors import FaaSError, FaaSTimeout
 from . import _inputs, _output
 from ._certs import certs
 from ._exit import FAILED, NOT_FOUND, OK, TIMEOUT, USAGE
+from ._inputs import UsageError
 from ._progress import Progress
 
 __all__ = ["COMMANDS", "Session"]
@@ -314,6 +316,77 @@ def function(args: argparse.Namespace, session: Session) -> int:
     return OK
 
 
+def tasks(args: argparse.Namespace, session: Session) -> int:
+    """Lists the caller's tasks, newest first, with the filters given."""
+    if args.limit < 0:
+        raise UsageError("--limit must be 0 or more")
+    listed = session.client.iter_tasks(
+        statuses=args.status,
+        function_id=args.function,
+        worker_id=args.worker,
+        page_size=min(args.limit or 1000, 1000),
+    )
+    found = list(itertools.islice(listed, args.limit or None))
+    if session.json:
+        session.document({"tasks": [_output.task_json(info) for info in found]})
+        return OK
+    rows = [("TASK", "STATUS", "FUNCTION", "WORKER", "CREATED")]
+    for info in found:
+        created = (
+            info.created_time.isoformat(sep=" ", timespec="seconds") if info.created_time else ""
+        )
+        rows.append((info.task_id, str(info.status), info.function_id, info.worker_id, created))
+    session.out(_columns(rows))
+    return OK
+
+
+def functions(args: argparse.Namespace, session: Session) -> int:
+    """Lists the caller's functions, newest first, with their counts."""
+    if args.limit < 0:
+        raise UsageError("--limit must be 0 or more")
+    listed = session.client.iter_functions(page_size=min(args.limit or 1000, 1000))
+    found = list(itertools.islice(listed, args.limit or None))
+    if session.json:
+        session.document({"functions": [_function_json(info) for info in found]})
+        return OK
+    rows = [("FUNCTION", "NAME", "SUBMITTED", "COMPLETED", "FAILED", "CREATED")]
+    for info in found:
+        counts = info.counts
+        created = (
+            info.created_time.isoformat(sep=" ", timespec="seconds") if info.created_time else ""
+        )
+        rows.append(
+            (
+                info.function_id,
+                info.name,
+                str(counts.submitted),
+                str(counts.completed),
+                str(counts.failed),
+                created,
+            )
+        )
+    session.out(_columns(rows))
+    return OK
+
+
+def delete_function(args: argparse.Namespace, session: Session) -> int:
+    """Deletes a function; its tasks' records stay."""
+    session.client.delete_function(args.function_id)
+    if session.json:
+        session.document({"function_id": args.function_id, "deleted": True})
+    else:
+        session.note(f"deleted function {args.function_id}")
+    return OK
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
 def _function_json(info: FunctionInfo) -> dict[str, Any]:
     """The same fields as REST's ``GET /functions/{function_id}``."""
     runtime, placement = info.runtime, info.placement
@@ -339,6 +412,11 @@ def _function_json(info: FunctionInfo) -> dict[str, Any]:
             "any_python": placement.any_python,
             "memory_limit_mb": placement.memory_limit_mb,
             "cpu_limit_seconds": placement.cpu_limit_seconds,
+        },
+        "counts": {
+            "submitted": info.counts.submitted,
+            "completed": info.counts.completed,
+            "failed": info.counts.failed,
         },
     }
 
@@ -374,6 +452,11 @@ def _function_text(info: FunctionInfo) -> str:
         ("runtime", ", ".join(versions) or "not given by the client"),
         ("timeout", f"{info.timeout:g} s" if info.timeout is not None else "none"),
         ("placement", ", ".join(needs) or "any worker"),
+        (
+            "tasks",
+            f"{info.counts.submitted} submitted, {info.counts.completed} completed, "
+            f"{info.counts.failed} failed",
+        ),
         ("created", info.created_time.isoformat(sep=" ") if info.created_time else "unknown"),
     ]
     return "\n".join(f"{label:<10} {value}" for label, value in rows)
@@ -457,6 +540,9 @@ COMMANDS = {
     "watch": watch,
     "workers": workers,
     "function": function,
+    "tasks": tasks,
+    "functions": functions,
+    "delete-function": delete_function,
     "tokens": tokens,
     "certs": certs,
     "keys": keys,

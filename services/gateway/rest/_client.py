@@ -49,6 +49,8 @@ _SERVICE_CONFIG: Final = json.dumps(
                         "GetResult",
                         "ListWorkers",
                         "GetFunction",
+                        "ListTasks",
+                        "ListFunctions",
                     )
                 ]
                 + [{"service": _HEALTH_SERVICE}],
@@ -330,6 +332,31 @@ class GatewayClient:
     ) -> gateway_pb2.ListFunctionsResponse:
         """One ListFunctions call, as it is (the dashboard's)."""
         return await self._stub.ListFunctions(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
+
+    async def list_tasks(
+        self, request: gateway_pb2.ListTasksRequest, *, key: str | None = None
+    ) -> gateway_pb2.ListTasksResponse:
+        """ListTasks."""
+        return await self._stub.ListTasks(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
+
+    async def list_functions(
+        self, request: gateway_pb2.ListFunctionsRequest, *, key: str | None = None
+    ) -> gateway_pb2.ListFunctionsResponse:
+        """ListFunctions."""
+        return await self._stub.ListFunctions(
+            request, timeout=self._timeout, metadata=metadata_for(key)
+        )
+
+    async def delete_function(
+        self, function_id: str, *, key: str | None = None
+    ) -> gateway_pb2.DeleteFunctionResponse:
+        """DeleteFunction."""
+        request = gateway_pb2.DeleteFunctionRequest(function_id=function_id)
+        return await self._stub.DeleteFunction(
             request, timeout=self._timeout, metadata=metadata_for(key)
         )
 

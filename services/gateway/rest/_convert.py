@@ -12,6 +12,7 @@ from services.gateway.rest._codec import encode_result
 from services.gateway.rest._models import (
     ExecuteBatchBody,
     ExecuteFunctionBody,
+    FunctionCountsBody,
     FunctionResponse,
     PlacementBody,
     RegisterFunctionBody,
@@ -221,5 +222,10 @@ def function_body(info: common_pb2.FunctionInfo) -> FunctionResponse:
             any_python=info.placement.any_python,
             memory_limit_mb=info.placement.memory_limit_mb,
             cpu_limit_seconds=info.placement.cpu_limit_seconds,
+        ),
+        counts=FunctionCountsBody(
+            submitted=info.counts.submitted,
+            completed=info.counts.completed,
+            failed=info.counts.failed,
         ),
     )

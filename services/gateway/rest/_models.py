@@ -29,6 +29,7 @@ __all__ = [
     "ExecuteBatchResponse",
     "ExecuteFunctionBody",
     "ExecuteFunctionResponse",
+    "FunctionCountsBody",
     "FunctionResponse",
     "HealthResponse",
     "PlacementBody",
@@ -209,6 +210,14 @@ class ExecuteBatchResponse(BaseModel):
     task_ids: list[str]
 
 
+class FunctionCountsBody(BaseModel):
+    """How many tasks of a function were submitted, and how many ended so."""
+
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
 class FunctionResponse(BaseModel):
     """Answer of ``GET /functions/{function_id}``: what the gateway recorded (not the payload)."""
 
@@ -225,6 +234,10 @@ class FunctionResponse(BaseModel):
     module: str = Field(description="The module the reference names, when by_reference.")
     qualname: str = Field(description="The qualified name it names, when by_reference.")
     placement: PlacementBody
+    counts: FunctionCountsBody = Field(
+        default_factory=FunctionCountsBody,
+        description="Its tasks so far: submitted, and ended completed or failed.",
+    )
 
 
 _PENDING = (

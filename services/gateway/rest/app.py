@@ -29,6 +29,7 @@ from services.gateway.rest._convert import (
 )
 from services.gateway.rest._docs import install_docs
 from services.gateway.rest._errors import grpc_error_detail, install_error_handlers
+from services.gateway.rest._listings import listings_router
 from services.gateway.rest._models import (
     ExecuteBatchBody,
     ExecuteBatchResponse,
@@ -259,6 +260,8 @@ def create_app(settings: RestSettings) -> FastAPI:
         return TaskOutputResponse(
             task_id=reply.task_id, output=reply.output, truncated=reply.truncated
         )
+
+    app.include_router(listings_router(_gateway, _api_key, _ERRORS))
 
     @app.get("/workers", summary="List connected workers and their load", responses=_ERRORS)
     async def list_workers(gateway: Gateway, key: ApiKey) -> WorkersResponse:
