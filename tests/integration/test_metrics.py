@@ -16,11 +16,12 @@ import dill
 import grpc
 import httpx
 import pytest
-from faas.v1 import gateway_pb2
+from faas.v1 import common_pb2, gateway_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.launcher import Platform, PlatformConfig
 from services.launcher.redis_server import free_port
+from tests.integration.conftest import PlatformFactory
 from tests.support import GrpcClient, wait_until
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -276,3 +277,35 @@ def test_a_prometheus_server_scrapes_every_part(workload: Platform, tmp_path: Pa
             server.wait()
         log.close()
         shutil.rmtree(tmp_path / "tsdb", ignore_errors=True)
+
+
+def test_tasks_waiting_too_long_show_in_the_gauges_until_a_worker_takes_them(
+    make_platform: PlatformFactory,
+) -> None:
+    """No silent stalls: with no worker, queued tasks age past --slow-wait-seconds and are
+    counted; a worker that joins takes them and the gauges fall back to 0."""
+    platform = make_platform(workers=0, metrics_port=0, extra_env={"FAAS_SLOW_WAIT_SECONDS": "0.5"})
+    url = platform.metrics_urls["dispatcher"]
+    client = GrpcClient(platform)
+    try:
+        ids = client.submit(client.register(_square), [(i,) for i in range(3)])
+
+        def stalled() -> bool:
+            found = scrape(url)
+            return value(found, "faas_tasks_waiting_too_long") == 3
+
+        wait_until(stalled, 30, "the queued tasks to count as waiting too long")
+        found = scrape(url)
+        assert value(found, "faas_queue_depth") == 3
+        assert value(found, "faas_queue_oldest_age_seconds") > 0.5
+        assert value(found, "faas_workers_connected") == 0
+        platform.add_worker()
+        assert [s.status for s in client.wait_all(ids)] == [common_pb2.TASK_STATUS_COMPLETED] * 3
+        found = scrape(url)
+        assert value(found, "faas_queue_depth") == 0
+        assert value(found, "faas_tasks_waiting_too_long") == 0
+        assert value(found, "faas_queue_oldest_age_seconds") == 0
+        assert value(found, "faas_workers_connected") == 1
+        assert value(found, "faas_queue_wait_seconds_sum") > 3 * 0.5
+    finally:
+        client.channel.close()
