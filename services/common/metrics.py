@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.exposition import generate_latest
 
+from .grpc_server import PortInUse
+
 __all__ = [
     "LATENCY_BUCKETS",
     "MetricsServer",
@@ -156,10 +158,14 @@ class MetricsServer:
 async def serve_metrics(
     registry: CollectorRegistry, host: str, port: int | None, service: str
 ) -> MetricsServer | None:
-    """Serves ``registry`` at ``http://host:port/metrics`` (None: metrics off)."""
+    """Serves ``registry`` at ``http://host:port/metrics`` (None: metrics off); raises
+    PortInUse when the port is taken."""
     if port is None:
         return None
     server = MetricsServer(registry)
-    bound = await server.start(host, port)
+    try:
+        bound = await server.start(host, port)
+    except OSError as exc:
+        raise PortInUse(host, port, f"(--metrics-port) cannot be bound: {exc.strerror}") from None
     log.info("%s metrics on http://%s:%d/metrics", service, host, bound)
     return server

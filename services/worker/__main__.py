@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 
-from services.common.grpc_server import stop_event_on_signals
+from services.common.grpc_server import PortInUse, stop_event_on_signals
 from services.common.hardening import make_non_dumpable
 from services.common.logs import setup_logging, worker_id_var
 from services.common.metrics import serve_metrics
@@ -57,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ModeMismatch as exc:
         logging.getLogger(__name__).error("%s", exc)
         raise SystemExit(2) from None
+    except PortInUse as exc:  # its metrics port: one line, not a traceback
+        logging.getLogger(__name__).error("%s", exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

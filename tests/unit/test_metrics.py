@@ -3,6 +3,7 @@ scheduler, the worker's and the gateway's counting. No network: registries are r
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
@@ -13,7 +14,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.errors import StoreUnavailable
-from services.common.metrics import cause_label, queue_ages
+from services.common.grpc_server import PortInUse
+from services.common.metrics import cause_label, queue_ages, serve_metrics
 from services.common.pool import Outcome
 from services.common.store import TaskRecord
 from services.dispatcher.metrics import DispatcherMetrics
@@ -153,3 +155,20 @@ def test_the_gateway_counts_calls_by_code_and_those_redis_failed() -> None:
     assert found[requests, (("code", "NOT_FOUND"), ("method", "GetStatus"))] == 1
     assert found[requests, (("code", "UNAVAILABLE"), ("method", "ExecuteBatch"))] == 1
     assert found["faas_redis_errors_total", (("service", "gateway"),)] == 1
+
+
+def test_a_taken_metrics_port_is_a_one_line_port_in_use() -> None:
+    async def serve_twice() -> str:
+        first = await serve_metrics(CollectorRegistry(), "127.0.0.1", 0, "test")
+        assert first is not None
+        try:
+            with pytest.raises(PortInUse) as taken:
+                await serve_metrics(CollectorRegistry(), "127.0.0.1", first.port, "test")
+            return str(taken.value)
+        finally:
+            await first.close()
+
+    message = asyncio.run(serve_twice())
+    assert message.startswith("port ") and "(--metrics-port) cannot be bound" in message
+    assert "\n" not in message
+    assert asyncio.run(serve_metrics(CollectorRegistry(), "127.0.0.1", None, "test")) is None
