@@ -5,7 +5,7 @@
 
 (function () {
   const KEY_STORE = "faas-api-key";
-  const state = { snapshots: 0, connects: 0, selected: null, last: null };
+  const state = { snapshots: 0, connects: 0, selected: null, last: null, running: false, retry: true };
   window.faasDashboard = state; // for people (and tests) looking at the page from the console
 
   const $ = (id) => document.getElementById(id);
@@ -246,7 +246,8 @@
     else if (event === "refused") {
       const body = JSON.parse(data);
       if (body.status === 401) askKey(body.detail);
-      else setConn("error", body.detail);
+      else setConn("error", body.detail + "; retrying");
+      state.retry = body.status !== 401; // a refused key waits for another; the rest retry
       return false;
     }
     return true;
@@ -287,19 +288,21 @@
           if (line.startsWith("event: ")) event = line.slice(7);
           else if (line.startsWith("data: ")) data += line.slice(6);
         }
-        if (data && !handle(event, data)) { reader.cancel(); return false; }
+        if (data && !handle(event, data)) { reader.cancel(); return state.retry; }
       }
     }
   }
 
   async function run() {
+    if (state.running) return; // one stream at a time
+    state.running = true;
     for (;;) {
       let again = true;
       try { again = await stream(); }
       catch (error) { setConn("reconnecting", "reconnecting…"); }
-      if (!again) return;
+      if (!again) { state.running = false; return; }
       if ($("conn").dataset.state === "live") setConn("reconnecting", "reconnecting…");
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await new Promise((resolve) => setTimeout(resolve, 2000));
     }
   }
 
