@@ -84,6 +84,19 @@ local prefix = string.sub(queued, 1, #queued - #'queued')  -- of the listing ind
 local n = (#KEYS - 1) / 4
 local out = {}
 local plans = {}
+-- What the stored tasks add to the listing indexes and their functions' counts, written once
+-- at the end (a batch's tasks share their keys).
+local added, submitted = {}, {}
+
+local function index(key, tid)
+  local members = added[key]
+  if not members then
+    members = {}
+    added[key] = members
+  end
+  members[#members + 1] = now
+  members[#members + 1] = tid
+end
 
 -- What storing task i would do: 'missing', 'new', or the earlier request's value.
 local function plan(i)
@@ -155,9 +168,9 @@ local function store(i)
       redis.call('ZADD', okey, now, tid)
     end
     redis.call('ZADD', queued, now, tid)
-    redis.call('HINCRBY', fkey, 'submitted', 1)
-    redis.call('ZADD', prefix .. 'tasks:' .. tenant, now, tid)
-    redis.call('ZADD', prefix .. 'function-tasks:' .. fid, now, tid)
+    submitted[fkey] = (submitted[fkey] or 0) + 1
+    index(prefix .. 'tasks:' .. tenant, tid)
+    index(prefix .. 'function-tasks:' .. fid, tid)
     out[i + 1] = {tid, timeout, '1'}
   end
 end
@@ -187,6 +200,14 @@ else
     else
       store(i)
     end
+  end
+end
+for fkey, count in pairs(submitted) do
+  redis.call('HINCRBY', fkey, 'submitted', count)
+end
+for key, members in pairs(added) do
+  for first = 1, #members, 1000 do
+    redis.call('ZADD', key, unpack(members, first, math.min(first + 999, #members)))
   end
 end
 return out
