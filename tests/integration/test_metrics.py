@@ -239,10 +239,12 @@ def test_a_prometheus_server_scrapes_every_part(workload: Platform, tmp_path: Pa
         def all_up() -> bool:
             assert server.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
             try:
-                reply = httpx.get(f"{api}/targets", timeout=5).json()
+                reply = httpx.get(f"{api}/targets", timeout=5)
             except httpx.HTTPError:
                 return False
-            active = reply["data"]["activeTargets"]
+            if reply.status_code != 200:  # 503 until the server is ready
+                return False
+            active = reply.json()["data"]["activeTargets"]
             return len(active) == len(targets) and all(t["health"] == "up" for t in active)
 
         wait_until(all_up, 60, "Prometheus to scrape every part", interval=0.5)
