@@ -99,6 +99,12 @@ class Scene:
             for t in task_ids
         ]
 
+    def newest_first(self, task_ids: list[str]) -> list[str]:
+        """The order of a listing: by creation time (ms), newest first; tasks created in the
+        same millisecond by id, descending (as the index orders ties)."""
+        created = {s.task_id: s.created_time.ToMilliseconds() for s in self.states(task_ids)}
+        return sorted(task_ids, key=lambda t: (created[t], t), reverse=True)
+
     def list_all(self, metadata: Metadata | None = None, **filters: Any) -> list[list[str]]:
         """Every page of ListTasks with ``filters`` (page_size 50 unless given)."""
         pages: list[list[str]] = []
@@ -158,8 +164,7 @@ def test_pages_of_50_cover_every_task_once_newest_first(scene: Scene) -> None:
     ids = [t for page in pages for t in page]
     assert len(ids) == 120 and set(ids) == set(scene.flaky_tasks + scene.gate_tasks)
     assert [len(p) for p in pages] == [50, 50, 20]
-    # Submitted one by one: newest first is the reverse of the submission order.
-    assert ids == list(reversed(scene.flaky_tasks + scene.gate_tasks))
+    assert ids == scene.newest_first(scene.flaky_tasks + scene.gate_tasks)
     reply = scene.stub.ListTasks(
         gateway_pb2.ListTasksRequest(page_size=5), metadata=scene.alice, timeout=10
     )
@@ -181,7 +186,7 @@ def test_each_filter_returns_exactly_the_matching_tasks(scene: Scene) -> None:
     assert len(completed) == 45 and set(completed) == expected(lambda s: s.status == COMPLETED)
     open_ones = scene.listed(statuses=[QUEUED, RUNNING])
     assert set(open_ones) == set(scene.gate_tasks) and len(open_ones) == 60
-    assert scene.listed(function_id=scene.flaky_id) == list(reversed(scene.flaky_tasks))
+    assert scene.listed(function_id=scene.flaky_id) == scene.newest_first(scene.flaky_tasks)
     assert set(scene.listed(function_id=scene.gate_id, statuses=[RUNNING])) == expected(
         lambda s: s.status == RUNNING
     )
@@ -304,8 +309,8 @@ def test_rest_and_cli_listings(scene: Scene) -> None:
         ).json()
         assert {t["task_id"] for t in several["tasks"]} == set(scene.gate_tasks)
         by_function = http.get("/tasks", params={"function_id": scene.flaky_id, "page_size": 100})
-        assert [t["task_id"] for t in by_function.json()["tasks"]] == list(
-            reversed(scene.flaky_tasks)
+        assert [t["task_id"] for t in by_function.json()["tasks"]] == scene.newest_first(
+            scene.flaky_tasks
         )
         other = http.get(
             "/tasks", params={"status": "COMPLETED", "page_token": body["next_page_token"]}
@@ -344,7 +349,7 @@ def test_rest_and_cli_listings(scene: Scene) -> None:
     )
     lines = run.stdout.splitlines()
     assert run.returncode == 0 and lines[0].split()[:2] == ["TASK", "STATUS"] and len(lines) == 8
-    assert [line.split()[0] for line in lines[1:]] == list(reversed(scene.flaky_tasks))[:7]
+    assert [line.split()[0] for line in lines[1:]] == scene.newest_first(scene.flaky_tasks)[:7]
     run = subprocess.run(
         [*cli, "functions", "--json"], capture_output=True, text=True, timeout=60, env=env
     )
