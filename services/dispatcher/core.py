@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from faas.v1 import common_pb2, dispatcher_pb2
 
 from services.common.errors import StoreUnavailable
+from services.common.logs import ids
 from services.common.store import TaskStore
 from services.common.streams import split
 
@@ -34,6 +35,7 @@ from .metrics import DispatcherMetrics
 from .outcomes import Outcomes
 from .outcomes import outcome_record as _outcome_record  # noqa: F401 (tests/unit/test_sweep.py)
 from .placement import Needs
+from .presence import PresenceReporter
 from .recovery import Recovery
 from .scheduler import Scheduler, Session, Task
 from .settings import DispatcherSettings
@@ -74,6 +76,7 @@ class Dispatcher:
             *parts, self.events, self.loss, self.recovery, self._settling, self.spawn, self.wake
         )
         self.unplaceable = Unplaceable(*parts, self.events)
+        self.presence = PresenceReporter(settings, store, self.scheduler)
 
     # Running
 
@@ -86,6 +89,7 @@ class Dispatcher:
             self._reconcile_loop(),
             self._sweep_loop(),
             self._waiting_loop(),
+            self.presence.run(),
         ]
         await asyncio.gather(*loops)
 
@@ -266,9 +270,17 @@ class Dispatcher:
             )
             for attempt_id, task in items
         ]
-        for assignment, (_, task) in zip(assignments, items, strict=True):
+        debug = log.isEnabledFor(logging.DEBUG)
+        for assignment, (attempt_id, task) in zip(assignments, items, strict=True):
             if task.timeout:
                 assignment.timeout.FromNanoseconds(int(task.timeout * 1e9))
+            if debug:
+                log.debug(
+                    "task %s assigned to worker %s",
+                    task.task_id,
+                    session.worker_id,
+                    extra=ids(task.task_id, session.worker_id, attempt_id),
+                )
         if session.link is not None:
             batch = dispatcher_pb2.AssignmentBatch(functions=bodies, assignments=assignments)
             for part in split(batch):
@@ -318,7 +330,11 @@ class Dispatcher:
             limit = now - self.settings.dead_after_seconds
             for session in list(self.scheduler.sessions.values()):
                 if session.remote and session.last_seen < limit:
-                    log.warning("worker %s missed its heartbeats", session.worker_id)
+                    log.warning(
+                        "worker %s missed its heartbeats",
+                        session.worker_id,
+                        extra=ids(worker_id=session.worker_id),
+                    )
                     if session.link is not None:
                         session.link.close()
                 session.retarget(now)
@@ -339,7 +355,12 @@ class Dispatcher:
         expired, unstarted = liveness.expire_overdue(session, now, grace)
         if expired:
             self._settling.update(o.attempt_id for o in expired)
-            log.warning("worker %s overran %d task(s)", session.worker_id, len(expired))
+            log.warning(
+                "worker %s overran %d task(s)",
+                session.worker_id,
+                len(expired),
+                extra=ids(worker_id=session.worker_id),
+            )
             gone = Session(session.worker_id, "", 0, 0, self.settings.mode)  # no acks to send
             gone.closed = True
             self.spawn(self.outcomes.store(gone, expired, unstarted))
@@ -364,5 +385,6 @@ class Dispatcher:
                 resources=s.resources,
             )
             stats.connected_time.FromMilliseconds(int(s.connected_at * 1000))
+            stats.heartbeat_age.FromMilliseconds(int((time.monotonic() - s.last_seen) * 1000))
             out.append(stats)
         return out

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from faas.v1 import common_pb2
 
+from services.common.logs import ids
 from services.common.store import LostAttempt, Requeued, RequeueResult, TaskStore
 
 from .backoff import through_outages
@@ -73,7 +74,15 @@ class Loss:
             results = await self.requeue(lost, f"worker {session.worker_id} was lost")
         finally:
             self._settling.difference_update(session_attempts)
-        for (_attempt, task), result in zip(lost_items, results, strict=True):
+        for (attempt, task), result in zip(lost_items, results, strict=True):
+            log.info(
+                "task %s: attempt %s lost with worker %s: %s",
+                task.task_id,
+                attempt,
+                session.worker_id,
+                result.result.name,
+                extra=ids(task.task_id, session.worker_id, attempt),
+            )
             if result.result is RequeueResult.REQUEUED:
                 self._scheduler.requeue(task)
             else:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from faas.v1 import common_pb2, dispatcher_pb2
 
 from services.common.batcher import Batcher
+from services.common.logs import ids
 from services.common.store import (
     AttemptOutcome,
     LostAttempt,
@@ -195,7 +196,14 @@ class Outcomes:
             results = await self._loss.requeue(lost, "its process died", "PROCESS_DIED")
         finally:
             self._settling.difference_update(attempt for attempt, _ in crashed)
-        for (_attempt, task), result in zip(crashed, results, strict=True):
+        for (attempt, task), result in zip(crashed, results, strict=True):
+            log.info(
+                "task %s: its process died on worker %s: %s",
+                task.task_id,
+                session.worker_id,
+                result.result.name,
+                extra=ids(task.task_id, session.worker_id, attempt),
+            )
             if result.result is RequeueResult.REQUEUED:
                 self._scheduler.requeue(task)
             else:
@@ -228,6 +236,13 @@ class Outcomes:
             return  # not acknowledged: the worker sends them again, the sweep requeues them
         for stored in applied:
             if stored is not None:
+                log.debug(
+                    "task %s %s on worker %s",
+                    stored.task_id,
+                    stored.status,
+                    stored.worker_id,
+                    extra=ids(stored.task_id, stored.worker_id),
+                )
                 self._scheduler.forget(stored.task_id)
                 self._recovery.settled(stored.task_id)
                 self._events.emit_state(stored)

@@ -13,7 +13,7 @@ import logging
 import time
 
 from services.common.errors import StoreUnavailable
-from services.common.store import Presence, TaskStore, publish_presence
+from services.common.store import Presence, TaskStore
 
 from .scheduler import Scheduler
 from .settings import DispatcherSettings
@@ -56,7 +56,7 @@ class PresenceReporter:
         """One report; a Redis outage or error skips it (logged once per outage)."""
         try:
             await asyncio.wait_for(
-                publish_presence(self._store, self.snapshot()),
+                self._store.publish_presence(self.snapshot()),
                 timeout=max(self._settings.heartbeat_seconds, 1.0),
             )
         except (StoreUnavailable, TimeoutError) as exc:

@@ -3,12 +3,14 @@ hear of them. Until then a prefetched attempt is QUEUED in Redis (see :mod:`.sch
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 
 from faas.v1 import common_pb2
 
 from services.common.batcher import BatchQueue
+from services.common.logs import ids
 from services.common.store import AttemptStart, TaskStore
 
 from .backoff import through_outages
@@ -19,6 +21,8 @@ from .scheduler import Scheduler, Session, Task
 from .settings import DispatcherSettings
 
 __all__ = ["Starts"]
+
+log = logging.getLogger(__name__)
 
 
 class Starts:
@@ -106,6 +110,12 @@ class Starts:
                 continue  # its outcome came first (and was stored with it), or taken back
             if ok:
                 holder.unstarted.pop(attempt_id, None)
+                log.debug(
+                    "task %s started on worker %s",
+                    task.task_id,
+                    holder.worker_id,
+                    extra=ids(task.task_id, holder.worker_id, attempt_id),
+                )
                 self._events.emit(task.task_id, common_pb2.TASK_STATUS_RUNNING)
             else:  # not QUEUED in Redis: it ended or moved on; its outcome will be refused
                 holder.release(attempt_id)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from faas.v1 import common_pb2, gateway_pb2
 
-from services.common.store import Presence, TaskRecord, TaskStore, read_presence
+from services.common.store import Presence, TaskRecord, TaskStore
 from services.common.timeutil import ms_timestamp
 
 __all__ = ["Wait", "WaitReasons", "explain"]
@@ -132,7 +132,7 @@ class WaitReasons:
             return self._presence
         async with self._lock:  # one read for every caller that came meanwhile
             if time.monotonic() - self._read_at >= self._cache_seconds:
-                self._presence = await read_presence(self._store)
+                self._presence = await self._store.read_presence()
                 self._read_at = time.monotonic()
         return self._presence
 

@@ -23,6 +23,7 @@ from services.common import tls
 from services.common.function_cache import FunctionCache
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.common.jobs import job_of, outcome_message
+from services.common.logs import ids
 from services.common.pool import Job, Outcome, ProcessPool
 from services.common.runtime import current_runtime
 from services.common.streams import MAX_ITEM_BYTES, drain, split
@@ -235,6 +236,12 @@ class Worker:
             self._bodies.apply(message.assignments)
             assignments = message.assignments.assignments
             for a in assignments:
+                log.debug(
+                    "assigned attempt %s of task %s",
+                    a.attempt_id,
+                    a.task_id,
+                    extra=ids(task_id=a.task_id, attempt_id=a.attempt_id),
+                )
                 self._backlog.append(job_of(a, self._bodies))
             self._credits.received(len(assignments))
             self._start_backlog()
@@ -268,6 +275,15 @@ class Worker:
     def _on_outcome(self, outcome: Outcome) -> None:
         if self.metrics is not None:
             self.metrics.ended(outcome)
+        completed = outcome.status == common_pb2.TASK_STATUS_COMPLETED
+        log.log(
+            logging.DEBUG if completed else logging.INFO,  # a failure is worth a line
+            "task %s ended %s%s",
+            outcome.task_id,
+            "COMPLETED" if completed else f"FAILED {_cause(outcome.cause)}",
+            f" ({outcome.message})" if outcome.message else "",
+            extra=ids(task_id=outcome.task_id, attempt_id=outcome.attempt_id),
+        )
         message = _sendable(outcome_message(outcome))
         self._unacked[outcome.attempt_id] = message
         self._outgoing.append(message)
@@ -315,16 +331,42 @@ def _batches(
     return split(dispatcher_pb2.TaskOutcomeBatch(outcomes=outcomes))
 
 
+def _cause(cause: int) -> str:
+    try:
+        return common_pb2.FailureCause.Name(cause).removeprefix("FAILURE_CAUSE_")  # type: ignore[arg-type]
+    except ValueError:
+        return str(cause)
+
+
+_OUTPUT_DROPPED = "\n[output truncated: dropped whole, the outcome was too large to send]\n"
+
+
 def _sendable(outcome: dispatcher_pb2.TaskOutcome) -> dispatcher_pb2.TaskOutcome:
     """``outcome``, or a RESULT_TOO_LARGE failure in its place if no message could carry it."""
     size = outcome.ByteSize()
     if size <= MAX_ITEM_BYTES:
         return outcome
+    if outcome.output:  # what it printed counts too: the result matters more
+        trimmed = dispatcher_pb2.TaskOutcome()
+        trimmed.CopyFrom(outcome)
+        trimmed.output = _OUTPUT_DROPPED
+        if trimmed.ByteSize() <= MAX_ITEM_BYTES:
+            log.warning(
+                "attempt %s: output dropped to fit a stream message",
+                outcome.attempt_id,
+                extra=ids(task_id=outcome.task_id, attempt_id=outcome.attempt_id),
+            )
+            return trimmed
     message = (
         f"the task's outcome is {size} bytes, over the {MAX_ITEM_BYTES} bytes "
         "a stream message can carry"
     )
-    log.warning("attempt %s: %s; reporting it as failed", outcome.attempt_id, message)
+    log.warning(
+        "attempt %s: %s; reporting it as failed",
+        outcome.attempt_id,
+        message,
+        extra=ids(task_id=outcome.task_id, attempt_id=outcome.attempt_id),
+    )
     return dispatcher_pb2.TaskOutcome(
         task_id=outcome.task_id,
         attempt_id=outcome.attempt_id,

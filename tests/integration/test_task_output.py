@@ -14,7 +14,7 @@ import pytest
 from faas.v1 import gateway_pb2
 
 from services.launcher.platform import Platform
-from tests.support import GrpcClient, RestClient
+from tests.support import GrpcClient, RestClient, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +119,29 @@ def test_another_tenants_task_output_is_not_found(make_platform) -> None:  # typ
         with pytest.raises(grpc.RpcError) as raised:
             _output(other, task)
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_worker_json_log_line_about_a_task_has_its_id(make_platform) -> None:  # type: ignore[no-untyped-def]
+    platform = make_platform(worker_processes=1, extra_env={"FAAS_LOG_JSON": "true"})
+    client = GrpcClient(platform)
+
+    def fails() -> None:
+        raise ValueError("logged")
+
+    task_id = _run(client, fails)
+    log_path = platform.workers[0].log_path
+    assert log_path is not None
+
+    def line_of_task() -> dict[str, object] | None:
+        for text in log_path.read_text().splitlines():
+            if text.startswith("{"):
+                line = json.loads(text)
+                if line.get("task_id") == task_id:
+                    return dict(line)
+        return None
+
+    wait_until(lambda: line_of_task() is not None, 30, "a worker log line with the task id")
+    line = line_of_task()
+    assert line is not None
+    assert line["service"] == "worker" and "FAILED" in str(line["msg"])
+    assert line["worker_id"] == platform.workers[0].name

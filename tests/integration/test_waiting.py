@@ -80,7 +80,7 @@ def test_busy_running_silent_worker_and_labels(make_platform) -> None:  # type: 
     stopped = False
     try:
         function_id = client.register(_sleep)
-        (long_task,) = client.submit(function_id, [(60.0,)])
+        (long_task,) = client.submit(function_id, [(600.0,)])  # ends with the platform
         _until_reason(client, long_task, "WAIT_REASON_RUNNING")
         running = _status(client, long_task)
         assert running.worker_id == worker.name
@@ -91,7 +91,13 @@ def test_busy_running_silent_worker_and_labels(make_platform) -> None:  # type: 
 
         (next_task,) = client.submit(function_id, [(0.0,)])
         _until_reason(client, next_task, "WAIT_REASON_WORKERS_BUSY")
-        assert "(1 of 1 processes)" in _status(client, next_task).wait_message
+        wait_until(  # once the dispatcher's report has the long task's slot taken
+            lambda: (
+                _status(client, next_task).wait_message == "every worker is busy (1 of 1 processes)"
+            ),
+            30,
+            "every worker busy",
+        )
 
         request = gateway_pb2.ExecuteFunctionRequest(
             function_id=function_id, payload=dill.dumps(((0.0,), {}))
@@ -116,7 +122,12 @@ def test_busy_running_silent_worker_and_labels(make_platform) -> None:  # type: 
         assert _waiting(rest, long_task)["reason"] == "WORKER_SILENT"
         worker.send_signal(signal.SIGCONT)
         stopped = False
-        _until_reason(client, long_task, "WAIT_REASON_RUNNING")
+        # Back, it reconnects (the dispatcher was silent to it): no longer a silent worker.
+        wait_until(
+            lambda: _reason(client, long_task) != "WAIT_REASON_WORKER_SILENT",
+            30,
+            "the worker heard from again",
+        )
     finally:
         if stopped:
             worker.send_signal(signal.SIGCONT)

@@ -1,7 +1,6 @@
 """Redis state of MPCSFaaS: key layout, Lua scripts and the async store that uses them."""
 
 from ._listing import Cursor, Page, TaskFilter
-from ._presence import Presence, publish_presence, read_presence
 from ._records import (
     STATUSES,
     TERMINAL_STATUSES,
@@ -10,6 +9,7 @@ from ._records import (
     CreatedTask,
     LostAttempt,
     NewTask,
+    Presence,
     QueuedFailure,
     QueuedTask,
     Requeued,
@@ -46,7 +46,5 @@ __all__ = [
     "TaskRecord",
     "TaskStore",
     "connect",
-    "publish_presence",
-    "read_presence",
     "task_state",
 ]

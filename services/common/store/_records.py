@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from services.common.enrollment import DEFAULT_TENANT
 
@@ -145,3 +146,17 @@ class Requeued:
 
     result: RequeueResult
     record: TaskRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """The dispatcher's last report of itself (``faas:dispatcher``, ``faas:heartbeats``): when
+    (ms, 0: never), its period, its workers' slots, and each connected worker's last heartbeat
+    (ms). Gateways read it to say why a task waits."""
+
+    updated_ms: int = 0
+    interval_ms: int = 1000
+    workers: int = 0
+    slots: int = 0
+    free: int = 0
+    heartbeats: Mapping[str, int] = field(default_factory=dict)

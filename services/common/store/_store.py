@@ -23,6 +23,7 @@ from ._records import (
     CreatedTask,
     LostAttempt,
     NewTask,
+    Presence,
     QueuedFailure,
     QueuedTask,
     Requeued,
@@ -454,6 +455,44 @@ class TaskStore:
         if status is None or _others(owner, tenant):
             return None
         return output.decode("utf-8", "replace") if output else ""
+
+    # The dispatcher's report of itself (why tasks wait)
+
+    @_translated
+    async def publish_presence(self, presence: Presence) -> None:
+        """Writes the dispatcher's report, both keys in one MULTI; the heartbeats hash is
+        replaced whole, so it names only the workers connected now."""
+        fields: dict[Any, Any] = {
+            "updated": presence.updated_ms,
+            "interval": presence.interval_ms,
+            "workers": presence.workers,
+            "slots": presence.slots,
+            "free": presence.free,
+        }
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.dispatcher, mapping=fields)
+            pipe.delete(self.keys.heartbeats)
+            if presence.heartbeats:
+                beats: dict[Any, Any] = dict(presence.heartbeats)
+                pipe.hset(self.keys.heartbeats, mapping=beats)
+            await pipe.execute()
+
+    @_translated
+    async def read_presence(self) -> Presence:
+        """The dispatcher's last report (``updated_ms`` 0 when there is none)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.dispatcher)
+            pipe.hgetall(self.keys.heartbeats)
+            raw, beats = await pipe.execute()
+        fields = {k.decode(): int(v) for k, v in cast("dict[bytes, bytes]", raw).items()}
+        return Presence(
+            updated_ms=fields.get("updated", 0),
+            interval_ms=fields.get("interval", 1000) or 1000,
+            workers=fields.get("workers", 0),
+            slots=fields.get("slots", 0),
+            free=fields.get("free", 0),
+            heartbeats={k.decode(): int(v) for k, v in cast("dict[bytes, bytes]", beats).items()},
+        )
 
     # Tasks: the dispatcher's side
 
