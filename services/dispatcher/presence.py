@@ -33,6 +33,8 @@ class PresenceReporter:
         self._store = store
         self._scheduler = scheduler
         self._failing = False
+        # The workers the heartbeats hash names (None: not read yet, at the first report).
+        self._named: set[str] | None = None
 
     def snapshot(self) -> Presence:
         """The report as of now."""
@@ -55,10 +57,7 @@ class PresenceReporter:
     async def report(self) -> None:
         """One report; a Redis outage or error skips it (logged once per outage)."""
         try:
-            await asyncio.wait_for(
-                self._store.publish_presence(self.snapshot()),
-                timeout=max(self._settings.heartbeat_seconds, 1.0),
-            )
+            await asyncio.wait_for(self._publish(), max(self._settings.heartbeat_seconds, 1.0))
         except (StoreUnavailable, TimeoutError) as exc:
             if not self._failing:
                 log.warning(
@@ -69,6 +68,14 @@ class PresenceReporter:
             if self._failing:
                 log.info("reporting presence to Redis again")
             self._failing = False
+
+    async def _publish(self) -> None:
+        presence = self.snapshot()
+        if self._named is None:  # a report of an earlier dispatcher may name others
+            self._named = await self._store.presence_workers()
+        connected = set(presence.heartbeats)
+        await self._store.publish_presence(presence, gone=self._named - connected)
+        self._named = connected
 
     async def run(self) -> None:
         while True:

@@ -136,7 +136,7 @@ DISPATCHER = ServiceUser(
         # its report of itself and its workers' heartbeats (services/common/store/_presence.py)
         "multi",
         "exec",
-        "del",
+        "hkeys",
     ),
     # open: taken out when terminal; dispatcher and heartbeats: its reports
     keys=("function:*", "task:*", "queued", "running", "open:*", "dispatcher", "heartbeats"),

@@ -571,6 +571,7 @@ def test_app_docs(client: _Client) -> None:
         "/functions/{function_id}",
         "/functions",
         "/tasks",
+        "/logs/{task_id}",
         "/healthz",
     }
 

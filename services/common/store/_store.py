@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -459,9 +459,15 @@ class TaskStore:
     # The dispatcher's report of itself (why tasks wait)
 
     @_translated
-    async def publish_presence(self, presence: Presence) -> None:
-        """Writes the dispatcher's report, both keys in one MULTI; the heartbeats hash is
-        replaced whole, so it names only the workers connected now."""
+    async def presence_workers(self) -> set[str]:
+        """The workers the heartbeats hash names (a dispatcher's first report removes those
+        that are not connected to it)."""
+        return set(_decoded(await self.client.hkeys(self.keys.heartbeats)))
+
+    @_translated
+    async def publish_presence(self, presence: Presence, gone: Collection[str] = ()) -> None:
+        """Writes the dispatcher's report, both keys in one MULTI, and takes the workers
+        ``gone`` (no longer connected) out of the heartbeats hash."""
         fields: dict[Any, Any] = {
             "updated": presence.updated_ms,
             "interval": presence.interval_ms,
@@ -471,7 +477,8 @@ class TaskStore:
         }
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.dispatcher, mapping=fields)
-            pipe.delete(self.keys.heartbeats)
+            if gone:
+                pipe.hdel(self.keys.heartbeats, *gone)
             if presence.heartbeats:
                 beats: dict[Any, Any] = dict(presence.heartbeats)
                 pipe.hset(self.keys.heartbeats, mapping=beats)
@@ -675,6 +682,7 @@ def _written(task_id: str, row: Sequence[Any], result: bytes) -> TaskRecord | No
         started_ms=_int(started),
         finished_ms=_int(finished),
         output_bytes=_int(row[12]) if len(row) > 12 else 0,
+        requeued_ms=_int(row[13]) if len(row) > 13 else 0,
     )
 
 

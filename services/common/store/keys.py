@@ -41,8 +41,8 @@ key                             type    holds
 ``faas:dispatcher``             hash    ``updated`` (ms), ``interval`` (ms between reports),
                                         ``workers``, ``slots``, ``free``: the dispatcher's last
                                         report of itself, every second (why a task waits)
-``faas:heartbeats``             hash    worker id -> its last heartbeat (ms), replaced whole by
-                                        each report: only the connected workers
+``faas:heartbeats``             hash    worker id -> its last heartbeat (ms), written by each
+                                        report, which takes out the workers gone since
 ==============================  ======  ==========================================================
 
 A task is in exactly one of ``queued`` and ``running`` while it is not terminal, and in neither

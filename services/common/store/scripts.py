@@ -49,17 +49,19 @@ end
 # Every script that makes a task terminal replies, per task, with the state as written, so that
 # the dispatcher can announce it without reading Redis again:
 # {code, function_id, status, cause, message, traceback, attempts, worker_id, created, started,
-#  finished, result or false, output_bytes}. The result is sent back only for a repeat (code 2),
-# whose stored result may be another send's; for a write applied now (code 1) the caller has it.
+#  finished, result or false, output_bytes, requeued}. The result is sent back only for a
+# repeat (code 2), whose stored result may be another send's; for a write applied now (code 1)
+# the caller has it.
 _STATE = """
 local function state(key, code)
   local f = redis.call('HMGET', key, 'function_id', 'status', 'cause', 'message', 'traceback',
-    'attempts', 'worker_id', 'created', 'started', 'finished', 'output_bytes')
+    'attempts', 'worker_id', 'created', 'started', 'finished', 'output_bytes', 'requeued')
   local result = false
   if code == 2 then
     result = redis.call('HGET', key, 'result') or ''
   end
-  return {code, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], result, f[11]}
+  return {code, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], result, f[11],
+    f[12]}
 end
 """
 
