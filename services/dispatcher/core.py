@@ -385,6 +385,7 @@ class Dispatcher:
                 resources=s.resources,
             )
             stats.connected_time.FromMilliseconds(int(s.connected_at * 1000))
-            stats.heartbeat_age.FromMilliseconds(int((time.monotonic() - s.last_seen) * 1000))
+            age = time.monotonic() - s.last_seen if s.remote else 0.0  # local: this process
+            stats.heartbeat_age.FromMilliseconds(int(age * 1000))
             out.append(stats)
         return out

@@ -44,7 +44,11 @@ class PresenceReporter:
         free = sum(
             max(s.capacity - len(s.in_flight) - s.reserved, 0) for s in sessions if not s.draining
         )
-        beats = {s.worker_id: int((now - (mono - s.last_seen)) * 1000) for s in sessions}
+        beats = {
+            # local mode's own processes are in this process: heard from now
+            s.worker_id: int((now - (mono - s.last_seen if s.remote else 0.0)) * 1000)
+            for s in sessions
+        }
         return Presence(
             updated_ms=int(now * 1000),
             interval_ms=int(self._settings.heartbeat_seconds * 1000),

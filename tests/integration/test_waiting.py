@@ -145,3 +145,18 @@ def test_silent_dispatcher(make_platform) -> None:  # type: ignore[no-untyped-de
     _until_reason(client, before, "WAIT_REASON_DISPATCHER_SILENT")
     assert time.monotonic() - started < 30
     assert "dispatcher has not reported" in _status(client, before).wait_message
+
+
+def test_local_mode_running_task_is_not_silent(make_platform) -> None:  # type: ignore[no-untyped-def]
+    platform: Platform = make_platform(mode="local", worker_processes=1)
+    client = GrpcClient(platform)
+    (task_id,) = client.submit(client.register(_sleep), [(600.0,)])  # ends with the platform
+    _until_reason(client, task_id, "WAIT_REASON_RUNNING")
+    started = time.monotonic()
+    # Past the silence threshold (3 s): the dispatcher's own processes are heard from.
+    wait_until(lambda: time.monotonic() - started > 4, 10, "4 s running")
+    reply = _status(client, task_id)
+    assert reply.wait_reason == common_pb2.WAIT_REASON_RUNNING, reply.wait_message
+    assert reply.heartbeat_age.ToTimedelta().total_seconds() < 3
+    (stats,) = client.workers().values()
+    assert stats.heartbeat_age.ToTimedelta().total_seconds() < 3
