@@ -497,7 +497,7 @@ def test_list_tasks(
     known: dict[str, list[str]],
 ) -> None:
     """Filters, page sizes and tokens of every kind: a page no larger than asked (1000 at
-    most), of known tasks only, or INVALID_ARGUMENT; and a token fed back goes on."""
+    most) of the caller's tasks, or INVALID_ARGUMENT; and a token fed back goes on."""
     seen: set[grpc.StatusCode] = set()
     stamps = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.integers(0, 2**33))
 
@@ -541,7 +541,12 @@ def test_list_tasks(
         if outcome.code == grpc.StatusCode.OK:
             tasks = outcome.response.tasks
             assert len(tasks) <= min(page_size or 50, 1000)
-            assert {t.task_id for t in tasks} <= set(known["task_id"]) or not known["task_id"]
+            for task in tasks[:3]:  # the caller's own: it reads them too
+                stub.GetStatus(
+                    gateway_pb2.GetStatusRequest(task_id=task.task_id),
+                    timeout=DEADLINE,
+                    metadata=caller.metadata,
+                )
             if outcome.response.next_page_token:
                 request.page_token = outcome.response.next_page_token
                 again = stub.ListTasks(request, timeout=DEADLINE, metadata=caller.metadata)
