@@ -20,7 +20,7 @@ import pytest
 from faas.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from google.protobuf import duration_pb2
 from google.protobuf.message import Message
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from services.launcher import Platform, PlatformConfig
@@ -359,6 +359,13 @@ def test_execute_batch(
     seen: set[grpc.StatusCode] = set()
 
     @settings(FUZZ_SETTINGS, max_examples=EXAMPLES)
+    @example(  # one valid batch always, whatever the derandomized draws hold
+        function_id=known["function_id"][0],
+        batch=[dill.dumps(((1,), {})), dill.dumps(((2,), {}))],
+        timeout=None,
+        request_id="",
+        placement=None,
+    )
     @given(
         function_id=ids(known["function_id"]),
         batch=st.lists(payloads(near_limit=False), max_size=6),
