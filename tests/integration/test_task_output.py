@@ -55,7 +55,7 @@ def _run(client: GrpcClient, fn: object, *args: object) -> str:
     return task_id
 
 
-@pytest.mark.parametrize("mode", ["push", "local"])
+@pytest.mark.parametrize("mode", ["push", "pull", "local"])
 def test_output_read_over_grpc_rest_and_cli(make_platform, mode: str) -> None:  # type: ignore[no-untyped-def]
     platform = make_platform(mode=mode, worker_processes=1)
     client = GrpcClient(platform)
