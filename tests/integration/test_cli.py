@@ -344,6 +344,7 @@ def test_faas_up_runs_the_platform_until_interrupted(tmp_path: Path) -> None:
             "--rest-port", str(ports["rest"]),
             "--data-dir", str(tmp_path / "data"),
             "--worker-processes", "1",
+            "--metrics-port", "0",
         ],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

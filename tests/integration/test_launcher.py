@@ -137,6 +137,7 @@ def _argv(data_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:
         "--rest-port", str(ports["rest"]),
         "--data-dir", str(data_dir),
         "--worker-processes", "1",
+        "--metrics-port", "0",  # no fixed metrics ports: a make run elsewhere may hold them
         *extra,
     ]  # fmt: skip
 
