@@ -55,6 +55,7 @@ OPERATIONS: dict[str, bool] = {
     "POST /execute_batch": True,
     "GET /status/{task_id}": True,
     "GET /result/{task_id}": True,
+    "GET /logs/{task_id}": True,
     "GET /workers": False,
     "GET /tasks": True,
     "GET /functions": True,

@@ -159,7 +159,9 @@ def test_a_label_nobody_has_waits_with_its_reason_then_fails(routed: Routed) -> 
     rest = routed.platform.rest_url
     status = httpx.get(f"{rest}/status/{stuck}", timeout=10).json()
     if status["status"] == "QUEUED":  # it may have failed meanwhile on a slow machine
+        waiting = status.pop("waiting")
         assert status == {"task_id": stuck, "status": "QUEUED", "pending_reason": reason}
+        assert (waiting["reason"], waiting["message"]) == ("NO_MATCHING_WORKER", reason)
     result = httpx.get(f"{rest}/result/{stuck}", params={"wait": 30}, timeout=60).json()
     assert result["status"] == "FAILED", result
     assert result["error"]["cause"] == "NO_COMPATIBLE_WORKER"
