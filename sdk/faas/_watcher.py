@@ -4,8 +4,12 @@ The stream is opened when the first future needs it. Each task id goes to the ga
 requests gathered per loop turn; the gateway answers with batches of states. A stream that
 breaks (a gateway restart) is re-opened after a backoff, up to ``policy.retries`` times in a
 row, with every id still pending; one that reaches ``stream_timeout`` is re-opened at once if
-anything is still pending, and otherwise left closed until a future needs it again. Everything
-here runs on the client's loop thread.
+anything is still pending, and otherwise left closed until a future needs it again. A stream
+whose status grpc lost (the gateway ended it, say for a bad key, while a request was being
+written) is followed by a unary call, whose error (UNAUTHENTICATED, say) is the one the futures
+fail with; if that call is answered, the stream is re-opened at once, at most
+``_LOST_STATUS_REOPENS`` times in a row. Everything here runs on the client's loop
+thread.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from faas.v1 import common_pb2, gateway_pb2
 from . import _serde
 from ._futures import TaskFuture
 from ._models import TaskInfo
-from ._transport import RECONNECT_CODES, Transport
+from ._transport import RECONNECT_CODES, Transport, status_lost
 from .errors import ClientClosed, ServiceUnavailable, TaskNotFound, from_rpc_error
 
 __all__ = ["TaskWatcher"]
@@ -29,6 +33,8 @@ __all__ = ["TaskWatcher"]
 log = logging.getLogger(__name__)
 
 _IDS_PER_REQUEST = 4096
+# Re-opens in a row of a stream whose status grpc lost while the gateway takes unary calls.
+_LOST_STATUS_REOPENS = 3
 _TERMINAL = (common_pb2.TASK_STATUS_COMPLETED, common_pb2.TASK_STATUS_FAILED)
 
 
@@ -105,7 +111,7 @@ class TaskWatcher:
     async def _run(self) -> None:
         try:
             await self._transport.first_connection()
-            failures = 0
+            failures = lost = 0
             retries = self._transport.policy.retries
             while self._futures:
                 self._replied = False
@@ -113,8 +119,16 @@ class TaskWatcher:
                     await self._stream()
                 except grpc.aio.AioRpcError as exc:
                     failures = 0 if self._replied else failures
+                    lost = 0 if self._replied else lost
                     if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                         continue  # stream_timeout: re-open at once (if anything is pending)
+                    if status_lost(exc):
+                        answer = await self._ask_gateway()
+                        if answer is not None:
+                            exc = answer  # what the gateway says to any call of ours
+                        elif lost < _LOST_STATUS_REOPENS:
+                            lost += 1
+                            continue  # it takes our calls: re-open at once
                     if exc.code() not in RECONNECT_CODES or failures >= retries:
                         target = self._transport.target
                         self._fail_all(from_rpc_error(exc, attempts=failures + 1, target=target))
@@ -134,6 +148,20 @@ class TaskWatcher:
         finally:
             self._runner = None
             self._requests = None
+
+    async def _ask_gateway(self) -> grpc.aio.AioRpcError | None:
+        """The error a unary call gets now (None if it is answered), after a stream whose
+        status grpc lost: a unary call sends its request with its end, so it cannot lose it."""
+        task_id = next(iter(self._futures), "")
+        try:
+            await self._transport.stub.GetStatus(
+                gateway_pb2.GetStatusRequest(task_id=task_id),
+                timeout=self._transport.call_timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                return exc
+        return None
 
     async def _stream(self) -> None:
         """One WatchTasks stream, opened with every pending id, until it ends."""
