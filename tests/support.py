@@ -83,12 +83,16 @@ class RestClient:
         return deserialize(body["result"])
 
 
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Polls ``predicate`` until true; fails the test after ``timeout`` s."""
+def wait_until(
+    predicate: Any, timeout: float, what: str | Callable[[], str], interval: float = 0.05
+) -> None:
+    """Polls ``predicate`` until true; fails the test after ``timeout`` s, saying ``what`` it
+    waited for (a callable is asked then, so that it can show the state at the timeout)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {said}")
         time.sleep(interval)
 
 

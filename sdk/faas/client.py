@@ -515,12 +515,14 @@ class FaaSClient:
                 )
 
     def watch(self, task_id: str) -> Iterator[TaskInfo]:
-        """Yields a snapshot of the task on every status change, the last one terminal.
+        """Yields a snapshot of the task on every status change, the last one terminal, and
+        whenever the reason it waits changes (``info.waiting``: a worker joined, none has its
+        labels, the worker running it went silent).
 
         Example::
 
             for info in client.watch(task_id):
-                print(info.status)
+                print(info.status, info.waiting.reason if info.waiting else "")
         """
         self._check_open()
         if self._loop.in_loop:

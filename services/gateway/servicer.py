@@ -104,8 +104,11 @@ def _is_terminal(state: TaskState) -> bool:
     return state.status in _TERMINAL
 
 
-def _changed_from(status: common_pb2.TaskStatus.ValueType) -> Callable[[TaskState], bool]:
-    return lambda state: state.status != status
+def _changed_from(state: TaskState) -> Callable[[TaskState], bool]:
+    """Whether a later state is news to a watcher of ``state``: another status, or another
+    reason to wait (a worker joined, none matches, the one running it went silent)."""
+    seen = (state.status, state.wait_reason)
+    return lambda later: (later.status, later.wait_reason) != seen
 
 
 def _task_not_found(task_id: str) -> NotFound:
@@ -495,7 +498,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             yield gateway_pb2.WatchTaskResponse(task=state)
             while not _is_terminal(state):
                 state = await self._await_state(
-                    tenant, request.task_id, _changed_from(state.status), None, terminal_only=False
+                    tenant, request.task_id, _changed_from(state), None, terminal_only=False
                 )
                 self._tenant(context)  # a key revoked since the stream opened reads no more
                 yield gateway_pb2.WatchTaskResponse(task=state)

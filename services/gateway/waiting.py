@@ -49,10 +49,10 @@ def _queued(record: TaskRecord, presence: Presence, now_ms: int) -> Wait:
             else "the dispatcher has not reported yet"
         )
         return Wait(common_pb2.WAIT_REASON_DISPATCHER_SILENT, since, message)
+    if presence.workers == 0:  # whatever the task needs (a pending reason says so too)
+        return Wait(common_pb2.WAIT_REASON_NO_WORKERS, since, "no worker is connected")
     if record.pending_reason:
         return Wait(common_pb2.WAIT_REASON_NO_MATCHING_WORKER, since, record.pending_reason)
-    if presence.workers == 0:
-        return Wait(common_pb2.WAIT_REASON_NO_WORKERS, since, "no worker is connected")
     busy = presence.slots - presence.free
     if presence.free == 0:
         message = f"every worker is busy ({busy} of {presence.slots} processes)"
@@ -67,6 +67,14 @@ def _queued(record: TaskRecord, presence: Presence, now_ms: int) -> Wait:
 def _running(record: TaskRecord, presence: Presence, now_ms: int) -> Wait:
     worker = record.worker_id
     beat = presence.heartbeats.get(worker)
+    if beat is None and presence.updated_ms < record.started_ms:
+        # The dispatcher's report predates the start: a worker that just joined is not in it.
+        return Wait(
+            common_pb2.WAIT_REASON_RUNNING,
+            record.started_ms,
+            f"running on worker {worker}",
+            worker,
+        )
     if beat is None:
         return Wait(
             common_pb2.WAIT_REASON_WORKER_SILENT,

@@ -41,11 +41,13 @@ def double(x: int) -> int:
 class Output:
     """Everything a process writes to one real pipe, read by a thread until ``close()``."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, process: subprocess.Popen[bytes] | None = None) -> None:
         self._fd = fd
+        self._process = process
         self._data = b""
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._ended = ""  # why the reading stopped, once it has
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 
@@ -57,9 +59,13 @@ class Output:
                     continue
                 chunk = os.read(self._fd, 65536)
                 if not chunk:
+                    self._ended = "end of file"
                     break
                 with self._lock:
                     self._data += chunk
+        except Exception as exc:
+            self._ended = f"reading failed: {exc!r}"
+            raise
         finally:
             os.close(self._fd)
 
@@ -67,8 +73,18 @@ class Output:
         with self._lock:
             return self._data.decode(errors="replace")
 
+    def _state(self) -> str:
+        """Whether the writer still runs and the reader still reads (for a failure message)."""
+        process = "" if self._process is None else f"process {self._process.poll()=}, "
+        return f"{process}reader: {self._ended or 'reading'}"
+
     def wait_for(self, needle: str, timeout: float) -> None:
-        wait_until(lambda: needle in self.text(), timeout, f"{needle!r} in:\n{self.text()}", 0.1)
+        wait_until(
+            lambda: needle in self.text(),
+            timeout,
+            lambda: f"{needle!r} ({self._state()}) in:\n{self.text()}",
+            0.1,
+        )
 
     def close(self) -> None:
         """Closes the reading end: from now on the writer writes to a closed pipe."""
@@ -151,7 +167,7 @@ class Launcher:
             argv, env=_env(), stdin=subprocess.DEVNULL, stdout=write, stderr=write
         )
         os.close(write)
-        self.output = Output(read)
+        self.output = Output(read, self.process)
         self.seen: dict[tuple[int, int], str] = {}
 
     def processes(self) -> dict[tuple[int, int], str]:
@@ -176,7 +192,9 @@ class Launcher:
         self.process.send_signal(signal.SIGINT)
         code = self.process.wait(90)
         wait_until(
-            lambda: not running(self.seen), 30, f"its processes to end: {running(self.seen)}"
+            lambda: not running(self.seen),
+            30,
+            lambda: f"its processes to end: {running(self.seen)}",
         )
         return code
 

@@ -3,7 +3,11 @@ gRPC (GetStatus, GetResult) and REST (the ``waiting`` field of /status and /resu
 
 from __future__ import annotations
 
+import itertools
+import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -15,6 +19,8 @@ from services.launcher.platform import Platform
 from tests.support import GrpcClient, RestClient, wait_until
 
 pytestmark = pytest.mark.integration
+
+QUEUED = common_pb2.TASK_STATUS_QUEUED
 
 
 def _sleep(seconds: float) -> float:
@@ -160,3 +166,52 @@ def test_local_mode_running_task_is_not_silent(make_platform) -> None:  # type: 
     assert reply.heartbeat_age.ToTimedelta().total_seconds() < 3
     (stats,) = client.workers().values()
     assert stats.heartbeat_age.ToTimedelta().total_seconds() < 3
+
+
+def test_a_watch_streams_each_new_reason_to_wait(make_platform) -> None:  # type: ignore[no-untyped-def]
+    """WatchTask sends a task's state again when the reason it waits changes, not only its
+    status, and `faas watch` prints each: no worker, then a worker without its label, then one
+    with it (the task runs, and the watch ends with it)."""
+    platform: Platform = make_platform(workers=0, worker_processes=1)
+    client = GrpcClient(platform)
+    request = gateway_pb2.ExecuteFunctionRequest(
+        function_id=client.register(_sleep), payload=dill.dumps(((0.0,), {}))
+    )
+    request.placement.labels["gpu"] = "h200"
+    task_id = client.stub.ExecuteFunction(request, timeout=10).task_id
+    _until_reason(client, task_id, "WAIT_REASON_NO_WORKERS")
+    stream = client.stub.WatchTask(gateway_pb2.WatchTaskRequest(task_id=task_id), timeout=120)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "faas", "watch", task_id],
+        env={**os.environ, "FAAS_TARGET": platform.gateway_target},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen = [next(stream).task]
+        assert (seen[0].status, seen[0].wait_reason) == (QUEUED, common_pb2.WAIT_REASON_NO_WORKERS)
+        platform.add_worker()  # no gpu label
+        while seen[-1].wait_reason != common_pb2.WAIT_REASON_NO_MATCHING_WORKER:
+            seen.append(next(stream).task)  # within the gateway's recheck (2 s)
+        assert all(state.status == QUEUED for state in seen)
+        assert "gpu" in seen[-1].wait_message
+        reasons = [state.wait_reason for state in seen]
+        assert all(a != b for a, b in itertools.pairwise(reasons)), reasons  # each one news
+
+        gpu = platform.new_worker(1)
+        gpu.argv += ["--label", "gpu=h200"]
+        gpu.start()
+        ended = [state.task for state in stream][-1]
+        assert ended.status == common_pb2.TASK_STATUS_COMPLETED and ended.worker_id == gpu.name
+        out, err = cli.communicate(timeout=60)
+    finally:
+        stream.cancel()
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert cli.returncode == 0, err
+    lines = out.splitlines()
+    assert "NO_WORKERS: no worker is connected" in lines[0], out
+    assert any("NO_MATCHING_WORKER" in line and "gpu" in line for line in lines), out
+    assert "COMPLETED" in lines[-2] and lines[-1] == "0.0", out

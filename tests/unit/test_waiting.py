@@ -47,6 +47,10 @@ def test_queued_reasons() -> None:
     label = explain(_record("QUEUED", pending_reason="no worker has gpu"), _report(), NOW)
     assert label is not None and label.reason == common_pb2.WAIT_REASON_NO_MATCHING_WORKER
     assert label.message == "no worker has gpu"
+    # The dispatcher records a reason with no worker connected too: no workers comes first.
+    alone = _record("QUEUED", pending_reason="no worker is connected")
+    unmatched = explain(alone, _report(workers=0, slots=0), NOW)
+    assert unmatched is not None and unmatched.reason == common_pb2.WAIT_REASON_NO_WORKERS
     for report in (Presence(), _report(updated_ms=NOW - 60_000)):
         silent = explain(queued, report, NOW)
         assert silent is not None and silent.reason == common_pb2.WAIT_REASON_DISPATCHER_SILENT
@@ -68,6 +72,13 @@ def test_running_reasons() -> None:
     gone = explain(running, _report(), NOW)
     assert gone is not None and gone.reason == common_pb2.WAIT_REASON_WORKER_SILENT
     assert gone.heartbeat_age_ms is None
+    # A report made before the task started cannot know a worker that joined since.
+    joined = _record("RUNNING", worker_id="w2", started_ms=NOW - 100)
+    new = explain(joined, _report(updated_ms=NOW - 300), NOW)
+    assert new is not None and new.reason == common_pb2.WAIT_REASON_RUNNING
+    assert (new.worker_id, new.heartbeat_age_ms) == ("w2", None)
+    after = explain(joined, _report(updated_ms=NOW - 50), NOW)
+    assert after is not None and after.reason == common_pb2.WAIT_REASON_WORKER_SILENT
 
 
 def test_ended_tasks_say_nothing_and_apply_sets_the_fields() -> None:

@@ -73,6 +73,7 @@ def task_json(info: TaskInfo, outcome: Outcome | None = None) -> dict[str, Any]:
         "result": None,
         "result_repr": None,
         "error": None,
+        "waiting": wait_json(info.waiting),
     }
     if outcome is not None and not outcome.failed:
         document["result"] = _jsonable(outcome.value)
@@ -109,10 +110,13 @@ def wait_text(waiting: WaitInfo) -> str:
 
 
 def task_line(info: TaskInfo) -> str:
-    """One line for ``faas watch``: time, status, attempt and worker."""
+    """One line for ``faas watch``: time, status, attempt and worker, and why it waits."""
     when = datetime.now().astimezone().strftime("%H:%M:%S.%f")[:-3]
     where = f"  attempt {info.attempts} on {info.worker_id}" if info.worker_id else ""
-    return f"{when}  {info.status:<9}{where}"
+    why = ""
+    if info.waiting is not None and info.waiting.reason != "RUNNING":  # its status says that
+        why = f"  {info.waiting.reason}: {info.waiting.message}"
+    return f"{when}  {info.status:<9}{where}{why}"
 
 
 def workers_json(report: WorkersReport) -> dict[str, Any]:

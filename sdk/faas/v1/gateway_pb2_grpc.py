@@ -158,7 +158,8 @@ class GatewayServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchTask(self, request, context):
-        """Streams the task's state on every status change, ending after the terminal one.
+        """Streams the task's state on every status change and every change of its wait_reason
+        (checked at least every few seconds), ending after the terminal one.
         Fails with NOT_FOUND, UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -60,7 +60,8 @@ class GatewayServiceStub:
     that long for the task to end (a long poll). Fails with NOT_FOUND, UNAVAILABLE.
     """
     WatchTask: _grpc.UnaryStreamMultiCallable[_gateway_pb2.WatchTaskRequest, _gateway_pb2.WatchTaskResponse]
-    """Streams the task's state on every status change, ending after the terminal one.
+    """Streams the task's state on every status change and every change of its wait_reason
+    (checked at least every few seconds), ending after the terminal one.
     Fails with NOT_FOUND, UNAVAILABLE.
     """
     WatchTasks: _grpc.StreamStreamMultiCallable[_gateway_pb2.WatchTasksRequest, _gateway_pb2.WatchTasksResponse]
@@ -127,7 +128,8 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     that long for the task to end (a long poll). Fails with NOT_FOUND, UNAVAILABLE.
     """
     WatchTask: _aio.UnaryStreamMultiCallable[_gateway_pb2.WatchTaskRequest, _gateway_pb2.WatchTaskResponse]  # type: ignore[assignment]
-    """Streams the task's state on every status change, ending after the terminal one.
+    """Streams the task's state on every status change and every change of its wait_reason
+    (checked at least every few seconds), ending after the terminal one.
     Fails with NOT_FOUND, UNAVAILABLE.
     """
     WatchTasks: _aio.StreamStreamMultiCallable[_gateway_pb2.WatchTasksRequest, _gateway_pb2.WatchTasksResponse]  # type: ignore[assignment]
@@ -227,7 +229,8 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.WatchTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_gateway_pb2.WatchTaskResponse], _abc.AsyncIterator[_gateway_pb2.WatchTaskResponse]]:
-        """Streams the task's state on every status change, ending after the terminal one.
+        """Streams the task's state on every status change and every change of its wait_reason
+        (checked at least every few seconds), ending after the terminal one.
         Fails with NOT_FOUND, UNAVAILABLE.
         """
 
