@@ -278,7 +278,9 @@ def test_what_it_started_dies_with_a_killed_launcher(launch: LaunchFactory) -> N
     assert "-m services.gateway " in commands and "-m services.gateway.rest" in commands, commands
     os.kill(launcher.process.pid, signal.SIGKILL)
     assert launcher.process.wait(30) == -signal.SIGKILL
-    wait_until(lambda: not running(started), 30, f"its processes to die: {running(started)}")
+    wait_until(
+        lambda: not running(started), 30, lambda: f"its processes to die: {running(started)}"
+    )
 
 
 @pytest.mark.fault
@@ -299,7 +301,9 @@ def test_a_service_that_keeps_dying_stops_the_platform_with_its_log(launch: Laun
 
     wait_until(kill_the_rest_shim, 120, "the launcher to give up on the REST shim", 0.1)
     code = launcher.process.wait(90)
-    wait_until(lambda: not running(launcher.seen), 30, f"its processes: {running(launcher.seen)}")
+    wait_until(
+        lambda: not running(launcher.seen), 30, lambda: f"its processes: {running(launcher.seen)}"
+    )
     text = launcher.output.text()
     assert code == 1, text
     assert len(killed) == 5, (killed, text)
