@@ -68,12 +68,15 @@ def _running(record: TaskRecord, presence: Presence, now_ms: int) -> Wait:
     worker = record.worker_id
     beat = presence.heartbeats.get(worker)
     if beat is None and presence.updated_ms < record.started_ms:
-        # The dispatcher's report predates the start: a worker that just joined is not in it.
+        # The dispatcher's report predates the start, so a worker that joined since is not in
+        # it; the dispatcher gave it the task then, connected: heard from at the start.
+        age = max(now_ms - record.started_ms, 0)
         return Wait(
             common_pb2.WAIT_REASON_RUNNING,
             record.started_ms,
-            f"running on worker {worker}",
+            f"running on worker {worker} (started {age / 1000:.1f}s ago)",
             worker,
+            age,
         )
     if beat is None:
         return Wait(

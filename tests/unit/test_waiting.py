@@ -76,7 +76,7 @@ def test_running_reasons() -> None:
     joined = _record("RUNNING", worker_id="w2", started_ms=NOW - 100)
     new = explain(joined, _report(updated_ms=NOW - 300), NOW)
     assert new is not None and new.reason == common_pb2.WAIT_REASON_RUNNING
-    assert (new.worker_id, new.heartbeat_age_ms) == ("w2", None)
+    assert (new.worker_id, new.heartbeat_age_ms) == ("w2", 100)  # heard from at its start
     after = explain(joined, _report(updated_ms=NOW - 50), NOW)
     assert after is not None and after.reason == common_pb2.WAIT_REASON_WORKER_SILENT
 
