@@ -5,6 +5,7 @@ the job with CODE_NOT_IMPORTABLE and a message that names it (real child process
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import multiprocessing
 import sys
@@ -24,6 +25,7 @@ from services.common.pool import Job, Outcome, ProcessPool
 COMPLETED = common_pb2.TASK_STATUS_COMPLETED
 FAILED = common_pb2.TASK_STATUS_FAILED
 NOT_IMPORTABLE = common_pb2.FAILURE_CAUSE_CODE_NOT_IMPORTABLE
+TIMEOUT = common_pb2.FAILURE_CAUSE_TIMEOUT
 WAIT = 20.0  # generous ceiling for a child to start and answer
 
 
@@ -84,6 +86,9 @@ async def outcomes_of(jobs: list[Job], **options: Any) -> list[Outcome]:
     found = []
     async with ProcessPool(1, queue.put_nowait, **options) as pool:
         for item in jobs:
+            async with asyncio.timeout(WAIT):
+                while not pool.accepting:  # a child killed by the last job is being replaced
+                    await asyncio.sleep(0.01)
             pool.submit(item)
             found.append(await asyncio.wait_for(queue.get(), WAIT))
     return found
@@ -156,3 +161,70 @@ def test_a_module_whose_own_import_fails(tmp_path: Path) -> None:
         "ModuleNotFoundError: No module named 'faas_no_such_dependency_xyz'"
     )
     assert "install what" in outcome.message
+
+
+def slow_to_import(folder: Path, seconds: float) -> dict[str, bytes]:
+    """Its functions ``quick`` and ``nap``, pickled by reference to a module whose import sleeps
+    ``seconds`` (in the children only: here it is imported before the sleep is written in)."""
+    name = f"faas_heavy_{uuid.uuid4().hex[:8]}"
+    body = textwrap.dedent(
+        """
+        import time
+
+        def quick(x):
+            return x
+
+        def nap(x):
+            time.sleep(x)
+            return x
+        """
+    )
+    module = write_module(folder, name, body)
+    try:
+        payloads = {fn: dill.dumps(getattr(module, fn)) for fn in ("quick", "nap")}
+    finally:
+        sys.modules.pop(name, None)
+    assert all(b"_create_function" not in p and name.encode() in p for p in payloads.values())
+    (folder / f"{name}.py").write_text(f"import time\ntime.sleep({seconds})\n{body}")
+    return payloads
+
+
+def timed(payload: bytes, args: tuple[Any, ...], timeout: float, function_id: str) -> Job:
+    return dataclasses.replace(job(payload, args, function_id), timeout=timeout)
+
+
+@pytest.mark.parametrize("queue_depth", [1, 4])
+def test_the_import_of_a_heavy_module_is_not_counted_in_the_time_limit(
+    tmp_path: Path, queue_depth: int
+) -> None:
+    # Its import takes twice the time limit: the first job of a fresh child loads it, and the
+    # limit counts the function's run, not its loading.
+    heavy = slow_to_import(tmp_path / "lib", 1.0)
+    jobs = [
+        timed(heavy["quick"], (7,), 0.5, "quick"),
+        timed(heavy["nap"], (30,), 0.5, "nap"),  # the run itself is still limited
+        timed(heavy["nap"], (0,), 0.5, "nap"),
+    ]
+    code_path = [str(tmp_path / "lib")]
+    first, overrun, after = asyncio.run(
+        outcomes_of(jobs, code_path=code_path, queue_depth=queue_depth)
+    )
+    assert first.status == COMPLETED, first.message
+    assert dill.loads(first.result) == 7
+    assert (overrun.status, overrun.cause) == (FAILED, TIMEOUT), overrun.message
+    assert overrun.message == "task exceeded its time limit of 0.5 s"
+    # The killed child's replacement imports the module again, and still runs the job.
+    assert after.status == COMPLETED, after.message
+
+
+def test_a_load_longer_than_the_grace_times_out_saying_so(tmp_path: Path) -> None:
+    heavy = slow_to_import(tmp_path / "lib", 60.0)
+    jobs = [timed(heavy["quick"], (7,), 0.3, "quick"), job(dill.dumps(abs), (-2,), "abs")]
+    stuck, after = asyncio.run(outcomes_of(jobs, code_path=[str(tmp_path / "lib")], load_grace=0.5))
+    assert (stuck.status, stuck.cause) == (FAILED, TIMEOUT), stuck.message
+    assert stuck.message.startswith(
+        "task exceeded its time limit of 0.3 s: its function was still loading (unpickling it, "
+        "importing its modules) after 0."
+    ), stuck.message
+    assert isinstance(dill.loads(stuck.result), TimeoutError)
+    assert (after.status, dill.loads(after.result)) == (COMPLETED, 2)

@@ -137,8 +137,9 @@ def _user_name() -> str:
 class _Runner:
     """The functions a child holds, and how it runs one job of a request."""
 
-    def __init__(self, config: proto.ChildConfig) -> None:
+    def __init__(self, config: proto.ChildConfig, loaded: Callable[[str, int], None]) -> None:
         self._config = config
+        self._loaded = loaded  # (attempt id, microseconds): a job's loading took time
         self._owner = os.getpid()
         self._functions: dict[str, Callable[..., Any]] = {}
         # function id -> the failure of its last payload, for jobs sent on without one.
@@ -165,6 +166,7 @@ class _Runner:
             self._owner,
             self._config,
             memory,
+            loaded=lambda seconds: self._loaded(attempt_id, round(seconds * 1_000_000)),
         )
         if function_payload is not None:
             self._broken.pop(function_id, None)
@@ -215,16 +217,26 @@ def child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
     # After our own imports: users' modules shadow none of them.
     use_code_path([_code_path_in_use.get(folder, folder) for folder in config.code_path])
-    runner = _Runner(config)
+    bell = _Doorbell(doorbell) if doorbell is not None else None
+
+    def loaded(attempt_id: str, microseconds: int) -> None:
+        frame = (proto.LOADED, attempt_id, microseconds)
+        if bell is None:
+            _send(conn, frame)
+        else:  # rung at once: the parent moves the job's time limit now, not at its next read
+            bell.send(conn, proto.encode(frame))
+            bell.ring(force=True)
+
+    runner = _Runner(config, loaded)
     _limits.prepare_cpu_limit()  # a job may bring a CPU limit of its own
     if config.max_memory_bytes > 0:  # last: what we map now is ours, the allowance the jobs'
         _limits.limit_memory(config.max_memory_bytes)
     try:
         _send(conn, (proto.READY,))
-        if doorbell is None:
+        if bell is None:
             _serve_one_at_a_time(conn, runner, streams)
         else:
-            _serve_queue(conn, runner, streams, _Doorbell(doorbell), marker_fd, config)
+            _serve_queue(conn, runner, streams, bell, marker_fd, config)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # The parent has gone or closed the pipe: nothing left to do.
 
@@ -351,10 +363,17 @@ def _run(
     owner: int,
     config: proto.ChildConfig,
     own_memory: int = 0,
+    loaded: Callable[[float], None] | None = None,
 ) -> _Reply:
-    """Runs one job; ``own_memory`` is its own memory limit in bytes (0: the child's maximum)."""
+    """Runs one job; ``own_memory`` is its own memory limit in bytes (0: the child's maximum).
+
+    ``loaded`` is told how many seconds loading the function and arguments took, when that
+    unpickled a function payload or imported a module: the job's time limit starts after it.
+    """
     limit = config.max_result_bytes
     memory = own_memory or config.max_memory_bytes
+    modules = len(sys.modules)
+    began = time.monotonic()
     try:
         fn = _load_function(functions, function_id, function_payload, config.code_path)
         args, kwargs = _load_arguments(args_payload, config.code_path)
@@ -364,6 +383,8 @@ def _run(
         return _failure(
             rejected.kind, rejected.error, rejected.context, limit=limit, message=rejected.message
         )
+    if loaded is not None and (function_payload is not None or len(sys.modules) != modules):
+        loaded(time.monotonic() - began)
     try:
         value = fn(*args, **kwargs)
     except MemoryError as exc:

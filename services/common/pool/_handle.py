@@ -84,6 +84,9 @@ class ChildHandle:
         self.waiting_bytes = 0
         self.request_bytes: dict[str, int] = {}
         self.timer: asyncio.TimerHandle | None = None
+        self.started_at = 0.0  # when the running job started (the loop's clock)
+        # Attempts sent with their function's payload that have not said they loaded it.
+        self.loading: set[str] = set()
         # Set only for children launched by ProcessPool.start(), which awaits them.
         self.ready_waiter: asyncio.Future[None] | None = None
         self._functions: OrderedDict[str, None] = OrderedDict()

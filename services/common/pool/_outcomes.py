@@ -37,9 +37,15 @@ def from_reply(job: Job, done: proto.Done, output: str) -> Outcome:
     return _failed(job, _CAUSES[done.kind], done.result, done.message, done.traceback, output)
 
 
-def timed_out(job: Job, output: str) -> Outcome:
-    """The outcome of a job whose child was killed for exceeding ``job.timeout``."""
+def timed_out(job: Job, output: str, *, loading_for: float | None = None) -> Outcome:
+    """The outcome of a job whose child was killed for exceeding ``job.timeout``; given
+    ``loading_for``, it was still loading its function after that many seconds."""
     message = f"task exceeded its time limit of {job.timeout:g} s"
+    if loading_for is not None:
+        message += (
+            f": its function was still loading (unpickling it, importing its modules) after "
+            f"{loading_for:.1f} s"
+        )
     error = pickle.dumps(TimeoutError(message), protocol=proto.PICKLE_PROTOCOL)
     return _failed(job, common_pb2.FAILURE_CAUSE_TIMEOUT, error, message, "", output)
 

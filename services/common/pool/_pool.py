@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 # Pause before starting another child when the last one failed to start, so a broken
 # environment does not become a hot loop of doomed processes.
 _RESTART_DELAY = 1.0
+# How long loading a function (unpickling it, importing its module) may take on top of a job's
+# time limit, the first time a child runs it: under the dispatcher's --timeout-grace-seconds
+# (10 s by default), which it must fit in.
+LOAD_GRACE_SECONDS = 5.0
 # Requests a busy child has not read beyond which a frame to it is written off the loop: the
 # pipe holds about 200 KiB, and the child reads only once it has run what it holds.
 _BUSY_PIPE_BYTES = 64 * 1024
@@ -50,8 +54,11 @@ class ProcessPool:
     its outcomes come back in chunks, so a burst of short jobs costs a wake-up of the loop per
     chunk, not per job. ``on_started`` (when given) is called on the loop thread with the
     attempt ids of jobs that began running, each once and before its outcome. A job's time
-    limit counts from its start. When a child dies or overruns, only the job it was running
-    fails; the jobs queued behind it never started, and go to other children.
+    limit counts from its start, not counting (up to ``load_grace`` s) the time its child took
+    to load its function and arguments (unpickling, importing their modules): the first job of a
+    function in a child does not time out for the import of a heavy module. When a child dies
+    or overruns, only the job it was running fails; the jobs queued behind it never started,
+    and go to other children.
 
     A job whose serialized result is over ``max_result_bytes`` fails (``RESULT_TOO_LARGE``);
     the child checks before sending, so such a result never crosses the pipe. Each outcome
@@ -91,6 +98,7 @@ class ProcessPool:
         run_as: proto.RunAs | None = None,
         max_memory_bytes: int = 0,
         max_cpu_seconds: float = 0.0,
+        load_grace: float = LOAD_GRACE_SECONDS,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
@@ -106,6 +114,8 @@ class ProcessPool:
             raise ValueError(f"max_memory_bytes must be at least 0, got {max_memory_bytes}")
         if max_cpu_seconds < 0:
             raise ValueError(f"max_cpu_seconds must be at least 0, got {max_cpu_seconds}")
+        if load_grace < 0:
+            raise ValueError(f"load_grace must be at least 0, got {load_grace}")
         self._size = size
         self._on_outcome = on_outcome
         self._on_slot_ready = on_slot_ready
@@ -120,6 +130,7 @@ class ProcessPool:
         self._run_as = run_as
         self._max_memory_bytes = max_memory_bytes
         self._max_cpu_seconds = max_cpu_seconds
+        self._load_grace = load_grace
         home = run_as.home if run_as is not None else None
         self._environment = child_environment(os.environ, pass_env, home)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -274,6 +285,8 @@ class ProcessPool:
         )
         size = len(job.args_payload) + (len(payload) if payload is not None else 0)
         child.jobs.append(job)
+        if send_function:
+            child.loading.add(job.attempt_id)
         logger.debug("attempt %s of task %s goes to %s", job.attempt_id, job.task_id, child.name)
         if len(child.jobs) == 1:
             self._started(child, job)
@@ -297,11 +310,17 @@ class ProcessPool:
         )
 
     def _started(self, child: ChildHandle, job: Job) -> None:
-        """``job`` is now the one ``child`` runs: its capture, time limit and start notice."""
+        """``job`` is now the one ``child`` runs: its capture, time limit and start notice.
+
+        A job that brings its function's payload loads it first: until its child says how long
+        that took (a LOADED frame), it may run ``load_grace`` s past its time limit.
+        """
         child.output.begin()
+        loop = self._require_loop()
+        child.started_at = loop.time()
         if job.timeout is not None and job.timeout > 0:
-            loop = self._require_loop()
-            child.timer = loop.call_later(job.timeout, self._on_timeout, child, job)
+            allowed = job.timeout + (self._load_grace if job.attempt_id in child.loading else 0.0)
+            child.timer = loop.call_later(allowed, self._on_timeout, child, job)
         if self._on_started is not None:
             self._starts[job.attempt_id] = None
             if not self._starts_scheduled:
@@ -569,8 +588,25 @@ class ProcessPool:
                 self._read_off_loop(child)
             else:
                 self._on_readable(child)
+        elif isinstance(frame, proto.Loaded):
+            self._on_loaded(child, frame)
         else:
             self._on_done(child, frame)
+
+    def _on_loaded(self, child: ChildHandle, loaded: proto.Loaded) -> None:
+        """The running job's time limit counts from its start plus its loading (at most
+        ``load_grace`` s)."""
+        job = child.running
+        if job is None or loaded.attempt_id != job.attempt_id:
+            self._broke_protocol(child, f"LOADED for unexpected attempt {loaded.attempt_id}")
+            return
+        child.loading.discard(job.attempt_id)
+        if child.timer is None or job.timeout is None:
+            return
+        child.cancel_timer()
+        took = min(loaded.microseconds / 1_000_000, self._load_grace)
+        deadline = child.started_at + job.timeout + took
+        child.timer = self._require_loop().call_at(deadline, self._on_timeout, child, job)
 
     def _on_ready(self, child: ChildHandle) -> None:
         if child.ready:
@@ -596,6 +632,7 @@ class ProcessPool:
             return
         child.jobs.popleft()
         child.cancel_timer()
+        child.loading.discard(job.attempt_id)
         if done.kind in (proto.BAD_FUNCTION, proto.NOT_IMPORTABLE):
             child.forget_function(job.function_id)
         output = child.output.take_finished()
@@ -609,17 +646,22 @@ class ProcessPool:
     def _on_timeout(self, child: ChildHandle, job: Job) -> None:
         child.timer = None
         if child.doorbell is not None:
-            self._read_all(child)  # the job may have ended since the last ring
+            self._read_all(child)  # the job may have ended (or loaded) since the last ring
         if child.retired or child.running is not job or child.reading_off_loop:
             return
+        if child.timer is not None:
+            return  # a LOADED frame just read moved the limit
+        loading = job.attempt_id in child.loading
         logger.warning(
-            "attempt %s exceeded its time limit of %g s; killing %s",
+            "attempt %s exceeded its time limit of %g s%s; killing %s",
             job.attempt_id,
             job.timeout,
+            " while loading its function" if loading else "",
             child.name,
         )
+        elapsed = self._require_loop().time() - child.started_at
         output = self._retire(child, report=False)
-        self._deliver(outcomes.timed_out(job, output))
+        self._deliver(outcomes.timed_out(job, output, loading_for=elapsed if loading else None))
 
     def _broke_protocol(self, child: ChildHandle, reason: str) -> None:
         logger.error("%s broke the pool protocol (%s); killing it", child.name, reason)

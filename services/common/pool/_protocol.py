@@ -16,6 +16,9 @@ Child to parent:
     ``(READY,)`` once, when the child can take work.
     ``(LARGE, size)`` announces that the next frame is ``size`` bytes, so the parent reads it
     off the loop: a frame over ``LARGE_FRAME_BYTES``, or (queued jobs) over ``RING_BYTES``.
+    ``(LOADED, attempt_id, microseconds)`` when a job has loaded its function and arguments
+    and the loading unpickled a function payload or imported a module (the time it took), so
+    the parent counts the job's time limit from there (the doorbell is rung at once).
     ``(DONE, attempt_id, kind, result, message, traceback)`` once per job, written as soon as
     the job ends, so an outcome outlives a death of the child during a later job.
 
@@ -54,6 +57,7 @@ END: Final = b"E"
 
 READY: Final = "ready"
 LARGE: Final = "large"
+LOADED: Final = "loaded"
 DONE: Final = "done"
 
 # How a job ended, as the child sees it; the parent maps these to FailureCause values.
@@ -146,6 +150,14 @@ class Large:
 
 
 @dataclass(frozen=True, slots=True)
+class Loaded:
+    """The child loaded a job's function and arguments, which took ``microseconds``."""
+
+    attempt_id: str
+    microseconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """The child finished a job; ``kind`` is one of ``KINDS``."""
 
@@ -156,7 +168,7 @@ class Done:
     traceback: str
 
 
-Frame = Ready | Large | Done
+Frame = Ready | Large | Loaded | Done
 
 
 def encode(message: tuple[object, ...]) -> bytes:
@@ -184,6 +196,8 @@ def decode_child_frame(data: bytes) -> Frame:
             return Ready()
         case (str() as tag, int() as size) if tag == LARGE and size >= 0:
             return Large(size)
+        case (str() as tag, str() as attempt_id, int() as micros) if tag == LOADED and micros >= 0:
+            return Loaded(attempt_id, micros)
         case (
             str() as tag,
             str() as attempt_id,
