@@ -601,9 +601,9 @@ class ProcessPool:
             self._broke_protocol(child, f"LOADED for unexpected attempt {loaded.attempt_id}")
             return
         child.loading.discard(job.attempt_id)
-        if child.timer is None or job.timeout is None:
+        if job.timeout is None or job.timeout <= 0:
             return
-        child.cancel_timer()
+        child.cancel_timer()  # none when its timer is firing: _on_timeout sees the new one
         took = min(loaded.microseconds / 1_000_000, self._load_grace)
         deadline = child.started_at + job.timeout + took
         child.timer = self._require_loop().call_at(deadline, self._on_timeout, child, job)
@@ -645,8 +645,7 @@ class ProcessPool:
 
     def _on_timeout(self, child: ChildHandle, job: Job) -> None:
         child.timer = None
-        if child.doorbell is not None:
-            self._read_all(child)  # the job may have ended (or loaded) since the last ring
+        self._read_all(child)  # the job may have ended (or loaded) since the loop last read
         if child.retired or child.running is not job or child.reading_off_loop:
             return
         if child.timer is not None:
