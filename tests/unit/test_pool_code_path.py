@@ -83,12 +83,13 @@ def job(function_payload: bytes, args: tuple[Any, ...], function_id: str = "fn")
 async def outcomes_of(jobs: list[Job], **options: Any) -> list[Outcome]:
     """Runs ``jobs`` one after another on a one-process pool; their outcomes."""
     queue: asyncio.Queue[Outcome] = asyncio.Queue()
+    slot = asyncio.Event()
     found = []
-    async with ProcessPool(1, queue.put_nowait, **options) as pool:
+    async with ProcessPool(1, queue.put_nowait, on_slot_ready=slot.set, **options) as pool:
         for item in jobs:
-            async with asyncio.timeout(WAIT):
-                while not pool.accepting:  # a child killed by the last job is being replaced
-                    await asyncio.sleep(0.01)
+            while not pool.accepting:  # a child killed by the last job is being replaced
+                slot.clear()
+                await asyncio.wait_for(slot.wait(), WAIT)
             pool.submit(item)
             found.append(await asyncio.wait_for(queue.get(), WAIT))
     return found
